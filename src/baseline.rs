@@ -1,0 +1,2 @@
+//! Kernel IPC baselines behind one trait (feature `baseline`). Filled in by
+//! the benchmark work.

@@ -1,0 +1,623 @@
+//! What every endpoint does, whatever its ring: create or open the region,
+//! the init handshake, attach to an endpoint slot (taking its liveness lock),
+//! detach, and remove the segment when the last endpoint leaves.
+
+use std::ops::Range;
+#[cfg_attr(loom, allow(unused_imports))]
+use std::time::{Duration, Instant};
+
+use crate::error::OpenError;
+#[cfg_attr(loom, allow(unused_imports))]
+use crate::layout::{
+    EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LAYOUT_HASH, LOCK_INIT, MAGIC,
+    STATE_READY, VERSION,
+};
+use crate::notify::{self, Backend, Stats, WaitCfg};
+use crate::options::Options;
+use crate::region::Mem;
+use crate::sync::Ordering;
+
+/// Which side of a ring an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Producer,
+    Consumer,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        }
+    }
+}
+
+/// Element type of a typed channel: size, alignment and a fingerprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct TypeInfo {
+    pub size: u32,
+    pub align: u32,
+    pub fingerprint: u64,
+}
+
+impl std::fmt::Display for TypeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == TypeInfo::default() {
+            f.write_str("raw bytes")
+        } else {
+            write!(
+                f,
+                "size {} align {} fingerprint {:#x}",
+                self.size, self.align, self.fingerprint
+            )
+        }
+    }
+}
+
+/// What a caller wants: the ring kind and geometry and the element type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    pub kind: Kind,
+    pub ty: TypeInfo,
+}
+
+pub(crate) fn geometry(spec: &Spec, opts: &Options) -> Result<Geometry, OpenError> {
+    Ok(match spec.kind {
+        Kind::Spsc => {
+            opts.check_spsc()?;
+            Geometry {
+                kind: Kind::Spsc,
+                capacity: opts.capacity,
+                slot_size: 0,
+                max_producers: 1,
+                max_consumers: 1,
+            }
+        }
+        Kind::Mpmc => {
+            opts.check_mpmc()?;
+            Geometry {
+                kind: Kind::Mpmc,
+                capacity: opts.slots,
+                slot_size: opts.slot_size as u32,
+                max_producers: opts.max_producers,
+                max_consumers: opts.max_consumers,
+            }
+        }
+    })
+}
+
+fn creation_backend(opts: &Options) -> Backend {
+    opts.wait.backend().unwrap_or(Backend::Futex)
+}
+
+/// Writes a fresh header; READY is stored last, with Release.
+fn init_header(mem: &Mem, spec: &Spec, backend: Backend, mode: u32) {
+    let geo = *mem.geometry();
+    let m = &mem.header().meta;
+    // Relaxed stores: all published by the Release store of READY below.
+    m.magic.store(MAGIC, Ordering::Relaxed);
+    m.version.store(VERSION, Ordering::Relaxed);
+    m.kind.store(geo.kind.to_raw(), Ordering::Relaxed);
+    m.layout_hash.store(LAYOUT_HASH, Ordering::Relaxed);
+    m.wake.store(backend.to_raw(), Ordering::Relaxed);
+    m.capacity.store(geo.capacity, Ordering::Relaxed);
+    m.slot_size.store(geo.slot_size, Ordering::Relaxed);
+    m.max_producers.store(geo.max_producers, Ordering::Relaxed);
+    m.max_consumers.store(geo.max_consumers, Ordering::Relaxed);
+    m.total_size
+        .store(geo.total_size().unwrap_or(0), Ordering::Relaxed);
+    m.creator_pid.store(std::process::id(), Ordering::Relaxed);
+    m.mode.store(mode, Ordering::Relaxed);
+    m.type_size.store(spec.ty.size, Ordering::Relaxed);
+    m.type_align.store(spec.ty.align, Ordering::Relaxed);
+    m.type_fingerprint
+        .store(spec.ty.fingerprint, Ordering::Relaxed);
+    notify::init_word(&mem.header().not_empty);
+    notify::init_word(&mem.header().not_full);
+    if geo.kind == Kind::Mpmc {
+        crate::ring::mpmc::Slots::of(mem).init(mem);
+    }
+    // Release: pairs with the Acquire load of `state` in `open_shm`; every
+    // field above is visible to an opener that sees READY.
+    m.state.store(STATE_READY, Ordering::Release);
+}
+
+/// A heap region (both endpoints in this process).
+pub(crate) fn create_heap(spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
+    let geo = geometry(spec, opts)?;
+    let mem = Mem::heap(geo);
+    init_header(&mem, spec, creation_backend(opts), opts.mode);
+    Ok(mem)
+}
+
+/// Creates the named segment exclusively.
+#[cfg(not(loom))]
+pub(crate) fn create_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
+    use crate::shm::{CreateParams, Segment};
+    let geo = geometry(spec, opts)?;
+    let size = geo
+        .total_size()
+        .ok_or_else(|| OpenError::InvalidOptions("segment size overflows".into()))?;
+    let params = CreateParams {
+        size,
+        mode: opts.mode,
+    };
+    let seg = match Segment::create(name, &params) {
+        Err(OpenError::AlreadyExists { .. }) if opts.reclaim_stale && reclaim(name) => {
+            Segment::create(name, &params)?
+        }
+        r => r?,
+    };
+    // Hold the init lock while initialising: an opener that finds the segment
+    // not READY and this lock free knows the creator died.
+    let _ = seg.try_lock(LOCK_INIT);
+    let mem = Mem::shm(seg, geo);
+    init_header(&mem, spec, creation_backend(opts), opts.mode);
+    if let Some(seg) = mem.segment() {
+        seg.unlock(LOCK_INIT);
+    }
+    Ok(mem)
+}
+
+/// Removes `name` if it is stale (no live endpoint, not being initialised).
+#[cfg(not(loom))]
+fn reclaim(name: &str) -> bool {
+    match crate::inspect::inspect(name) {
+        Ok(info) if info.stale => crate::shm::remove(name).is_ok(),
+        _ => false,
+    }
+}
+
+/// Reads and validates the geometry of a READY header against `file_len`.
+pub(crate) fn read_geometry(
+    name: &str,
+    m: &crate::layout::Meta,
+    file_len: u64,
+) -> Result<(Geometry, Backend, TypeInfo), OpenError> {
+    let corrupted = |detail: String| OpenError::Corrupted {
+        name: name.to_owned(),
+        detail,
+    };
+    // Relaxed loads: ordered after the Acquire load of READY by the caller.
+    let magic = m.magic.load(Ordering::Relaxed);
+    if magic != MAGIC {
+        return Err(OpenError::NotShmq {
+            name: name.to_owned(),
+            detail: format!("bad magic {magic:#018x}"),
+        });
+    }
+    let version = m.version.load(Ordering::Relaxed);
+    let hash = m.layout_hash.load(Ordering::Relaxed);
+    if version != VERSION || hash != LAYOUT_HASH {
+        return Err(OpenError::VersionMismatch {
+            name: name.to_owned(),
+            found: version,
+            expected: VERSION,
+            found_hash: hash,
+            expected_hash: LAYOUT_HASH,
+        });
+    }
+    let raw_kind = m.kind.load(Ordering::Relaxed);
+    let kind =
+        Kind::from_raw(raw_kind).ok_or_else(|| corrupted(format!("unknown kind {raw_kind}")))?;
+    let geo = Geometry {
+        kind,
+        capacity: m.capacity.load(Ordering::Relaxed),
+        slot_size: m.slot_size.load(Ordering::Relaxed),
+        max_producers: m.max_producers.load(Ordering::Relaxed),
+        max_consumers: m.max_consumers.load(Ordering::Relaxed),
+    };
+    let ok = match kind {
+        Kind::Spsc => {
+            geo.capacity.is_power_of_two()
+                && (64..=1 << 40).contains(&geo.capacity)
+                && geo.slot_size == 0
+                && geo.max_producers == 1
+                && geo.max_consumers == 1
+        }
+        Kind::Mpmc => {
+            geo.capacity.is_power_of_two()
+                && (2..=1 << 24).contains(&geo.capacity)
+                && geo.slot_size % 8 == 0
+                && (24..=1 << 24).contains(&geo.slot_size)
+                && (1..=1024).contains(&geo.max_producers)
+                && (1..=1024).contains(&geo.max_consumers)
+        }
+    };
+    if !ok {
+        return Err(corrupted(format!("impossible geometry {geo:?}")));
+    }
+    let total = geo.total_size();
+    let recorded = m.total_size.load(Ordering::Relaxed);
+    if total != Some(file_len) || recorded != file_len {
+        return Err(corrupted(format!(
+            "header says {recorded} bytes (geometry {total:?}) but the file has {file_len}"
+        )));
+    }
+    let raw_wake = m.wake.load(Ordering::Relaxed);
+    let backend = Backend::from_raw(raw_wake)
+        .ok_or_else(|| corrupted(format!("unknown wake backend {raw_wake}")))?;
+    let ty = TypeInfo {
+        size: m.type_size.load(Ordering::Relaxed),
+        align: m.type_align.load(Ordering::Relaxed),
+        fingerprint: m.type_fingerprint.load(Ordering::Relaxed),
+    };
+    Ok((geo, backend, ty))
+}
+
+/// Opens the named segment and checks it is what `spec` asks for.
+#[cfg(not(loom))]
+pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
+    use crate::layout::Header;
+    use crate::shm::Segment;
+    let seg = Segment::open(name, opts.mode, size_of::<Header>() as u64)?;
+    // SAFETY: the file has at least a header's bytes (checked by open) and
+    // the mapping is page-aligned; every header field is an atomic.
+    let header = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
+    let start = Instant::now();
+    loop {
+        // Acquire: pairs with the creator's Release store of READY in
+        // `init_header`.
+        if header.meta.state.load(Ordering::Acquire) == STATE_READY {
+            break;
+        }
+        // Relaxed: a quick look for garbage while the creator may still be
+        // writing; the real check follows READY.
+        let magic = header.meta.magic.load(Ordering::Relaxed);
+        if magic != 0 && magic != MAGIC {
+            return Err(OpenError::NotShmq {
+                name: name.to_owned(),
+                detail: format!("bad magic {magic:#018x}"),
+            });
+        }
+        if start.elapsed() >= opts.open_timeout {
+            return Err(OpenError::Timeout {
+                name: name.to_owned(),
+                waited_ms: start.elapsed().as_millis(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (geo, backend, ty) = read_geometry(name, &header.meta, seg.len() as u64)?;
+    if geo.kind != spec.kind {
+        return Err(OpenError::KindMismatch {
+            name: name.to_owned(),
+            expected: spec.kind,
+            found: geo.kind,
+        });
+    }
+    if ty != spec.ty {
+        return Err(OpenError::TypeMismatch {
+            name: name.to_owned(),
+            expected: spec.ty.to_string(),
+            found: ty.to_string(),
+        });
+    }
+    if let Some(want) = opts.wait.backend() {
+        if opts.wait_explicit && want != backend {
+            return Err(OpenError::WaitMismatch {
+                name: name.to_owned(),
+                expected: want.name(),
+                found: backend.name(),
+            });
+        }
+    }
+    Ok(Mem::shm(seg, geo))
+}
+
+/// The open path's header checks (`read_geometry` and the spec checks) over
+/// a segment image in memory instead of a file. For fuzzing.
+#[cfg(not(loom))]
+#[allow(dead_code)]
+pub(crate) fn open_image(image: &[u8], spec: &Spec) -> Result<Mem, OpenError> {
+    use crate::layout::Header;
+    let name = "<image>";
+    if image.len() < size_of::<Header>() {
+        return Err(OpenError::NotShmq {
+            name: name.into(),
+            detail: "too small".into(),
+        });
+    }
+    // Copy the header into an aligned heap region first, so that we read it
+    // through the same atomics as a mapping. (No table, no data: exactly a
+    // header's bytes.)
+    let probe_geo = Geometry {
+        kind: Kind::Spsc,
+        capacity: 0,
+        slot_size: 0,
+        max_producers: 0,
+        max_consumers: 0,
+    };
+    let head = Mem::from_image(&image[..size_of::<Header>()], probe_geo);
+    // Acquire: as in `open_shm`.
+    if head.header().meta.state.load(Ordering::Acquire) != STATE_READY {
+        return Err(OpenError::Timeout {
+            name: name.into(),
+            waited_ms: 0,
+        });
+    }
+    let (geo, _backend, ty) = read_geometry(name, &head.header().meta, image.len() as u64)?;
+    if geo.kind != spec.kind {
+        return Err(OpenError::KindMismatch {
+            name: name.into(),
+            expected: spec.kind,
+            found: geo.kind,
+        });
+    }
+    if ty != spec.ty {
+        return Err(OpenError::TypeMismatch {
+            name: name.into(),
+            expected: spec.ty.to_string(),
+            found: ty.to_string(),
+        });
+    }
+    Ok(Mem::from_image(image, geo))
+}
+
+/// Creates the segment, or opens it if it exists (race-free: the loser of
+/// the `O_EXCL` race opens and waits for READY).
+#[cfg(not(loom))]
+pub(crate) fn open_or_create_shm(
+    name: &str,
+    spec: &Spec,
+    opts: &Options,
+) -> Result<Mem, OpenError> {
+    let mut last = None;
+    for _ in 0..16 {
+        match create_shm(name, spec, opts) {
+            Err(OpenError::AlreadyExists { .. }) => {}
+            r => return r,
+        }
+        match open_shm(name, spec, opts) {
+            // Removed between our create and open: try again.
+            Err(e @ OpenError::NotFound { .. }) => last = Some(e),
+            Err(OpenError::Timeout { .. }) if opts.reclaim_stale && reclaim(name) => {}
+            r => return r,
+        }
+    }
+    Err(last.unwrap_or(OpenError::NotFound {
+        name: name.to_owned(),
+    }))
+}
+
+#[cfg(loom)]
+fn no_segments_under_loom() -> OpenError {
+    OpenError::InvalidOptions(
+        "named segments are not modelled under loom; use heap channels".into(),
+    )
+}
+
+#[cfg(loom)]
+pub(crate) fn create_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
+    Err(no_segments_under_loom())
+}
+
+#[cfg(loom)]
+pub(crate) fn open_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
+    Err(no_segments_under_loom())
+}
+
+#[cfg(loom)]
+pub(crate) fn open_or_create_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
+    Err(no_segments_under_loom())
+}
+
+/// The endpoint-slot range of a role.
+pub(crate) fn role_range(geo: &Geometry, role: Role) -> Range<usize> {
+    let p = geo.max_producers as usize;
+    match role {
+        Role::Producer => 0..p,
+        Role::Consumer => p..p + geo.max_consumers as usize,
+    }
+}
+
+/// An attached endpoint: the region, our endpoint slot (whose liveness lock we
+/// hold), and what to do on drop.
+pub(crate) struct Attachment {
+    pub mem: Mem,
+    pub slot: usize,
+    pub role: Role,
+    /// Our `state` word value (generation | ATTACHED).
+    state: u32,
+    keep: bool,
+    pub wait: WaitCfg,
+    pub stats: Stats,
+    /// Set by the crash-simulation hooks: drop as if the process had died.
+    pub crashed: bool,
+}
+
+impl Attachment {
+    /// Takes a free endpoint slot of `role`.
+    pub(crate) fn attach(
+        mem: Mem,
+        role: Role,
+        opts: &Options,
+        name: &str,
+    ) -> Result<Attachment, OpenError> {
+        let geo = *mem.geometry();
+        let range = role_range(&geo, role);
+        // Relaxed: the backend was published with READY (Acquire at open) or
+        // written by this thread (heap).
+        let raw = mem.header().meta.wake.load(Ordering::Relaxed);
+        let backend = Backend::from_raw(raw).unwrap_or(Backend::Futex);
+        let wait = WaitCfg {
+            strategy: opts.wait,
+            spin: opts.spin,
+            check_every: opts.liveness_interval,
+            backend,
+        };
+        // Prefer never-used and cleanly detached slots over a dead endpoint's.
+        for pass in 0..2 {
+            for i in range.clone() {
+                let ep = mem.endpoint(i);
+                // Acquire: pairs with the Release state stores of the
+                // previous owner (detach) so we see its final claim record.
+                let old = ep.state.load(Ordering::Acquire);
+                let dead_owner = old & EP_MASK == EP_ATTACHED
+                    || (old & EP_MASK == crate::layout::EP_CRASHED && mem.is_heap());
+                let live_heap = old & EP_MASK == EP_ATTACHED && mem.is_heap();
+                if dead_owner != (pass == 1) || live_heap {
+                    // On the heap an ATTACHED slot is always a live endpoint.
+                    continue;
+                }
+                if !mem.lock_endpoint(i) {
+                    continue;
+                }
+                if geo.kind == Kind::Mpmc {
+                    let s = crate::ring::mpmc::Slots::of(&mem);
+                    // Relaxed: ordered after the Acquire state load above.
+                    let claim = ep.claiming.load(Ordering::Relaxed);
+                    if crate::ring::mpmc::claim_unresolved(&mem, &s, claim, role == Role::Producer)
+                    {
+                        mem.unlock_endpoint(i);
+                        continue;
+                    }
+                }
+                let new = (old & !EP_MASK).wrapping_add(4) | EP_ATTACHED;
+                // AcqRel: on the heap this CAS is the mutual exclusion (no
+                // locks); Release publishes our attachment to peers that load
+                // the state with Acquire.
+                if ep
+                    .state
+                    .compare_exchange(old, new, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    mem.unlock_endpoint(i);
+                    continue;
+                }
+                // Relaxed: display only.
+                ep.pid.store(std::process::id(), Ordering::Relaxed);
+                // Relaxed: the claim is resolved (checked above).
+                ep.claiming.store(0, Ordering::Relaxed);
+                if role == Role::Producer {
+                    let m = &mem.header().meta;
+                    // Relaxed: counters read only after Acquire state loads or
+                    // as hints; see `mpmc::Consumer` for their use.
+                    m.producers_seen.fetch_add(1, Ordering::Relaxed);
+                    if !dead_owner {
+                        // Release: pairs with consumers' Acquire load in the
+                        // disconnect check.
+                        m.live_producers.fetch_add(1, Ordering::Release);
+                    }
+                }
+                return Ok(Attachment {
+                    mem,
+                    slot: i,
+                    role,
+                    state: new,
+                    keep: opts.keep,
+                    wait,
+                    stats: Stats::default(),
+                    crashed: false,
+                });
+            }
+        }
+        Err(OpenError::Busy {
+            name: name.to_owned(),
+            role: role.name(),
+            max: range.len() as u32,
+        })
+    }
+
+    /// Whether any endpoint other than us holds its liveness lock.
+    fn others_alive(&self) -> bool {
+        let geo = self.mem.geometry();
+        (0..geo.endpoints()).any(|i| i != self.slot && self.mem.endpoint_alive(i))
+    }
+}
+
+impl Attachment {
+    /// Leaves the endpoint slot as a dying process would: attached, with its
+    /// claim record, but no longer alive. Segments: drop the lock (closing
+    /// the descriptor would do the same). Heap: mark the slot crashed.
+    pub(crate) fn simulate_crash(&mut self) {
+        self.crashed = true;
+        if self.mem.is_heap() {
+            let crashed = (self.state & !EP_MASK) | crate::layout::EP_CRASHED;
+            // Release: as a detach would.
+            self.mem
+                .endpoint(self.slot)
+                .state
+                .store(crashed, Ordering::Release);
+        } else {
+            self.mem.unlock_endpoint(self.slot);
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if self.crashed {
+            return;
+        }
+        let ep = self.mem.endpoint(self.slot);
+        let detached = (self.state & !EP_MASK) | EP_DETACHED;
+        // Release: pairs with the peer's Acquire state load in its disconnect
+        // check: everything we published before is visible once it sees
+        // DETACHED.
+        let was_ours = ep
+            .state
+            .compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if was_ours && self.role == Role::Producer {
+            // Release: pairs with the consumers' Acquire load of the count.
+            self.mem
+                .header()
+                .meta
+                .live_producers
+                .fetch_sub(1, Ordering::Release);
+        }
+        // Whoever sleeps must notice the detach now, not at its next check.
+        let mut st = Stats::default();
+        notify::wake(&self.mem.header().not_empty, self.wait.backend, &mut st);
+        notify::wake(&self.mem.header().not_full, self.wait.backend, &mut st);
+        self.mem.unlock_endpoint(self.slot);
+        if self.keep || self.mem.is_heap() || self.others_alive() {
+            return;
+        }
+        let h = self.mem.header();
+        // Acquire: pairs with the Release cursor stores of the endpoints.
+        let unread = h.prod.load(Ordering::Acquire) != h.cons.load(Ordering::Acquire);
+        if self.role == Role::Producer && unread {
+            // Leave the messages for a consumer that has yet to come.
+            return;
+        }
+        if let Some(seg) = self.mem.segment() {
+            seg.unlink_if_same();
+        }
+    }
+}
+
+/// State of the peer endpoint slot `i`, as seen from its state word alone
+/// (cheap) or with a liveness probe (`probe`, one syscall on segments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    NeverAttached,
+    Attached,
+    Detached,
+    Dead,
+}
+
+pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
+    // Acquire: pairs with the Release state store in `Attachment::drop`, so
+    // seeing DETACHED means seeing every cursor store before it.
+    let st = mem.endpoint(i).state.load(Ordering::Acquire);
+    match st & EP_MASK {
+        EP_FREE => Peer::NeverAttached,
+        EP_ATTACHED if probe && !mem.endpoint_alive(i) => Peer::Dead,
+        EP_ATTACHED => Peer::Attached,
+        crate::layout::EP_CRASHED if mem.is_heap() => Peer::Dead,
+        _ => Peer::Detached,
+    }
+}
+
+/// Whether endpoint slot `i` holds an endpoint that died without detaching
+/// (state value `st`, just loaded). Costs a syscall on segments.
+pub(crate) fn died(mem: &Mem, i: usize, st: u32) -> bool {
+    match st & EP_MASK {
+        EP_ATTACHED => !mem.endpoint_alive(i),
+        crate::layout::EP_CRASHED => mem.is_heap(),
+        _ => false,
+    }
+}

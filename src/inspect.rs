@@ -1,0 +1,184 @@
+//! Looking at segments from outside: what `shmq ls`, `shmq stat` and
+//! `shmq gc` show and do. Nothing here attaches or takes a lock.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::error::OpenError;
+use crate::layout::{
+    EP_ATTACHED, EP_DETACHED, EP_MASK, Header, Kind, LOCK_ENDPOINT_BASE, LOCK_INIT, STATE_READY,
+};
+use crate::sync::Ordering;
+
+/// What an endpoint slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Attached, and its process holds the liveness lock.
+    Alive,
+    /// Marked attached, but no process holds its lock: it died.
+    Dead,
+    /// Detached cleanly.
+    Detached,
+}
+
+/// One endpoint slot in use (never-used slots are not listed).
+#[derive(Clone, Debug)]
+pub struct EndpointInfo {
+    /// `"producer"` or `"consumer"`.
+    pub role: &'static str,
+    /// Slot index within its role.
+    pub index: usize,
+    /// Alive, dead or detached.
+    pub state: EndpointState,
+    /// PID recorded at attach (display only: PIDs are reused).
+    pub pid: u32,
+}
+
+/// A snapshot of a segment's header and endpoints.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    /// User-facing name.
+    pub name: String,
+    /// Whether the creator finished initialising.
+    pub ready: bool,
+    /// Ring kind (if ready).
+    pub kind: Option<Kind>,
+    /// SPSC bytes or MPMC slots.
+    pub capacity: u64,
+    /// MPMC slot size (0 for SPSC).
+    pub slot_size: u32,
+    /// Bytes (SPSC) or messages (MPMC) in the ring.
+    pub used: u64,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// Permission bits of the file.
+    pub mode: u32,
+    /// `"futex"` or `"semaphore"`.
+    pub wake: &'static str,
+    /// Whether an endpoint found the segment corrupted.
+    pub poisoned: bool,
+    /// The creator's PID (display only).
+    pub creator_pid: u32,
+    /// Endpoint slots that were ever used.
+    pub endpoints: Vec<EndpointInfo>,
+    /// No live endpoint and no creator at work: safe to remove.
+    pub stale: bool,
+}
+
+/// Reads a segment's header without attaching.
+///
+/// # Errors
+/// `NotFound`, `PermissionDenied`, `NotShmq` (not ours, too small),
+/// `VersionMismatch`, `Corrupted`.
+pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
+    use crate::shm::Segment;
+    // Allow any mode for looking: we never write through this mapping.
+    let seg = Segment::open(name, 0o777, size_of::<Header>() as u64)?;
+    // SAFETY: the file holds at least a header (checked by open); every field
+    // is an atomic; the mapping lives as long as `seg`.
+    let h = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
+    let md = seg.metadata().map_err(|e| OpenError::Io {
+        name: name.to_owned(),
+        op: "fstat",
+        source: e,
+    })?;
+    // Acquire: pairs with the creator's Release store of READY.
+    let ready = h.meta.state.load(Ordering::Acquire) == STATE_READY;
+    let mut info = SegmentInfo {
+        name: name.to_owned(),
+        ready,
+        kind: None,
+        capacity: 0,
+        slot_size: 0,
+        used: 0,
+        file_size: md.len(),
+        mode: md.mode() & 0o7777,
+        wake: "",
+        poisoned: false,
+        creator_pid: 0,
+        endpoints: Vec::new(),
+        stale: false,
+    };
+    if !ready {
+        info.stale = !seg.is_locked(LOCK_INIT);
+        return Ok(info);
+    }
+    let (geo, backend, _ty) = crate::endpoint::read_geometry(name, &h.meta, md.len())?;
+    info.kind = Some(geo.kind);
+    info.capacity = geo.capacity;
+    info.slot_size = geo.slot_size;
+    info.wake = backend.name();
+    // Relaxed loads: a snapshot for display.
+    info.poisoned = h.meta.poisoned.load(Ordering::Relaxed) != 0;
+    info.creator_pid = h.meta.creator_pid.load(Ordering::Relaxed);
+    info.used = h
+        .prod
+        .load(Ordering::Relaxed)
+        .saturating_sub(h.cons.load(Ordering::Relaxed));
+    let mem = crate::region::Mem::shm(seg, geo);
+    let mut any_alive = false;
+    for i in 0..geo.endpoints() {
+        let ep = mem.endpoint(i);
+        // Relaxed: a snapshot for display.
+        let st = ep.state.load(Ordering::Relaxed);
+        let locked = mem
+            .segment()
+            .is_some_and(|s| s.is_locked(LOCK_ENDPOINT_BASE + i as u64));
+        any_alive |= locked;
+        let state = match st & EP_MASK {
+            _ if locked => EndpointState::Alive,
+            EP_ATTACHED => EndpointState::Dead,
+            EP_DETACHED => EndpointState::Detached,
+            _ => continue,
+        };
+        let (role, index) = if i < geo.max_producers as usize {
+            ("producer", i)
+        } else {
+            ("consumer", i - geo.max_producers as usize)
+        };
+        info.endpoints.push(EndpointInfo {
+            role,
+            index,
+            state,
+            // Relaxed: display only.
+            pid: ep.pid.load(Ordering::Relaxed),
+        });
+    }
+    let initialising = mem.segment().is_some_and(|s| s.is_locked(LOCK_INIT));
+    info.stale = !any_alive && !initialising;
+    Ok(info)
+}
+
+/// What `gc` did with one segment.
+#[derive(Debug)]
+pub enum GcOutcome {
+    /// Stale: removed.
+    Removed,
+    /// Has a live endpoint (or its creator is initialising): kept.
+    InUse,
+    /// Could not be read as a shmq segment: kept, with the reason.
+    Skipped(OpenError),
+}
+
+/// Removes every shmq segment that no live process uses. Never removes one
+/// with a live endpoint. Returns what it did with each.
+///
+/// # Errors
+/// If `/dev/shm` cannot be listed.
+pub fn gc() -> std::io::Result<Vec<(String, GcOutcome)>> {
+    let mut out = Vec::new();
+    for name in crate::shm::list()? {
+        if crate::shm::validate_name(&name).is_err() {
+            continue;
+        }
+        let outcome = match inspect(&name) {
+            Ok(info) if info.stale => match crate::shm::remove(&name) {
+                Ok(()) => GcOutcome::Removed,
+                Err(e) => GcOutcome::Skipped(e),
+            },
+            Ok(_) => GcOutcome::InUse,
+            Err(e) => GcOutcome::Skipped(e),
+        };
+        out.push((name, outcome));
+    }
+    Ok(out)
+}

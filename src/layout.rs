@@ -1,0 +1,255 @@
+//! The `#[repr(C)]` segment header, the endpoint table, and the constants that
+//! say what a segment is.
+//!
+//! A segment is, in order: the [`Header`] (five 128-byte lines), the endpoint
+//! table (one [`EndpointSlot`] per producer and consumer, padded to 128 bytes),
+//! and the data area (SPSC: the byte ring; MPMC: the slots). Every field of
+//! the header and the table is an atomic: the peer may write any of them at any
+//! time, so we only ever reach them through atomic loads and stores, read each
+//! value once, and validate it before use.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU32, AtomicU64, RawCell};
+
+/// `b"SHMQRING"` read as a little-endian `u64`.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
+/// Bumped on every incompatible change of the layout or a protocol.
+pub(crate) const VERSION: u32 = 1;
+
+// `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
+/// `Meta::state` once the header is valid; stored last, with Release.
+pub(crate) const STATE_READY: u32 = 0x5245_4459; // "READ"
+
+/// Endpoint slot states: the low two bits of `EndpointSlot::state`; the bits
+/// above count attachments (a generation), so a survivor that reaps a dead
+/// endpoint with a CAS cannot clobber a new one that took the slot meanwhile.
+pub(crate) const EP_FREE: u32 = 0;
+pub(crate) const EP_ATTACHED: u32 = 1;
+pub(crate) const EP_DETACHED: u32 = 2;
+pub(crate) const EP_MASK: u32 = 3;
+/// Heap regions only: an endpoint that a test declared crashed (there is no
+/// process to kill and no lock to lose).
+pub(crate) const EP_CRASHED: u32 = 3;
+
+/// Byte offsets of the file that carry liveness locks (`F_OFD_SETLK`). They are
+/// lock ranges only: the bytes themselves belong to the header.
+pub(crate) const LOCK_INIT: u64 = 0;
+/// Lock byte of endpoint slot `i` is `LOCK_ENDPOINT_BASE + i`.
+pub(crate) const LOCK_ENDPOINT_BASE: u64 = 1;
+
+/// The two ring kinds a segment can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Single producer, single consumer ring of variable-length messages.
+    Spsc,
+    /// Multi producer, multi consumer ring of fixed-size slots.
+    Mpmc,
+}
+
+impl Kind {
+    pub(crate) const fn to_raw(self) -> u32 {
+        match self {
+            Kind::Spsc => 1,
+            Kind::Mpmc => 2,
+        }
+    }
+    pub(crate) const fn from_raw(raw: u32) -> Option<Kind> {
+        match raw {
+            1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpmc),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+        })
+    }
+}
+
+/// Fixed facts about a segment, written once by the creator before READY.
+#[repr(C)]
+pub(crate) struct Meta {
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    pub kind: AtomicU32,
+    pub layout_hash: AtomicU64,
+    /// `STATE_INIT` or `STATE_READY`; READY is stored last with Release.
+    pub state: AtomicU32,
+    /// Wake backend: see `notify::Backend`.
+    pub wake: AtomicU32,
+    /// SPSC: bytes in the data ring. MPMC: number of slots.
+    pub capacity: AtomicU64,
+    /// MPMC: bytes per slot, slot header included. SPSC: 0.
+    pub slot_size: AtomicU32,
+    pub max_producers: AtomicU32,
+    pub max_consumers: AtomicU32,
+    /// Non-zero once any endpoint found the segment corrupted (diagnostic).
+    pub poisoned: AtomicU32,
+    /// Size of the whole segment file in bytes.
+    pub total_size: AtomicU64,
+    /// Display only: PIDs are reused and differ across namespaces.
+    pub creator_pid: AtomicU32,
+    /// Permission bits the creator chose.
+    pub mode: AtomicU32,
+    /// Typed channels: element size, alignment and fingerprint (0 = bytes).
+    pub type_size: AtomicU32,
+    pub type_align: AtomicU32,
+    pub type_fingerprint: AtomicU64,
+    /// How many producer attachments ever happened (MPMC disconnect rule).
+    pub producers_seen: AtomicU64,
+    /// Producers attached now (clean detach or reaping a dead one decrements).
+    pub live_producers: AtomicU32,
+}
+
+/// One direction's wakeup words: an epoch (the futex word), a count of
+/// sleepers, and a process-shared semaphore for the semaphore backend.
+#[repr(C)]
+pub(crate) struct WakeWord {
+    pub epoch: AtomicU32,
+    pub waiters: AtomicU32,
+    pub sem: RawCell<libc::sem_t>,
+}
+
+/// The segment header. Each part sits on its own 128-byte line so that the
+/// producer's and the consumer's hot words never share a cache line (pair).
+#[repr(C)]
+pub(crate) struct Header {
+    pub meta: CachePadded<Meta>,
+    /// SPSC: the write cursor (`tail`). MPMC: the enqueue cursor.
+    pub prod: CachePadded<AtomicU64>,
+    /// SPSC: the read cursor (`head`). MPMC: the dequeue cursor.
+    pub cons: CachePadded<AtomicU64>,
+    /// Consumers sleep here while the ring is empty.
+    pub not_empty: CachePadded<WakeWord>,
+    /// Producers sleep here while the ring is full.
+    pub not_full: CachePadded<WakeWord>,
+}
+
+/// One producer's or consumer's entry in the endpoint table.
+#[repr(C)]
+pub(crate) struct EndpointSlot {
+    /// `EP_FREE`, `EP_ATTACHED` or `EP_DETACHED`.
+    pub state: AtomicU32,
+    /// Display only.
+    pub pid: AtomicU32,
+    /// MPMC: `position + 1` of the slot this endpoint is claiming or holds; 0
+    /// when none. Lets survivors recognise a slot left behind by a dead
+    /// endpoint.
+    pub claiming: AtomicU64,
+}
+
+/// Line size used for padding the table and aligning the data area.
+pub(crate) const LINE: usize = 128;
+
+#[cfg(not(loom))]
+mod asserts {
+    use super::*;
+    use static_assertions::const_assert;
+    use std::mem::{align_of, offset_of, size_of};
+
+    const_assert!(size_of::<Meta>() <= LINE);
+    const_assert!(size_of::<WakeWord>() <= LINE);
+    const_assert!(size_of::<Header>() == 5 * LINE);
+    const_assert!(align_of::<Header>() == LINE);
+    const_assert!(offset_of!(Header, prod) == LINE);
+    const_assert!(offset_of!(Header, cons) == 2 * LINE);
+    const_assert!(offset_of!(Header, not_empty) == 3 * LINE);
+    const_assert!(offset_of!(Header, not_full) == 4 * LINE);
+    const_assert!(offset_of!(Meta, magic) == 0);
+    const_assert!(offset_of!(Meta, version) == 8);
+    const_assert!(offset_of!(Meta, kind) == 12);
+    const_assert!(offset_of!(Meta, state) == 24);
+    const_assert!(size_of::<EndpointSlot>() == 16);
+    const_assert!(size_of::<libc::sem_t>() <= 32);
+}
+
+const fn fnv(mut h: u64, v: u64) -> u64 {
+    let mut i = 0;
+    while i < 8 {
+        h ^= (v >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+/// A hash of every size and offset of the layout: it changes when the layout
+/// does, so a segment made by an incompatible build is refused at open even if
+/// someone forgot to bump [`VERSION`].
+#[cfg(not(loom))]
+pub(crate) const LAYOUT_HASH: u64 = {
+    use std::mem::{offset_of, size_of};
+    let parts: [u64; 16] = [
+        VERSION as u64,
+        size_of::<Header>() as u64,
+        size_of::<Meta>() as u64,
+        offset_of!(Meta, layout_hash) as u64,
+        offset_of!(Meta, wake) as u64,
+        offset_of!(Meta, capacity) as u64,
+        offset_of!(Meta, slot_size) as u64,
+        offset_of!(Meta, max_consumers) as u64,
+        offset_of!(Meta, total_size) as u64,
+        offset_of!(Meta, type_fingerprint) as u64,
+        offset_of!(Meta, live_producers) as u64,
+        size_of::<WakeWord>() as u64,
+        offset_of!(WakeWord, sem) as u64,
+        size_of::<EndpointSlot>() as u64,
+        crate::ring::mpmc::SLOT_HEADER as u64,
+        crate::ring::spsc::RECORD_HEADER as u64,
+    ];
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut i = 0;
+    while i < parts.len() {
+        h = fnv(h, parts[i]);
+        i += 1;
+    }
+    h
+};
+#[cfg(loom)]
+pub(crate) const LAYOUT_HASH: u64 = fnv(0xcbf2_9ce4_8422_2325, VERSION as u64);
+
+/// Where the parts of a segment start, computed from its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub kind: Kind,
+    /// SPSC: ring bytes. MPMC: slots.
+    pub capacity: u64,
+    /// MPMC: bytes per slot (header included). SPSC: 0.
+    pub slot_size: u32,
+    pub max_producers: u32,
+    pub max_consumers: u32,
+}
+
+impl Geometry {
+    pub(crate) fn endpoints(&self) -> usize {
+        (self.max_producers + self.max_consumers) as usize
+    }
+    pub(crate) fn table_offset(&self) -> usize {
+        LINE * 5
+    }
+    pub(crate) fn data_offset(&self) -> usize {
+        let table = self.endpoints() * 16;
+        self.table_offset() + table.div_ceil(LINE) * LINE
+    }
+    /// Bytes in the data area.
+    pub(crate) fn data_len(&self) -> u64 {
+        match self.kind {
+            Kind::Spsc => self.capacity,
+            Kind::Mpmc => self.capacity * u64::from(self.slot_size),
+        }
+    }
+    /// Total segment size in bytes, or `None` on overflow.
+    pub(crate) fn total_size(&self) -> Option<u64> {
+        let data = match self.kind {
+            Kind::Spsc => Some(self.capacity),
+            Kind::Mpmc => self.capacity.checked_mul(u64::from(self.slot_size)),
+        }?;
+        (self.data_offset() as u64).checked_add(data)
+    }
+}

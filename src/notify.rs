@@ -1,0 +1,409 @@
+//! Waiting and waking: wait strategies, the futex and POSIX-semaphore
+//! backends, the waiter-count protocol, and per-endpoint statistics.
+//!
+//! # The waiter-count protocol
+//!
+//! Each direction has a [`WakeWord`]: an `epoch` (the futex word), a count of
+//! `waiters`, and a process-shared semaphore.
+//!
+//! * Waiter: `waiters += 1` (SeqCst), read `epoch` (Acquire), `fence(SeqCst)`,
+//!   re-check the ring; only if still not ready, sleep on `epoch` (futex) or
+//!   the semaphore, with a timeout; then unregister.
+//! * Waker: publish (Release store of a cursor or a slot sequence),
+//!   `fence(SeqCst)`, read `waiters`: only if non-zero, bump `epoch` and make
+//!   the wake syscall.
+//!
+//! The two SeqCst fences make the Dekker pattern sound: either the waiter's
+//! re-check sees the publish, or the waker sees the waiter's registration. So
+//! no wakeup is lost, and while nobody sleeps a wake costs one fence and one
+//! load — no syscall.
+
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::layout::WakeWord;
+use crate::sync::{Ordering, fence};
+
+/// How an endpoint waits when the ring is full (producer) or empty
+/// (consumer).
+///
+/// The blocking strategies first spin for the endpoint's spin window
+/// ([`Options::spin`](crate::Options::spin)), then sleep in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Busy-wait with a spin hint. Lowest latency; burns a core while waiting.
+    Spin,
+    /// Spin for the spin window, then `sched_yield` in a loop.
+    SpinThenYield,
+    /// Spin for the spin window, then sleep on a shared futex (the default).
+    #[default]
+    Futex,
+    /// Spin for the spin window, then sleep on a process-shared POSIX
+    /// semaphore (`sem_timedwait`).
+    Semaphore,
+}
+
+impl WaitStrategy {
+    /// The kernel mechanism this strategy sleeps on, if any.
+    pub(crate) fn backend(self) -> Option<Backend> {
+        match self {
+            WaitStrategy::Futex => Some(Backend::Futex),
+            WaitStrategy::Semaphore => Some(Backend::Semaphore),
+            WaitStrategy::Spin | WaitStrategy::SpinThenYield => None,
+        }
+    }
+}
+
+/// The sleeping mechanism of a segment, fixed at creation and stored in the
+/// header so that every waker uses the one every sleeper sleeps on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Futex,
+    Semaphore,
+}
+
+impl Backend {
+    pub(crate) fn to_raw(self) -> u32 {
+        match self {
+            Backend::Futex => 1,
+            Backend::Semaphore => 2,
+        }
+    }
+    pub(crate) fn from_raw(raw: u32) -> Option<Backend> {
+        match raw {
+            1 => Some(Backend::Futex),
+            2 => Some(Backend::Semaphore),
+            _ => None,
+        }
+    }
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Futex => "futex",
+            Backend::Semaphore => "semaphore",
+        }
+    }
+}
+
+/// Counters kept by each endpoint; read them with `stats()`.
+///
+/// `wake_syscalls` counts the futex wakes and semaphore posts this endpoint
+/// issued; in a steady stream where the peer never sleeps it stays at zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages sent (producers) or received (consumers).
+    pub messages: u64,
+    /// Payload bytes sent or received.
+    pub bytes: u64,
+    /// Times this endpoint went to sleep in the kernel.
+    pub waits: u64,
+    /// Wake syscalls issued (futex wakes, semaphore posts).
+    pub wake_syscalls: u64,
+    /// Sleeps that ended without the condition being met and before the
+    /// timeout chunk elapsed.
+    pub spurious_wakeups: u64,
+    /// Total time spent asleep, in nanoseconds.
+    pub sleep_ns: u64,
+    /// MPMC: slots skipped because their claimer died (consumers), or
+    /// reclaimed from a dead consumer (producers).
+    pub abandoned: u64,
+}
+
+/// An endpoint's waiting configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitCfg {
+    pub strategy: WaitStrategy,
+    pub spin: Duration,
+    /// Longest single sleep; after it the peer's liveness is probed.
+    pub check_every: Duration,
+    pub backend: Backend,
+}
+
+/// Wakes whoever sleeps on `word`. Call right after publishing.
+#[inline]
+pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
+    // SeqCst fence: pairs with the fence in `block_on` after a waiter
+    // registers. Either that waiter's re-check sees the publish that precedes
+    // this fence, or this load sees its registration.
+    fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence above.
+    if word.waiters.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    wake_slow(word, backend, stats);
+}
+
+#[cold]
+fn wake_slow(word: &WakeWord, backend: Backend, stats: &mut Stats) {
+    match backend {
+        Backend::Futex => {
+            // Release: pairs with the Acquire epoch load of a waiter that
+            // registers after this; it then sees our publish in its re-check.
+            word.epoch.fetch_add(1, Ordering::Release);
+            sys::futex_wake(word);
+            stats.wake_syscalls += 1;
+        }
+        Backend::Semaphore => {
+            // AcqRel: take every registered waiter at once so that each gets
+            // exactly one post; pairs with their SeqCst registration.
+            let n = word.waiters.swap(0, Ordering::AcqRel);
+            word.epoch.fetch_add(1, Ordering::Release);
+            for _ in 0..n {
+                sys::sem_post(word);
+            }
+            stats.wake_syscalls += u64::from(n);
+        }
+    }
+}
+
+/// What a wait loop needs from an endpoint.
+pub(crate) trait Waitable {
+    type Output;
+    /// Try once; `Err(Full)` / `Err(Empty)` mean "not yet".
+    fn attempt(&mut self) -> Result<Self::Output, Error>;
+    /// Checks the peer (syscall allowed): `Some(err)` if it is gone for good.
+    fn peer_gone(&mut self) -> Option<Error>;
+    fn word(&self) -> &WakeWord;
+    fn cfg(&self) -> &WaitCfg;
+    fn stats(&mut self) -> &mut Stats;
+}
+
+fn not_yet(e: &Error) -> bool {
+    matches!(e, Error::Full | Error::Empty)
+}
+
+/// Waits until `w.attempt()` succeeds, fails for good, or `deadline` passes.
+pub(crate) fn block_on<W: Waitable>(
+    w: &mut W,
+    deadline: Option<Instant>,
+) -> Result<W::Output, Error> {
+    match w.attempt() {
+        Err(e) if not_yet(&e) => {}
+        r => return r,
+    }
+    let cfg = *w.cfg();
+    let start = Instant::now();
+    let mut last_check = start;
+    let blocking = cfg.strategy.backend().is_some();
+    let spin_for = if blocking { cfg.spin } else { Duration::MAX };
+    let mut spins: u32 = 0;
+    // Phase 1: spin (and, for SpinThenYield, yield) without syscalls.
+    if !blocking || !cfg.spin.is_zero() {
+        loop {
+            if cfg.strategy == WaitStrategy::SpinThenYield && start.elapsed() > cfg.spin {
+                crate::sync::yield_now();
+            } else {
+                crate::sync::spin_hint();
+            }
+            match w.attempt() {
+                Err(e) if not_yet(&e) => {}
+                r => return r,
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 128 == 0 {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(Error::Timeout);
+                }
+                if now.duration_since(last_check) >= cfg.check_every {
+                    last_check = now;
+                    if let Some(e) = w.peer_gone() {
+                        return w.attempt().or(Err(e));
+                    }
+                }
+                if now.duration_since(start) >= spin_for {
+                    break;
+                }
+            }
+        }
+    }
+    // Phase 2: sleep in the kernel, in chunks of at most `check_every`.
+    loop {
+        let now = Instant::now();
+        let remaining = match deadline {
+            Some(d) if now >= d => return Err(Error::Timeout),
+            Some(d) => d - now,
+            None => Duration::MAX,
+        };
+        let chunk = remaining.min(cfg.check_every);
+        let word = w.word();
+        // SeqCst: part of the Dekker pair with `wake` (see module docs).
+        word.waiters.fetch_add(1, Ordering::SeqCst);
+        // Acquire: pairs with the Release epoch bump in `wake_slow`; if we see
+        // a bumped epoch we also see the publish that came before it.
+        let epoch = word.epoch.load(Ordering::Acquire);
+        // SeqCst fence: pairs with the fence in `wake`.
+        fence(Ordering::SeqCst);
+        match w.attempt() {
+            Err(e) if not_yet(&e) => {}
+            r => {
+                unregister(w.word(), cfg.backend);
+                return r;
+            }
+        }
+        let t0 = Instant::now();
+        let timed_out = sys::sleep(w.word(), cfg.backend, epoch, chunk);
+        unregister(w.word(), cfg.backend);
+        let slept = t0.elapsed();
+        let st = w.stats();
+        st.waits += 1;
+        st.sleep_ns += slept.as_nanos() as u64;
+        match w.attempt() {
+            Err(e) if not_yet(&e) => {}
+            r => return r,
+        }
+        if timed_out {
+            if let Some(e) = w.peer_gone() {
+                return w.attempt().or(Err(e));
+            }
+        } else {
+            w.stats().spurious_wakeups += 1;
+        }
+    }
+}
+
+fn unregister(word: &WakeWord, backend: Backend) {
+    match backend {
+        Backend::Futex => {
+            // Relaxed: the count is only a hint to wakers; an extra wake is
+            // harmless and a missing one is prevented by the registration.
+            word.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+        Backend::Semaphore => {
+            // A waker may have taken our registration already (swap to 0) and
+            // posted for us; then the post stays pending and costs one
+            // spurious wakeup later. Otherwise remove ourselves.
+            // Relaxed: as above, a hint.
+            let _ = word
+                .waiters
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+}
+
+/// Initialises the semaphores of a fresh segment (`pshared = 1`).
+pub(crate) fn init_word(word: &WakeWord) {
+    sys::sem_init(word);
+}
+
+#[cfg(not(loom))]
+mod sys {
+    use std::time::Duration;
+
+    use crate::layout::WakeWord;
+
+    pub(super) fn futex_wake(word: &WakeWord) {
+        // SAFETY: the address is a valid, aligned u32 inside a mapping that
+        // outlives the call; FUTEX_WAKE does not dereference anything else.
+        // Not FUTEX_PRIVATE: the waiter may be another process.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.epoch.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    pub(super) fn sem_post(word: &WakeWord) {
+        // SAFETY: the semaphore was initialised by the creator (sem_init,
+        // pshared) before READY; sem_post is safe to call concurrently.
+        unsafe {
+            libc::sem_post(word.sem.get());
+        }
+    }
+
+    pub(super) fn sem_init(word: &WakeWord) {
+        // SAFETY: called once by the creator before the segment is published
+        // (READY), so nobody else uses the semaphore yet.
+        unsafe {
+            libc::sem_init(word.sem.get(), 1, 0);
+        }
+    }
+
+    /// Sleeps until woken or `timeout`; returns whether it timed out.
+    pub(super) fn sleep(
+        word: &WakeWord,
+        backend: super::Backend,
+        epoch: u32,
+        timeout: Duration,
+    ) -> bool {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        match backend {
+            super::Backend::Futex => {
+                // SAFETY: valid aligned u32 inside a live mapping; `ts` lives
+                // across the call. The kernel compares the word with `epoch`
+                // atomically, so a wake between our check and the sleep is not
+                // lost. Relative timeout (FUTEX_WAIT uses CLOCK_MONOTONIC).
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        word.epoch.as_ptr(),
+                        libc::FUTEX_WAIT,
+                        epoch,
+                        &ts as *const libc::timespec,
+                        std::ptr::null::<u32>(),
+                        0u32,
+                    )
+                };
+                rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+            }
+            super::Backend::Semaphore => {
+                // SAFETY: clock_gettime writes into a valid timespec.
+                let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+                // SAFETY: `now` is a valid out-pointer.
+                unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+                let mut abs = libc::timespec {
+                    tv_sec: now.tv_sec.saturating_add(ts.tv_sec),
+                    tv_nsec: now.tv_nsec + ts.tv_nsec,
+                };
+                if abs.tv_nsec >= 1_000_000_000 {
+                    abs.tv_sec += 1;
+                    abs.tv_nsec -= 1_000_000_000;
+                }
+                loop {
+                    // SAFETY: initialised process-shared semaphore in a live
+                    // mapping; `abs` is valid for the call.
+                    let rc = unsafe { libc::sem_timedwait(word.sem.get(), &abs) };
+                    if rc == 0 {
+                        return false;
+                    }
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::ETIMEDOUT) => return true,
+                        _ => return true,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Loom stand-ins: a "sleep" is a yield loop until the epoch moves, with no
+/// timeout, so a lost wakeup shows up as a model that never finishes.
+#[cfg(loom)]
+mod sys {
+    use std::time::Duration;
+
+    use crate::layout::WakeWord;
+    use crate::sync::Ordering;
+
+    pub(super) fn futex_wake(_word: &WakeWord) {}
+    pub(super) fn sem_post(_word: &WakeWord) {}
+    pub(super) fn sem_init(_word: &WakeWord) {}
+    pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, _t: Duration) -> bool {
+        // Acquire: pairs with the Release bump in `wake_slow`.
+        while word.epoch.load(Ordering::Acquire) == epoch {
+            loom::thread::yield_now();
+        }
+        false
+    }
+}

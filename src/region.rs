@@ -1,0 +1,392 @@
+//! Where a ring's bytes live: a heap allocation (threads, tests, loom, Miri,
+//! fuzzing) or a named shared-memory segment. The protocols see only [`Mem`],
+//! so they run unchanged on both.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::layout::{EndpointSlot, Geometry, Header, LOCK_ENDPOINT_BASE};
+use crate::shm::Segment;
+#[cfg(loom)]
+use crate::sync::AtomicU32;
+use crate::sync::AtomicU64;
+
+/// Memory for one endpoint's view of a ring.
+pub(crate) struct Mem {
+    geo: Geometry,
+    #[cfg(not(loom))]
+    base: NonNull<u8>,
+    backing: Backing,
+    /// Endpoints are `Send` but not `Sync`: each keeps private cursor caches.
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+enum Backing {
+    Heap(Arc<HeapBuf>),
+    Shm(Segment),
+}
+
+// SAFETY: `Mem` only holds pointers into an allocation or a mapping that it
+// keeps alive itself (the Arc or the Segment), and all access to the shared
+// bytes goes through atomics or through grants whose exclusivity the ring
+// protocols establish; nothing is tied to the creating thread.
+unsafe impl Send for Mem {}
+
+impl Mem {
+    /// A fresh zeroed heap region for `geo`.
+    pub(crate) fn heap(geo: Geometry) -> Mem {
+        let buf = Arc::new(HeapBuf::new(geo));
+        Mem::from_heap(buf, geo)
+    }
+
+    /// A heap region holding a copy of `image` (a whole segment's bytes, as a
+    /// peer may have left them), viewed with geometry `geo`. For fuzzing the
+    /// open path without files.
+    ///
+    /// # Panics
+    /// If `geo` needs more bytes than `image` has.
+    #[cfg(not(loom))]
+    #[allow(dead_code)]
+    pub(crate) fn from_image(image: &[u8], geo: Geometry) -> Mem {
+        let need = geo.total_size().expect("validated geometry") as usize;
+        assert!(need <= image.len());
+        let buf = HeapBuf::new(geo);
+        // SAFETY: `buf` has `need` bytes (its layout is `geo.total_size()`),
+        // nobody else sees it yet, and `image` has at least `need` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), buf.base.as_ptr(), need) };
+        Mem::from_heap(Arc::new(buf), geo)
+    }
+
+    /// Stores `v` at byte `off` of the whole region (header, table or data)
+    /// with a Relaxed atomic store: a simulated peer scribbling on the
+    /// segment. For fuzzing and tests.
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or out of bounds.
+    #[cfg(not(loom))]
+    #[allow(dead_code)]
+    pub(crate) fn poke(&self, off: usize, v: u64) {
+        let total = self.geo.total_size().unwrap_or(0) as usize;
+        assert!(off % 8 == 0 && off + 8 <= total);
+        // SAFETY: in bounds and 8-aligned (checked above; the base is
+        // 128-aligned); an atomic store is sound against concurrent access.
+        let a = unsafe { self.base.add(off).cast::<AtomicU64>().as_ref() };
+        // Relaxed: a scribbling peer promises no ordering.
+        a.store(v, crate::sync::Ordering::Relaxed);
+    }
+
+    /// Another view of the same heap region (the other endpoint).
+    pub(crate) fn share(&self) -> Option<Mem> {
+        match &self.backing {
+            Backing::Heap(buf) => Some(Mem::from_heap(buf.clone(), self.geo)),
+            Backing::Shm(_) => None,
+        }
+    }
+
+    fn from_heap(buf: Arc<HeapBuf>, geo: Geometry) -> Mem {
+        Mem {
+            geo,
+            #[cfg(not(loom))]
+            base: buf.base,
+            backing: Backing::Heap(buf),
+            _not_sync: std::marker::PhantomData,
+        }
+    }
+
+    /// A view of a mapped segment. `geo` must have been validated against the
+    /// segment's size (`geo.total_size() <= seg.len()`).
+    pub(crate) fn shm(seg: Segment, geo: Geometry) -> Mem {
+        assert!(geo.total_size().is_some_and(|t| t <= seg.len() as u64));
+        Mem {
+            geo,
+            #[cfg(not(loom))]
+            base: seg.ptr(),
+            backing: Backing::Shm(seg),
+            _not_sync: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    pub(crate) fn segment(&self) -> Option<&Segment> {
+        match &self.backing {
+            Backing::Shm(s) => Some(s),
+            Backing::Heap(_) => None,
+        }
+    }
+
+    /// The header.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: `base` points to at least `geo.total_size()` bytes, aligned to
+        // 128 (page-aligned mapping or 128-aligned allocation), kept alive by
+        // `backing`. Every field of `Header` is an atomic (or a RawCell never
+        // read by Rust), so a shared reference is sound even though other
+        // processes write those fields concurrently.
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+
+    #[cfg(loom)]
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        match &self.backing {
+            Backing::Heap(b) => &b.loom.header,
+            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
+        }
+    }
+
+    /// Endpoint slot `i`.
+    ///
+    /// # Panics
+    /// If `i` is not below the geometry's endpoint count (a bug in shmq, never
+    /// a consequence of segment contents).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn endpoint(&self, i: usize) -> &EndpointSlot {
+        assert!(i < self.geo.endpoints());
+        // SAFETY: the table lies inside the region (see `Geometry`), slots are
+        // 16-byte aligned and made only of atomics.
+        unsafe {
+            self.base
+                .add(self.geo.table_offset() + i * size_of::<EndpointSlot>())
+                .cast::<EndpointSlot>()
+                .as_ref()
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn endpoint(&self, i: usize) -> &EndpointSlot {
+        match &self.backing {
+            Backing::Heap(b) => &b.loom.endpoints[i],
+            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
+        }
+    }
+
+    /// The 8-byte word at byte `off` of the data area, as an atomic.
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the word is not inside the data area.
+    /// Callers validate peer-supplied offsets first; this is a last line of
+    /// defence against shmq bugs.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.geo.data_len());
+        // SAFETY: in bounds and 8-aligned (data area is 128-aligned), checked
+        // above; the region outlives `&self`.
+        unsafe {
+            self.base
+                .add(self.geo.data_offset() + off as usize)
+                .cast::<AtomicU64>()
+                .as_ref()
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.geo.data_len());
+        match &self.backing {
+            Backing::Heap(b) => &b.loom.words[(off / 8) as usize],
+            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
+        }
+    }
+
+    /// Pointer to `len` payload bytes at byte `off` of the data area.
+    ///
+    /// # Panics
+    /// If the range is not inside the data area.
+    #[inline]
+    pub(crate) fn bytes(&self, off: u64, len: usize) -> *mut u8 {
+        assert!(
+            off.checked_add(len as u64)
+                .is_some_and(|e| e <= self.geo.data_len())
+        );
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds, checked above.
+            unsafe {
+                self.base
+                    .as_ptr()
+                    .add(self.geo.data_offset() + off as usize)
+            }
+        }
+        #[cfg(loom)]
+        match &self.backing {
+            // SAFETY: in bounds of the loom byte buffer, checked above.
+            Backing::Heap(b) => unsafe { b.loom.bytes.as_ptr().add(off as usize) },
+            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
+        }
+    }
+
+    /// Whether endpoint slot `i` is held by a live process.
+    ///
+    /// Heap regions have no processes: a slot is alive while attached. A
+    /// segment asks the kernel whether the slot's lock is held; our own locks
+    /// do not count, so `i` must not be our own slot.
+    pub(crate) fn endpoint_alive(&self, i: usize) -> bool {
+        match &self.backing {
+            Backing::Heap(_) => {
+                // Relaxed: a liveness hint; callers re-check cursors with their
+                // own orderings afterwards.
+                self.endpoint(i).state.load(crate::sync::Ordering::Relaxed) & crate::layout::EP_MASK
+                    == crate::layout::EP_ATTACHED
+            }
+            Backing::Shm(s) => s.is_locked(LOCK_ENDPOINT_BASE + i as u64),
+        }
+    }
+
+    /// Takes endpoint slot `i`'s liveness lock. Heap regions: always `true`
+    /// (the state CAS decides).
+    pub(crate) fn lock_endpoint(&self, i: usize) -> bool {
+        match &self.backing {
+            Backing::Heap(_) => true,
+            Backing::Shm(s) => s.try_lock(LOCK_ENDPOINT_BASE + i as u64).unwrap_or(false),
+        }
+    }
+
+    pub(crate) fn unlock_endpoint(&self, i: usize) {
+        if let Backing::Shm(s) = &self.backing {
+            s.unlock(LOCK_ENDPOINT_BASE + i as u64);
+        }
+    }
+
+    pub(crate) fn is_heap(&self) -> bool {
+        matches!(self.backing, Backing::Heap(_))
+    }
+}
+
+/// A zeroed, 128-byte aligned heap allocation laid out like a segment.
+struct HeapBuf {
+    #[cfg(not(loom))]
+    base: NonNull<u8>,
+    #[cfg(not(loom))]
+    layout: std::alloc::Layout,
+    #[cfg(loom)]
+    loom: LoomMem,
+}
+
+// SAFETY: the buffer is only reached through atomics and through grants whose
+// exclusivity the protocols establish; see `Mem`.
+unsafe impl Send for HeapBuf {}
+// SAFETY: as above.
+unsafe impl Sync for HeapBuf {}
+
+impl HeapBuf {
+    #[cfg(not(loom))]
+    fn new(geo: Geometry) -> HeapBuf {
+        let size = geo.total_size().expect("geometry validated by Options") as usize;
+        let layout = std::alloc::Layout::from_size_align(size, crate::layout::LINE)
+            .expect("size validated by Options");
+        // SAFETY: the layout has a non-zero size (it contains a header).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        HeapBuf { base, layout }
+    }
+
+    #[cfg(loom)]
+    fn new(geo: Geometry) -> HeapBuf {
+        HeapBuf {
+            loom: LoomMem::new(geo),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for HeapBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout.
+        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
+
+/// Under loom, atomics are tracked objects rather than plain words, so the
+/// heap region keeps the header, the endpoint table and the data area's words
+/// as loom atomics, and the payload bytes in a separate buffer at the same
+/// offsets. The protocols cannot tell the difference: they use `Mem`.
+#[cfg(loom)]
+struct LoomMem {
+    header: Header,
+    endpoints: Box<[EndpointSlot]>,
+    words: Box<[AtomicU64]>,
+    bytes: NonNull<u8>,
+    len: usize,
+}
+
+#[cfg(loom)]
+impl LoomMem {
+    fn new(geo: Geometry) -> LoomMem {
+        use crate::layout::{Meta, WakeWord};
+        use crossbeam_utils::CachePadded;
+        let a64 = || AtomicU64::new(0);
+        let a32 = || AtomicU32::new(0);
+        let wake = || {
+            CachePadded::new(WakeWord {
+                epoch: a32(),
+                waiters: a32(),
+                // SAFETY: sem_t is a plain C type; zero is a valid placeholder
+                // (never used under loom).
+                sem: crate::sync::RawCell::new(unsafe { std::mem::zeroed() }),
+            })
+        };
+        let header = Header {
+            meta: CachePadded::new(Meta {
+                magic: a64(),
+                version: a32(),
+                kind: a32(),
+                layout_hash: a64(),
+                state: a32(),
+                wake: a32(),
+                capacity: a64(),
+                slot_size: a32(),
+                max_producers: a32(),
+                max_consumers: a32(),
+                poisoned: a32(),
+                total_size: a64(),
+                creator_pid: a32(),
+                mode: a32(),
+                type_size: a32(),
+                type_align: a32(),
+                type_fingerprint: a64(),
+                producers_seen: a64(),
+                live_producers: a32(),
+            }),
+            prod: CachePadded::new(a64()),
+            cons: CachePadded::new(a64()),
+            not_empty: wake(),
+            not_full: wake(),
+        };
+        let endpoints = (0..geo.endpoints())
+            .map(|_| EndpointSlot {
+                state: a32(),
+                pid: a32(),
+                claiming: a64(),
+            })
+            .collect();
+        let len = geo.data_len() as usize;
+        let words = (0..len / 8).map(|_| a64()).collect();
+        let layout = std::alloc::Layout::from_size_align(len.max(1), 8).unwrap();
+        // SAFETY: non-zero size.
+        let bytes = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        LoomMem {
+            header,
+            endpoints,
+            words,
+            bytes,
+            len,
+        }
+    }
+}
+
+#[cfg(loom)]
+impl Drop for LoomMem {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len.max(1), 8).unwrap();
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.bytes.as_ptr(), layout) }
+    }
+}

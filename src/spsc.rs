@@ -1,0 +1,741 @@
+//! Single-producer single-consumer ring of variable-length byte messages.
+//!
+//! One [`Producer`] and one [`Consumer`] per ring, in one process
+//! ([`channel`]) or two (named segments: [`Producer::create`],
+//! [`Consumer::open`], …). Messages are written and read in place through
+//! grants ([`WriteGrant`], [`ReadGrant`]); [`Producer::send`] and
+//! [`Consumer::recv_into`] copy for convenience.
+//!
+//! ```
+//! let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new()).unwrap();
+//! let mut grant = tx.try_reserve(5).unwrap();
+//! grant.copy_from_slice(b"hello");
+//! grant.commit(5);
+//! assert_eq!(&*rx.try_recv().unwrap(), b"hello");
+//! ```
+//!
+//! # Batches
+//! [`Producer::batch`] returns a guard under which commits are not published
+//! until the guard drops (or [`WriteBatch::publish`]): many records, one
+//! Release store, at most one wake. [`Consumer::batch`] likewise frees every
+//! message read under it with one store when it drops.
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::{self, Attachment, Peer, Role, Spec, TypeInfo};
+use crate::error::{Error, OpenError};
+use crate::layout::{Kind, WakeWord};
+use crate::notify::{self, Stats, WaitCfg, Waitable};
+use crate::options::Options;
+use crate::ring::spsc::{ConsumerRing, ProducerRing, Record, Reservation};
+
+const PRODUCER_SLOT: usize = 0;
+const CONSUMER_SLOT: usize = 1;
+
+fn corrupted_at_attach(name: &str, e: Error) -> OpenError {
+    OpenError::Corrupted {
+        name: name.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Creates an in-process ring on the heap (for threads, tests and tools).
+///
+/// # Errors
+/// [`OpenError::InvalidOptions`] if the capacity is out of range.
+///
+/// # Examples
+/// ```
+/// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new().capacity(4096)).unwrap();
+/// tx.send(b"ping").unwrap();
+/// let mut buf = [0u8; 16];
+/// let n = rx.recv_into(&mut buf).unwrap();
+/// assert_eq!(&buf[..n], b"ping");
+/// ```
+pub fn channel(opts: &Options) -> Result<(Producer, Consumer), OpenError> {
+    channel_typed(opts, TypeInfo::default())
+}
+
+pub(crate) fn channel_typed(
+    opts: &Options,
+    ty: TypeInfo,
+) -> Result<(Producer, Consumer), OpenError> {
+    let spec = Spec {
+        kind: Kind::Spsc,
+        ty,
+    };
+    let mem = endpoint::create_heap(&spec, opts)?;
+    let other = mem.share().expect("heap regions can be shared");
+    let p = Producer::from_mem(mem, opts, "<heap>")?;
+    let c = Consumer::from_mem(other, opts, "<heap>")?;
+    Ok((p, c))
+}
+
+/// The writing end of an SPSC ring. `Send`, not `Sync`.
+pub struct Producer {
+    at: Attachment,
+    ring: ProducerRing,
+    batching: bool,
+    poisoned: Option<Error>,
+    name: Option<String>,
+}
+
+/// The reading end of an SPSC ring. `Send`, not `Sync`.
+pub struct Consumer {
+    at: Attachment,
+    ring: ConsumerRing,
+    batching: bool,
+    poisoned: Option<Error>,
+    name: Option<String>,
+}
+
+static_assertions::assert_impl_all!(Producer: Send);
+static_assertions::assert_not_impl_any!(Producer: Sync);
+static_assertions::assert_impl_all!(Consumer: Send);
+static_assertions::assert_not_impl_any!(Consumer: Sync);
+
+macro_rules! named_ctors {
+    ($ty:ident) => {
+        impl $ty {
+            /// Creates the named segment (it must not exist) and attaches.
+            ///
+            /// # Errors
+            /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
+            pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::create_typed(name, opts, TypeInfo::default())
+            }
+
+            /// Opens an existing segment and attaches.
+            ///
+            /// # Errors
+            /// [`OpenError`]: `NotFound`, `NotShmq`, `KindMismatch`, `Busy`, …
+            pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::open_typed(name, opts, TypeInfo::default())
+            }
+
+            /// Opens the segment, creating it first if it does not exist.
+            /// Race-free: when two processes try at once, one creates and the
+            /// other waits for it to be ready.
+            ///
+            /// # Errors
+            /// As [`create`](Self::create) and [`open`](Self::open).
+            pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::open_or_create_typed(name, opts, TypeInfo::default())
+            }
+
+            pub(crate) fn create_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                let spec = Spec {
+                    kind: Kind::Spsc,
+                    ty,
+                };
+                let mem = endpoint::create_shm(name, &spec, opts)?;
+                Self::from_mem(mem, opts, name)
+            }
+
+            pub(crate) fn open_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                let spec = Spec {
+                    kind: Kind::Spsc,
+                    ty,
+                };
+                let mem = endpoint::open_shm(name, &spec, opts)?;
+                Self::from_mem(mem, opts, name)
+            }
+
+            pub(crate) fn open_or_create_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                let spec = Spec {
+                    kind: Kind::Spsc,
+                    ty,
+                };
+                let mem = endpoint::open_or_create_shm(name, &spec, opts)?;
+                Self::from_mem(mem, opts, name)
+            }
+
+            /// The segment name (`None` for heap channels).
+            pub fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn mem(&self) -> &crate::region::Mem {
+                &self.at.mem
+            }
+
+            /// Test hook: drops this endpoint as if its process had been
+            /// killed (no detach). Not for production use.
+            #[doc(hidden)]
+            pub fn __simulate_crash(mut self) {
+                self.at.simulate_crash();
+            }
+
+            /// Counters of this endpoint.
+            pub fn stats(&self) -> Stats {
+                self.at.stats
+            }
+
+            /// Ring size in bytes.
+            pub fn capacity(&self) -> usize {
+                self.at.mem.geometry().capacity as usize
+            }
+
+            /// Largest message this ring accepts: `capacity / 2 - 8`.
+            pub fn max_message_len(&self) -> usize {
+                crate::ring::spsc::max_message_len(self.at.mem.geometry().capacity)
+            }
+        }
+    };
+}
+
+named_ctors!(Producer);
+named_ctors!(Consumer);
+
+impl Producer {
+    pub(crate) fn from_mem(
+        mem: crate::region::Mem,
+        opts: &Options,
+        name: &str,
+    ) -> Result<Producer, OpenError> {
+        let ring = ProducerRing::attach(&mem).map_err(|e| corrupted_at_attach(name, e))?;
+        let at = Attachment::attach(mem, Role::Producer, opts, name)?;
+        // Re-read after attaching: a predecessor may have published since.
+        let ring = ProducerRing::attach(&at.mem).unwrap_or(ring);
+        Ok(Producer {
+            at,
+            ring,
+            batching: false,
+            poisoned: None,
+            name: (name != "<heap>").then(|| name.to_owned()),
+        })
+    }
+
+    /// Whether a consumer is attached and (for segments) its process alive.
+    /// Costs a syscall on segments.
+    pub fn peer_alive(&self) -> bool {
+        endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, true) == Peer::Attached
+    }
+
+    fn check(&mut self, r: Result<Reservation, Error>) -> Result<Reservation, Error> {
+        if let Err(e @ Error::Corrupted(_)) = r {
+            self.poisoned = Some(e);
+        }
+        r
+    }
+
+    fn attempt(&mut self, len: usize) -> Result<Reservation, Error> {
+        if let Some(e) = self.poisoned {
+            return Err(e);
+        }
+        if endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, false) == Peer::Detached {
+            return Err(Error::Disconnected);
+        }
+        let r = self.ring.try_reserve(&self.at.mem, len);
+        if matches!(r, Err(Error::Full)) && self.ring.has_unpublished() {
+            // A batch filled the ring: publish it, or we would wait forever
+            // for a consumer that cannot see it.
+            self.publish();
+        }
+        self.check(r)
+    }
+
+    fn publish(&mut self) {
+        if self.ring.publish(&self.at.mem) {
+            notify::wake(
+                &self.at.mem.header().not_empty,
+                self.at.wait.backend,
+                &mut self.at.stats,
+            );
+        }
+    }
+
+    fn grant(&mut self, res: Reservation) -> WriteGrant<'_> {
+        WriteGrant { p: self, res }
+    }
+
+    /// Reserves `len` bytes for a message, without waiting.
+    ///
+    /// # Errors
+    /// `Full`, `TooLarge`, `Disconnected` (the consumer detached), `Corrupted`.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
+        let res = self.attempt(len)?;
+        Ok(self.grant(res))
+    }
+
+    /// Reserves `len` bytes, waiting while the ring is full.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Disconnected`, `PeerDied` (the consumer's process died
+    /// while we waited), `Corrupted`.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
+        let res = notify::block_on(&mut ReserveOp { p: self, len }, None)?;
+        Ok(self.grant(res))
+    }
+
+    /// Reserves `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve), plus `Timeout`.
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_>, Error> {
+        let deadline = Instant::now() + timeout;
+        let res = notify::block_on(&mut ReserveOp { p: self, len }, Some(deadline))?;
+        Ok(self.grant(res))
+    }
+
+    /// Copies `msg` into the ring as one message, without waiting.
+    ///
+    /// # Errors
+    /// As [`try_reserve`](Self::try_reserve); on error nothing was sent.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.try_reserve(msg.len())?.write(msg);
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting for room.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve); on error nothing was sent.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.reserve(msg.len())?.write(msg);
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](Self::reserve_timeout); on error nothing was sent.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.reserve_timeout(msg.len(), timeout)?.write(msg);
+        Ok(())
+    }
+
+    /// Starts a batch: messages committed through the returned guard are
+    /// published together, with one store and at most one wake, when it drops.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new()).unwrap();
+    /// {
+    ///     let mut batch = tx.batch();
+    ///     for i in 0u8..10 {
+    ///         batch.send(&[i]).unwrap();
+    ///     }
+    ///     assert!(rx.try_recv().is_err()); // not yet published
+    /// }
+    /// assert_eq!(&*rx.try_recv().unwrap(), &[0]);
+    /// ```
+    pub fn batch(&mut self) -> WriteBatch<'_> {
+        self.batching = true;
+        WriteBatch { p: self }
+    }
+
+    /// Bytes in the ring as far as this producer knows (an upper bound).
+    pub fn used(&self) -> usize {
+        self.ring.used() as usize
+    }
+}
+
+struct ReserveOp<'a> {
+    p: &'a mut Producer,
+    len: usize,
+}
+
+impl Waitable for ReserveOp<'_> {
+    type Output = Reservation;
+    fn attempt(&mut self) -> Result<Reservation, Error> {
+        self.p.attempt(self.len)
+    }
+    fn peer_gone(&mut self) -> Option<Error> {
+        match endpoint::peer_state(&self.p.at.mem, CONSUMER_SLOT, true) {
+            Peer::Dead => Some(Error::PeerDied),
+            Peer::Detached => Some(Error::Disconnected),
+            Peer::Attached | Peer::NeverAttached => None,
+        }
+    }
+    fn word(&self) -> &WakeWord {
+        &self.p.at.mem.header().not_full
+    }
+    fn cfg(&self) -> &WaitCfg {
+        &self.p.at.wait
+    }
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.p.at.stats
+    }
+}
+
+/// Room for one message, written in place. Deref to `[u8]` of the reserved
+/// length; [`commit`](Self::commit) publishes the first `n` bytes. Dropping the
+/// grant without committing writes nothing.
+pub struct WriteGrant<'a> {
+    p: &'a mut Producer,
+    res: Reservation,
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the first `n` bytes as one message (unless inside a batch,
+    /// which publishes when it ends).
+    ///
+    /// # Panics
+    /// If `n` is larger than the reserved length.
+    pub fn commit(self, n: usize) {
+        let p = self.p;
+        p.ring.commit(&p.at.mem, &self.res, n);
+        p.at.stats.messages += 1;
+        p.at.stats.bytes += n as u64;
+        if !p.batching {
+            p.publish();
+        }
+    }
+
+    fn write(mut self, msg: &[u8]) {
+        self.copy_from_slice(msg);
+        self.commit(msg.len());
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        // SAFETY: the reservation covers `len` bytes inside the data area that
+        // the consumer will not read until we publish them (protocol: they
+        // lie between the published tail and head + capacity).
+        unsafe { std::slice::from_raw_parts(ptr, self.res.len) }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(ptr, self.res.len) }
+    }
+}
+
+/// A producer whose commits are published together when this guard drops.
+/// Derefs to the [`Producer`], so every sending method works on it.
+pub struct WriteBatch<'a> {
+    p: &'a mut Producer,
+}
+
+impl WriteBatch<'_> {
+    /// Publishes what was committed so far; the batch goes on.
+    pub fn publish(&mut self) {
+        self.p.publish();
+    }
+}
+
+impl Deref for WriteBatch<'_> {
+    type Target = Producer;
+    fn deref(&self) -> &Producer {
+        self.p
+    }
+}
+
+impl DerefMut for WriteBatch<'_> {
+    fn deref_mut(&mut self) -> &mut Producer {
+        self.p
+    }
+}
+
+impl Drop for WriteBatch<'_> {
+    fn drop(&mut self) {
+        self.p.batching = false;
+        self.p.publish();
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.at.crashed {
+            return;
+        }
+        self.publish();
+    }
+}
+
+impl Consumer {
+    pub(crate) fn from_mem(
+        mem: crate::region::Mem,
+        opts: &Options,
+        name: &str,
+    ) -> Result<Consumer, OpenError> {
+        let at = Attachment::attach(mem, Role::Consumer, opts, name)?;
+        let ring = ConsumerRing::attach(&at.mem).map_err(|e| corrupted_at_attach(name, e))?;
+        Ok(Consumer {
+            at,
+            ring,
+            batching: false,
+            poisoned: None,
+            name: (name != "<heap>").then(|| name.to_owned()),
+        })
+    }
+
+    /// Whether a producer is attached and (for segments) its process alive.
+    /// Costs a syscall on segments.
+    pub fn peer_alive(&self) -> bool {
+        endpoint::peer_state(&self.at.mem, PRODUCER_SLOT, true) == Peer::Attached
+    }
+
+    fn attempt(&mut self) -> Result<Record, Error> {
+        if let Some(e) = self.poisoned {
+            return Err(e);
+        }
+        let r = match self.ring.try_peek(&self.at.mem) {
+            Err(Error::Empty) => {
+                if self.ring.publish(&self.at.mem) {
+                    // Batch-released space the producer may be waiting for.
+                    notify::wake(
+                        &self.at.mem.header().not_full,
+                        self.at.wait.backend,
+                        &mut self.at.stats,
+                    );
+                }
+                if endpoint::peer_state(&self.at.mem, PRODUCER_SLOT, false) == Peer::Detached {
+                    // The detach came after its last publish: look once more.
+                    match self.ring.try_peek(&self.at.mem) {
+                        Err(Error::Empty) => Err(Error::Disconnected),
+                        r => r,
+                    }
+                } else {
+                    Err(Error::Empty)
+                }
+            }
+            r => r,
+        };
+        if let Err(e @ Error::Corrupted(_)) = r {
+            self.poisoned = Some(e);
+        }
+        r
+    }
+
+    fn grant(&mut self, rec: Record) -> ReadGrant<'_> {
+        ReadGrant { c: self, rec }
+    }
+
+    /// The next message, without waiting.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected` (the producer detached and everything it sent
+    /// was received), `Corrupted`.
+    pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
+        let rec = self.attempt()?;
+        Ok(self.grant(rec))
+    }
+
+    /// The next message, waiting for one.
+    ///
+    /// # Errors
+    /// `Disconnected`, `PeerDied` (the producer's process died; everything it
+    /// committed was received first), `Corrupted`.
+    pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
+        let rec = notify::block_on(&mut RecvOp { c: self }, None)?;
+        Ok(self.grant(rec))
+    }
+
+    /// The next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), plus `Timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
+        let deadline = Instant::now() + timeout;
+        let rec = notify::block_on(&mut RecvOp { c: self }, Some(deadline))?;
+        Ok(self.grant(rec))
+    }
+
+    /// Copies the next message into `buf`, waiting for one; returns its length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), plus `BufferTooSmall` (the message stays queued).
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let g = self.recv()?;
+        g.copy_to(buf)
+    }
+
+    /// Copies the next message into `buf` without waiting; returns its length.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall`.
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let g = self.try_recv()?;
+        g.copy_to(buf)
+    }
+
+    /// Copies the next message into `buf`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
+        let g = self.recv_timeout(timeout)?;
+        g.copy_to(buf)
+    }
+
+    /// Starts a batch: messages released under the returned guard are freed
+    /// for the producer with one store when it drops.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new()).unwrap();
+    /// for i in 0u8..4 { tx.send(&[i]).unwrap(); }
+    /// let mut batch = rx.batch();
+    /// let mut seen = Vec::new();
+    /// while let Ok(m) = batch.try_recv() { seen.push(m[0]); }
+    /// assert_eq!(seen, [0, 1, 2, 3]);
+    /// ```
+    pub fn batch(&mut self) -> ReadBatch<'_> {
+        self.batching = true;
+        ReadBatch { c: self }
+    }
+
+    fn release(&mut self, rec: &Record) {
+        self.ring.release(rec);
+        self.at.stats.messages += 1;
+        self.at.stats.bytes += rec.len as u64;
+        if !self.batching {
+            self.free();
+        }
+    }
+
+    fn free(&mut self) {
+        if self.ring.publish(&self.at.mem) {
+            notify::wake(
+                &self.at.mem.header().not_full,
+                self.at.wait.backend,
+                &mut self.at.stats,
+            );
+        }
+    }
+
+    /// Whether the ring looked empty when last checked (no syscall, no
+    /// refresh).
+    pub fn looks_empty(&self) -> bool {
+        self.ring.looks_empty()
+    }
+}
+
+struct RecvOp<'a> {
+    c: &'a mut Consumer,
+}
+
+impl Waitable for RecvOp<'_> {
+    type Output = Record;
+    fn attempt(&mut self) -> Result<Record, Error> {
+        self.c.attempt()
+    }
+    fn peer_gone(&mut self) -> Option<Error> {
+        match endpoint::peer_state(&self.c.at.mem, PRODUCER_SLOT, true) {
+            Peer::Dead => Some(Error::PeerDied),
+            Peer::Detached => Some(Error::Disconnected),
+            Peer::Attached | Peer::NeverAttached => None,
+        }
+    }
+    fn word(&self) -> &WakeWord {
+        &self.c.at.mem.header().not_empty
+    }
+    fn cfg(&self) -> &WaitCfg {
+        &self.c.at.wait
+    }
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.c.at.stats
+    }
+}
+
+/// One received message, read in place. Derefs to its bytes; dropping the
+/// grant frees its space (unless inside a batch, which frees on drop).
+///
+/// The bytes live in shared memory: a misbehaving peer could rewrite them
+/// while you read. If that matters, copy them out first
+/// ([`Consumer::recv_into`]).
+pub struct ReadGrant<'a> {
+    c: &'a mut Consumer,
+    rec: Record,
+}
+
+impl ReadGrant<'_> {
+    fn copy_to(self, buf: &mut [u8]) -> Result<usize, Error> {
+        let n = self.rec.len;
+        if n > buf.len() {
+            let e = Error::BufferTooSmall {
+                needed: n,
+                capacity: buf.len(),
+            };
+            std::mem::forget(self);
+            return Err(e);
+        }
+        buf[..n].copy_from_slice(&self);
+        Ok(n)
+    }
+}
+
+impl Deref for ReadGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let ptr = self.c.ring.payload(&self.c.at.mem, &self.rec);
+        // SAFETY: the record was validated to lie inside the data area and
+        // below the published tail; the producer does not write it until we
+        // release it (protocol). A hostile peer could, which the type's docs
+        // state; the bytes are plain `u8`, so any value is valid.
+        unsafe { std::slice::from_raw_parts(ptr, self.rec.len) }
+    }
+}
+
+impl Drop for ReadGrant<'_> {
+    fn drop(&mut self) {
+        let rec = self.rec;
+        self.c.release(&rec);
+    }
+}
+
+/// A consumer whose releases are freed together when this guard drops.
+/// Derefs to the [`Consumer`].
+pub struct ReadBatch<'a> {
+    c: &'a mut Consumer,
+}
+
+impl ReadBatch<'_> {
+    /// Frees what was released so far; the batch goes on.
+    pub fn release(&mut self) {
+        self.c.free();
+    }
+}
+
+impl Deref for ReadBatch<'_> {
+    type Target = Consumer;
+    fn deref(&self) -> &Consumer {
+        self.c
+    }
+}
+
+impl DerefMut for ReadBatch<'_> {
+    fn deref_mut(&mut self) -> &mut Consumer {
+        self.c
+    }
+}
+
+impl Drop for ReadBatch<'_> {
+    fn drop(&mut self) {
+        self.c.batching = false;
+        self.c.free();
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.at.crashed {
+            return;
+        }
+        self.free();
+    }
+}

@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: unique segment names that are
+//! removed on drop, child processes that re-run this test binary, and a tiny
+//! deterministic PRNG.
+#![allow(dead_code, clippy::disallowed_types)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique segment name for this process and test, removed when dropped.
+pub struct Name(pub String);
+
+impl Name {
+    pub fn new(tag: &str) -> Name {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Name(format!("test-{}-{tag}-{n}", std::process::id()))
+    }
+    pub fn path(&self) -> String {
+        format!("/dev/shm/shmq.{}", self.0)
+    }
+    /// Writes `bytes` as the segment file, mode 0600 (as shmq creates them).
+    pub fn write_file(&self, bytes: &[u8]) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.path())
+            .unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+/// Env var that tells this test binary it runs as a child.
+pub const CHILD_ROLE: &str = "SHMQ_TEST_CHILD_ROLE";
+
+/// Re-runs the current test binary, running only `entry` (a test function that
+/// dispatches on `CHILD_ROLE`), with `role` and extra env vars.
+pub fn spawn_child(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(CHILD_ROLE, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
+/// Reads the child's stdout until a line equal to `marker` (the child prints
+/// it when it is ready).
+pub fn wait_for_line(child: &mut Child, marker: &str) {
+    use std::io::{BufRead, BufReader};
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut r = BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).expect("read child stdout");
+        assert!(n > 0, "child exited before printing {marker:?}");
+        if line.trim() == marker {
+            return;
+        }
+    }
+}
+
+pub fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("child needs {key}"))
+}
+
+/// xorshift64*: deterministic sizes and payloads on both sides of a test.
+#[derive(Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Fills `buf` with bytes derived from `(seed, index)`.
+pub fn fill(buf: &mut [u8], index: u64) {
+    let mut r = Rng(index.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    for chunk in buf.chunks_mut(8) {
+        let v = r.next().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+/// Lists shmq segments this process's tests left behind.
+pub fn leftovers() -> Vec<String> {
+    let prefix = format!("shmq.test-{}-", std::process::id());
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
