@@ -57,6 +57,7 @@ mod ring;
 mod shm;
 pub mod spsc;
 mod sync;
+pub mod typed;
 
 pub use error::{Error, OpenError};
 #[cfg(not(loom))]

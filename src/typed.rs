@@ -1,0 +1,1 @@
+//! Typed channels of plain-old-data values (placeholder).
