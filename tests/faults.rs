@@ -1,0 +1,698 @@
+//! Fault tolerance and security: peers killed at random points, creators
+//! killed during initialisation, squatted and foreign files, run-time
+//! corruption of a live segment, and a full /dev/shm.
+//!
+//! Run in release mode: `cargo test -p shmq --release --test faults`.
+//! `SHMQ_FAULT_ITERS` sets the kill iterations per case (default 200).
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{CHILD_ROLE, Name, Rng, env, fill, spawn_child, wait_for_line};
+use shmq::{Error, OpenError, Options, mpmc, spsc};
+
+fn iters() -> u64 {
+    std::env::var("SHMQ_FAULT_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// Fast liveness checks so that hundreds of kills finish quickly.
+fn fast() -> Options {
+    Options::new()
+        .capacity(4096)
+        .slots(64)
+        .slot_size(64)
+        .liveness_interval(Duration::from_millis(10))
+        .abandon_timeout(Duration::from_millis(20))
+}
+
+/// An SPSC message: seq, then bytes derived from seq (a torn message would
+/// not match).
+fn spsc_msg(seq: u64, buf: &mut Vec<u8>) {
+    let len = 8 + (seq % 97) as usize;
+    buf.resize(len, 0);
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    fill(&mut buf[8..], seq);
+}
+
+fn check_spsc_msg(m: &[u8]) -> u64 {
+    assert!(m.len() >= 8, "torn message (len {})", m.len());
+    let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+    let mut want = Vec::new();
+    spsc_msg(seq, &mut want);
+    assert_eq!(m, &want[..], "torn message {seq}");
+    seq
+}
+
+fn kill_after(mut child: Child, delay: Duration) -> Instant {
+    std::thread::sleep(delay);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Instant::now()
+}
+
+/// Child dispatcher: does nothing in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    let name = env("SHMQ_NAME");
+    let o = fast();
+    match role.as_str() {
+        "spsc_producer" => {
+            let mut tx = spsc::Producer::open(&name, &o).unwrap();
+            println!("READY");
+            let mut buf = Vec::new();
+            for seq in 0.. {
+                spsc_msg(seq, &mut buf);
+                let mut g = tx.reserve(buf.len()).unwrap();
+                g.copy_from_slice(&buf);
+                g.commit(buf.len());
+            }
+        }
+        "spsc_consumer" => {
+            use std::io::Write;
+            let mut rx = spsc::Consumer::open(&name, &o).unwrap();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "READY").unwrap();
+            loop {
+                let g = rx.recv().unwrap();
+                let seq = check_spsc_msg(&g);
+                // Recorded before release: a kill in between re-delivers it.
+                writeln!(out, "{seq}").unwrap();
+                out.flush().unwrap();
+                drop(g);
+            }
+        }
+        "mpmc_producer" => {
+            let mut tx = mpmc::Producer::open(&name, &o).unwrap();
+            println!("READY");
+            for seq in 0u64.. {
+                let mut g = tx.reserve().unwrap();
+                g[..8].copy_from_slice(&seq.to_le_bytes());
+                g.commit(8);
+            }
+        }
+        "mpmc_consumer" => {
+            use std::io::Write;
+            let mut rx = mpmc::Consumer::open(&name, &o).unwrap();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "READY").unwrap();
+            loop {
+                let g = rx.recv().unwrap();
+                let seq = u64::from_le_bytes(g[..8].try_into().unwrap());
+                writeln!(out, "{seq}").unwrap();
+                out.flush().unwrap();
+                drop(g);
+            }
+        }
+        "stuck_creator" => {
+            // Creates the file and holds the init lock (byte 0), as a creator
+            // that is still initialising; never publishes READY.
+            use std::os::fd::AsRawFd;
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(format!("/dev/shm/shmq.{name}"))
+                .unwrap();
+            f.set_len(1 << 16).unwrap();
+            // SAFETY: all-zero is a valid flock; fcntl gets a valid pointer.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as i16;
+            fl.l_whence = libc::SEEK_SET as i16;
+            fl.l_start = 0;
+            fl.l_len = 1;
+            // SAFETY: valid descriptor and flock.
+            let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+            assert_eq!(rc, 0);
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "small_tmpfs" => small_tmpfs_child(),
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn spsc_producer_killed_at_random_points() {
+    let mut rng = Rng(7);
+    let mut delivered = 0u64;
+    for it in 0..iters() {
+        let name = Name::new("kp");
+        let mut rx = spsc::Consumer::create(&name, &fast()).unwrap();
+        let mut child = spawn_child(
+            "child_entry",
+            "spsc_producer",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        wait_for_line(&mut child, "READY");
+        let delay = Duration::from_micros(rng.below(3000));
+        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let mut next = 0u64;
+        let err = loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(m) => {
+                    assert_eq!(check_spsc_msg(&m), next, "iteration {it}: gap or duplicate");
+                    next += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        let killed = killer.join().unwrap();
+        assert_eq!(err, Error::PeerDied, "iteration {it}");
+        assert!(Instant::now().duration_since(killed) < Duration::from_secs(5));
+        delivered += next;
+        // A new producer attaches once the dead one is detected.
+        let mut tx = spsc::Producer::open(&name, &fast()).unwrap();
+        let mut buf = Vec::new();
+        spsc_msg(next, &mut buf);
+        tx.send(&buf).unwrap();
+        assert_eq!(check_spsc_msg(&rx.recv().unwrap()), next);
+    }
+    println!(
+        "survived {} producer kills, {delivered} messages checked",
+        iters()
+    );
+}
+
+/// Reads the numbers a consumer child printed (it prints before releasing).
+fn read_seqs(child: &mut Child) -> std::thread::JoinHandle<Vec<u64>> {
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    })
+}
+
+#[test]
+fn spsc_consumer_killed_at_random_points() {
+    let mut rng = Rng(11);
+    let mut checked = 0u64;
+    for it in 0..iters() {
+        let name = Name::new("kc");
+        let total = 2000u64;
+        let mut tx = spsc::Producer::create(&name, &fast()).unwrap();
+        let mut child = spawn_child(
+            "child_entry",
+            "spsc_consumer",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        wait_for_line(&mut child, "READY");
+        let reader = read_seqs(&mut child);
+        let delay = Duration::from_micros(rng.below(3000));
+        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let mut buf = Vec::new();
+        let mut sent = 0u64;
+        while sent < total {
+            spsc_msg(sent, &mut buf);
+            match tx.send_timeout(&buf, Duration::from_secs(20)) {
+                Ok(()) => sent += 1,
+                Err(Error::PeerDied) => break,
+                Err(e) => panic!("iteration {it}: {e}"),
+            }
+        }
+        killer.join().unwrap();
+        let seen = reader.join().unwrap();
+        // A new consumer attaches and drains; the producer finishes.
+        let mut rx = spsc::Consumer::open(&name, &fast()).unwrap();
+        let mut got = Vec::new();
+        loop {
+            while let Ok(m) = rx.try_recv() {
+                got.push(check_spsc_msg(&m));
+            }
+            if sent == total {
+                break;
+            }
+            spsc_msg(sent, &mut buf);
+            if tx.try_send(&buf).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(tx);
+        while let Ok(m) = rx.recv() {
+            got.push(check_spsc_msg(&m));
+        }
+        // Exactly once, except that the message the dead consumer held (it
+        // printed it but never released it) is delivered again.
+        let dup = match (seen.last(), got.first()) {
+            (Some(a), Some(b)) if a == b => 1,
+            _ => 0,
+        };
+        assert_eq!(
+            seen.len() + got.len(),
+            total as usize + dup,
+            "iteration {it}"
+        );
+        let all: Vec<u64> = seen.iter().chain(got.iter().skip(dup)).copied().collect();
+        assert!(
+            all.iter().copied().eq(0..total),
+            "iteration {it}: loss or reorder"
+        );
+        checked += total;
+    }
+    println!(
+        "survived {} consumer kills, {checked} messages checked",
+        iters()
+    );
+}
+
+#[test]
+fn mpmc_producer_killed_at_random_points() {
+    let mut rng = Rng(13);
+    let (mut checked, mut abandoned) = (0u64, 0u64);
+    for it in 0..iters() {
+        let name = Name::new("mkp");
+        let mut rx = mpmc::Consumer::create(&name, &fast()).unwrap();
+        let mut child = spawn_child(
+            "child_entry",
+            "mpmc_producer",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        wait_for_line(&mut child, "READY");
+        let delay = Duration::from_micros(rng.below(3000));
+        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let mut next = 0u64;
+        let err = loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(m) => {
+                    let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+                    assert_eq!(seq, next, "iteration {it}: gap or duplicate");
+                    next += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        killer.join().unwrap();
+        assert_eq!(err, Error::Disconnected, "iteration {it}");
+        checked += next;
+        abandoned += rx.stats().abandoned;
+        let mut tx = mpmc::Producer::open(&name, &fast()).unwrap();
+        tx.send(&u64::MAX.to_le_bytes()).unwrap();
+        assert_eq!(&rx.recv().unwrap()[..8], &u64::MAX.to_le_bytes());
+    }
+    println!(
+        "survived {} mpmc producer kills, {checked} messages checked, {abandoned} abandoned slots skipped",
+        iters()
+    );
+}
+
+#[test]
+fn mpmc_consumer_killed_at_random_points() {
+    let mut rng = Rng(17);
+    let mut checked = 0u64;
+    for it in 0..iters() {
+        let name = Name::new("mkc");
+        let total = 1000u64;
+        let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
+        let mut child = spawn_child(
+            "child_entry",
+            "mpmc_consumer",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        wait_for_line(&mut child, "READY");
+        let reader = read_seqs(&mut child);
+        let delay = Duration::from_micros(rng.below(3000));
+        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let mut sent = 0u64;
+        while sent < total {
+            match tx.send_timeout(&sent.to_le_bytes(), Duration::from_secs(20)) {
+                Ok(()) => sent += 1,
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("iteration {it}: {e}"),
+            }
+        }
+        killer.join().unwrap();
+        let seen = reader.join().unwrap();
+        let mut rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+        let mut got: Vec<u64> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sent < total {
+            assert!(Instant::now() < deadline, "iteration {it}: producer stuck");
+            while let Ok(m) = rx.try_recv() {
+                got.push(u64::from_le_bytes(m[..8].try_into().unwrap()));
+            }
+            // Full while the dead consumer's slot waits to be reclaimed.
+            match tx.try_send(&sent.to_le_bytes()) {
+                Ok(()) => sent += 1,
+                Err(Error::Full) => std::thread::yield_now(),
+                Err(e) => panic!("iteration {it}: {e}"),
+            }
+        }
+        drop(tx);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(m) => got.push(u64::from_le_bytes(m[..8].try_into().unwrap())),
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("iteration {it}: {e}"),
+            }
+        }
+        let mut all: Vec<u64> = seen.iter().chain(got.iter()).copied().collect();
+        let unique: HashSet<u64> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "iteration {it}: duplicate");
+        all.sort_unstable();
+        // Every message arrives exactly once, except at most the one the dead
+        // consumer was holding when it died if it had not yet printed it.
+        assert!(
+            all.len() as u64 >= total - 1,
+            "iteration {it}: lost {}",
+            total - all.len() as u64
+        );
+        checked += all.len() as u64;
+    }
+    println!(
+        "survived {} mpmc consumer kills, {checked} messages checked",
+        iters()
+    );
+}
+
+#[test]
+fn creator_killed_during_init_times_out_then_is_reclaimed() {
+    let name = Name::new("init");
+    let mut child = spawn_child(
+        "child_entry",
+        "stuck_creator",
+        &[("SHMQ_NAME", name.0.clone())],
+    );
+    wait_for_line(&mut child, "READY");
+    let o = Options::new().open_timeout(Duration::from_millis(50));
+    assert!(matches!(
+        spsc::Consumer::open(&name, &o),
+        Err(OpenError::Timeout { .. })
+    ));
+    let info = shmq::inspect(&name).unwrap();
+    assert!(!info.ready && !info.stale, "creator still at work");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(matches!(
+        spsc::Consumer::open(&name, &o),
+        Err(OpenError::Timeout { .. })
+    ));
+    assert!(shmq::inspect(&name).unwrap().stale, "creator dead: stale");
+    // open_or_create with reclaim_stale takes the name back.
+    let rx = spsc::Consumer::open_or_create(&name, &o.clone().reclaim_stale(true)).unwrap();
+    drop(rx);
+    // And gc removes a stale half-made segment.
+    let mut child = spawn_child(
+        "child_entry",
+        "stuck_creator",
+        &[("SHMQ_NAME", name.0.clone())],
+    );
+    wait_for_line(&mut child, "READY");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report = shmq::gc().unwrap();
+    assert!(
+        report
+            .iter()
+            .any(|(n, o)| n == &name.0 && matches!(o, shmq::GcOutcome::Removed)),
+        "{report:?}"
+    );
+    assert!(!std::path::Path::new(&name.path()).exists());
+}
+
+#[test]
+fn gc_never_removes_a_live_segment_and_removes_a_dead_one() {
+    let live = Name::new("gclive");
+    let dead = Name::new("gcdead");
+    let _tx = spsc::Producer::create(&live, &fast()).unwrap();
+    let mut child = spawn_child(
+        "child_entry",
+        "spsc_producer",
+        &[("SHMQ_NAME", dead.0.clone())],
+    );
+    // The child needs the segment: create it with keep so it survives us.
+    drop(spsc::Consumer::create(&dead, &fast().keep(true)).ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = shmq::gc().unwrap();
+    assert!(std::path::Path::new(&live.path()).exists(), "{report:?}");
+    assert!(!std::path::Path::new(&dead.path()).exists(), "{report:?}");
+}
+
+fn assert_untouched(name: &Name, before: &[u8]) {
+    let after = std::fs::read(name.path()).unwrap();
+    assert!(after == before, "the file was written through");
+}
+
+#[test]
+fn symlink_under_a_shmq_name_is_refused() {
+    let name = Name::new("link");
+    let target = Name::new("linktarget");
+    let _t = spsc::Producer::create(&target, &fast()).unwrap();
+    std::os::unix::fs::symlink(target.path(), name.path()).unwrap();
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(matches!(err, OpenError::NotShmq { .. }), "{err}");
+    assert!(matches!(
+        spsc::Producer::create(&name, &fast()),
+        Err(OpenError::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn file_owned_by_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED file_owned_by_another_user_is_refused: needs root to chown");
+        return;
+    }
+    let name = Name::new("owner");
+    let tx = spsc::Producer::create(&name, &fast().keep(true)).unwrap();
+    drop(tx);
+    std::os::unix::fs::chown(name.path(), Some(65534), Some(65534)).unwrap();
+    let before = std::fs::read(name.path()).unwrap();
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(matches!(err, OpenError::PermissionDenied { .. }), "{err}");
+    assert!(err.to_string().contains("owned by uid 65534"));
+    assert_untouched(&name, &before);
+}
+
+#[test]
+fn group_or_world_writable_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o620, 0o602, 0o666] {
+        let name = Name::new("perm");
+        drop(spsc::Producer::create(&name, &fast().keep(true)).unwrap());
+        std::fs::set_permissions(name.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let before = std::fs::read(name.path()).unwrap();
+        let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+        assert!(
+            matches!(err, OpenError::PermissionDenied { .. }),
+            "{mode:o}: {err}"
+        );
+        assert_untouched(&name, &before);
+    }
+}
+
+#[test]
+fn wrong_size_garbage_magic_and_future_version_are_refused() {
+    // A valid segment image to start from.
+    let src = Name::new("src");
+    drop(spsc::Producer::create(&src, &fast().keep(true)).unwrap());
+    let image = std::fs::read(src.path()).unwrap();
+
+    let name = Name::new("size");
+    name.write_file(&image[..image.len() - 64]);
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(matches!(err, OpenError::Corrupted { .. }), "short: {err}");
+    let mut longer = image.clone();
+    longer.extend_from_slice(&[0; 4096]);
+    name.write_file(&longer);
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(matches!(err, OpenError::Corrupted { .. }), "long: {err}");
+
+    let mut bad = image.clone();
+    bad[..8].copy_from_slice(b"NOTSHMQ!");
+    name.write_file(&bad);
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(matches!(err, OpenError::NotShmq { .. }), "magic: {err}");
+    assert_untouched(&name, &bad);
+
+    let mut future = image.clone();
+    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    name.write_file(&future);
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(
+        matches!(err, OpenError::VersionMismatch { found: 2, .. }),
+        "version: {err}"
+    );
+    assert_untouched(&name, &future);
+
+    let mut hash = image.clone();
+    hash[16] ^= 1;
+    name.write_file(&hash);
+    let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+    assert!(
+        matches!(err, OpenError::VersionMismatch { .. }),
+        "layout hash: {err}"
+    );
+}
+
+/// Writes `v` at byte `off` of the live segment file (same pages as the
+/// mappings).
+fn scribble(name: &Name, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    f.write_at(&v.to_le_bytes(), off).unwrap();
+}
+
+const PROD: u64 = 128;
+const CONS: u64 = 256;
+const DATA_SPSC: u64 = 768; // header 640 + a 2-entry endpoint table padded to 128
+
+#[test]
+fn runtime_corruption_of_spsc_cursors_and_lengths_is_detected() {
+    let cases: [(&str, u64, u64); 5] = [
+        ("tail far ahead", PROD, 1 << 40),
+        ("tail unaligned", PROD, 3),
+        (
+            "record length huge",
+            DATA_SPSC,
+            (0x2147_534d_u64 << 32) | 0xFFFF,
+        ),
+        ("record tag garbage", DATA_SPSC, 0xDEAD_BEEF_0000_0010),
+        (
+            "padding in the wrong place",
+            DATA_SPSC,
+            (0x2144_4150_u64 << 32) | 8,
+        ),
+    ];
+    for (what, off, v) in cases {
+        let name = Name::new("corrupt");
+        let mut tx = spsc::Producer::create(&name, &fast()).unwrap();
+        let mut rx = spsc::Consumer::open(&name, &fast()).unwrap();
+        tx.send(b"first message").unwrap();
+        scribble(&name, off, v);
+        let r = rx.recv_timeout(Duration::from_secs(5)).err();
+        assert!(matches!(r, Some(Error::Corrupted(_))), "{what}: {r:?}");
+        assert!(
+            matches!(rx.try_recv().err(), Some(Error::Corrupted(_))),
+            "{what}: poisoned"
+        );
+        assert!(shmq::inspect(&name).unwrap().poisoned);
+    }
+    // Head moved behind the producer's back.
+    let name = Name::new("corrupt-head");
+    let mut tx = spsc::Producer::create(&name, &fast()).unwrap();
+    let _rx = spsc::Consumer::open(&name, &fast()).unwrap();
+    while tx.try_send(&[0; 100]).is_ok() {}
+    scribble(&name, CONS, 1 << 50);
+    assert!(matches!(
+        tx.try_send(&[0; 100]).err(),
+        Some(Error::Corrupted(_))
+    ));
+}
+
+#[test]
+fn runtime_corruption_of_mpmc_sequences_and_lengths_is_detected() {
+    // MPMC data area: header 640 + table of 128 endpoints x 16 bytes.
+    let data = 640 + 64 * 2 * 16;
+    let name = Name::new("mcorrupt");
+    let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
+    let mut rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+    tx.send(b"x").unwrap();
+    // Slot 0's info word: a length beyond the slot.
+    scribble(&name, data + 8, (0x2147_534d_u64 << 32) | 10_000);
+    let r = rx.try_recv().err();
+    assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
+
+    let name = Name::new("mcorrupt2");
+    let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
+    let _rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+    // Slot 0's sequence far behind its lap: the producer refuses it.
+    scribble(&name, PROD, 1 << 20);
+    let r = tx.try_send(b"y").err();
+    assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
+}
+
+fn small_tmpfs_child() {
+    // SAFETY: unshare/mount are plain syscalls with valid C strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            println!("UNSUPPORTED unshare");
+            return;
+        }
+        let none = c"none";
+        let root = c"/";
+        if libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            println!("UNSUPPORTED private mount");
+            return;
+        }
+        let shm = c"/dev/shm";
+        let tmpfs = c"tmpfs";
+        let opts = c"size=1m";
+        if libc::mount(
+            tmpfs.as_ptr(),
+            shm.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        ) != 0
+        {
+            println!("UNSUPPORTED tmpfs mount");
+            return;
+        }
+    }
+    let o = Options::new();
+    let big = spsc::Producer::create("nospace-big", &o.clone().capacity(4 << 20));
+    println!("BIG {}", matches!(big, Err(OpenError::NoSpace { .. })));
+    let fits = spsc::Producer::create("nospace-fits", &o.clone().capacity(512 << 10));
+    println!("FITS {}", fits.is_ok());
+    let second = spsc::Producer::create("nospace-second", &o.clone().capacity(512 << 10));
+    println!(
+        "SECOND {}",
+        matches!(second, Err(OpenError::NoSpace { .. }))
+    );
+    println!("LEFT {}", std::fs::read_dir("/dev/shm").unwrap().count());
+}
+
+#[test]
+fn full_dev_shm_is_no_space_at_create_never_sigbus_later() {
+    let child = spawn_child(
+        "child_entry",
+        "small_tmpfs",
+        &[("SHMQ_NAME", "unused".into())],
+    );
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("UNSUPPORTED") {
+        eprintln!("no private tmpfs here ({text}); using a capacity beyond /dev/shm instead");
+        let name = Name::new("nospace");
+        let err = spsc::Producer::create(&name, &Options::new().capacity(1 << 40))
+            .err()
+            .unwrap();
+        assert!(matches!(err, OpenError::NoSpace { .. }), "{err}");
+        assert!(!std::path::Path::new(&name.path()).exists());
+        return;
+    }
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("BIG true"), "{text}");
+    assert!(text.contains("FITS true"), "{text}");
+    assert!(text.contains("SECOND true"), "{text}");
+    // The failed creates left nothing behind (the one that fitted was
+    // dropped, and removed, at exit).
+    assert!(text.contains("LEFT 0") || text.contains("LEFT 1"), "{text}");
+}

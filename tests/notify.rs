@@ -1,0 +1,270 @@
+//! Wait strategies and wakeup backends: spin, futex and POSIX semaphore.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{CHILD_ROLE, Name, env, spawn_child, wait_for_line};
+use shmq::spsc::{self, Consumer, Producer};
+use shmq::{Error, Options, WaitStrategy};
+
+fn with(wait: WaitStrategy, spin: Duration) -> Options {
+    Options::new().capacity(4096).wait(wait).spin(spin)
+}
+
+/// Round trips between this thread and another, `n` times.
+fn thread_ping_pong(opts: &Options, n: u64) -> (shmq::Stats, shmq::Stats) {
+    let (mut tx, mut rx_peer) = spsc::channel(opts).unwrap();
+    let (mut tx_peer, mut rx) = spsc::channel(opts).unwrap();
+    let t = std::thread::spawn(move || {
+        for _ in 0..n {
+            let v = u64::from_le_bytes(rx_peer.recv().unwrap()[..8].try_into().unwrap());
+            tx_peer.send(&(v + 1).to_le_bytes()).unwrap();
+        }
+        rx_peer.stats()
+    });
+    for i in 0..n {
+        tx.send(&(2 * i).to_le_bytes()).unwrap();
+        let v = u64::from_le_bytes(rx.recv().unwrap()[..8].try_into().unwrap());
+        assert_eq!(v, 2 * i + 1);
+    }
+    (rx.stats(), t.join().unwrap())
+}
+
+#[test]
+fn futex_no_lost_wakeup_over_a_million_ping_pongs() {
+    // A 1 µs spin window: some waits sleep, some don't, so wakes race with
+    // registrations in every way.
+    let (a, b) = thread_ping_pong(
+        &with(WaitStrategy::Futex, Duration::from_micros(1)),
+        1_000_000,
+    );
+    println!("futex: {a:?} / {b:?}");
+    assert_eq!(a.messages, 1_000_000);
+}
+
+#[test]
+fn semaphore_no_lost_wakeup_over_a_million_ping_pongs() {
+    let (a, b) = thread_ping_pong(
+        &with(WaitStrategy::Semaphore, Duration::from_micros(1)),
+        1_000_000,
+    );
+    println!("sem: {a:?} / {b:?}");
+    assert_eq!(a.messages, 1_000_000);
+}
+
+#[test]
+fn spin_and_yield_ping_pong() {
+    thread_ping_pong(&with(WaitStrategy::Spin, Duration::ZERO), 20_000);
+    thread_ping_pong(
+        &with(WaitStrategy::SpinThenYield, Duration::from_micros(5)),
+        20_000,
+    );
+}
+
+#[test]
+fn futex_and_semaphore_sleepers_are_counted() {
+    for w in [WaitStrategy::Futex, WaitStrategy::Semaphore] {
+        let (mut tx, mut rx) = spsc::channel(&with(w, Duration::ZERO)).unwrap();
+        let t = std::thread::spawn(move || {
+            let n = rx.recv().unwrap().len();
+            (n, rx.stats())
+        });
+        // Give the consumer every chance to fall asleep; correctness does not
+        // depend on it (the assertion is on the stats being consistent).
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(b"wake").unwrap();
+        let (n, st) = t.join().unwrap();
+        assert_eq!(n, 4);
+        assert!(st.waits >= 1, "{w:?}: consumer slept: {st:?}");
+        assert!(st.sleep_ns > 0);
+        assert_eq!(
+            tx.stats().wake_syscalls,
+            1,
+            "{w:?}: one wake for one sleeper"
+        );
+    }
+}
+
+#[test]
+fn steady_stream_to_a_spinning_consumer_makes_zero_wake_syscalls() {
+    // The consumer spins and never sleeps, so the producer never finds a
+    // registered waiter: not one futex wake.
+    let opts_c = Options::new().capacity(1 << 16).wait(WaitStrategy::Spin);
+    let (mut tx, mut rx) = spsc::channel(&opts_c).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while let Ok(m) = rx.recv() {
+            n += m.len() as u64;
+        }
+        (n, rx.stats())
+    });
+    for i in 0..200_000u64 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let st = tx.stats();
+    drop(tx);
+    let (bytes, rst) = t.join().unwrap();
+    assert_eq!(bytes, 200_000 * 8);
+    assert_eq!(st.wake_syscalls, 0, "{st:?}");
+    assert_eq!(rst.waits, 0, "{rst:?}");
+}
+
+#[test]
+fn timeouts_are_honoured_by_every_strategy() {
+    for w in [
+        WaitStrategy::Spin,
+        WaitStrategy::SpinThenYield,
+        WaitStrategy::Futex,
+        WaitStrategy::Semaphore,
+    ] {
+        let (mut tx, mut rx) = spsc::channel(&with(w, Duration::from_micros(10))).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(30)).err(),
+            Some(Error::Timeout),
+            "{w:?}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(30),
+            "{w:?} returned early"
+        );
+        while tx.try_send(&[0; 100]).is_ok() {}
+        let t0 = Instant::now();
+        assert_eq!(
+            tx.send_timeout(&[0; 100], Duration::from_millis(30)).err(),
+            Some(Error::Timeout),
+            "{w:?}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(30),
+            "{w:?} returned early"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Across processes.
+
+fn strategy(s: &str) -> WaitStrategy {
+    match s {
+        "spin" => WaitStrategy::Spin,
+        "futex" => WaitStrategy::Futex,
+        "sem" => WaitStrategy::Semaphore,
+        other => panic!("strategy {other}"),
+    }
+}
+
+/// Child dispatcher: does nothing in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    let name = env("SHMQ_NAME");
+    let w = strategy(&env("SHMQ_WAIT"));
+    let o = with(w, Duration::ZERO);
+    match role.as_str() {
+        "echo" => {
+            let n: u64 = env("SHMQ_COUNT").parse().unwrap();
+            let mut rx = Consumer::open(&format!("{name}.ab"), &o).unwrap();
+            let mut tx = Producer::open(&format!("{name}.ba"), &o).unwrap();
+            for _ in 0..n {
+                let v = u64::from_le_bytes(rx.recv().unwrap()[..8].try_into().unwrap());
+                tx.send(&(v + 1).to_le_bytes()).unwrap();
+            }
+        }
+        "sleep" => {
+            let _tx = Producer::open(&name, &o).unwrap();
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn cross_process_ping_pong(wait: &str, n: u64) {
+    let name = Name::new(&format!("pp{wait}"));
+    let ab = Name(format!("{}.ab", name.0));
+    let ba = Name(format!("{}.ba", name.0));
+    let o = with(strategy(wait), Duration::ZERO);
+    let mut tx = Producer::create(&ab, &o).unwrap();
+    let mut rx = Consumer::create(&ba, &o).unwrap();
+    let mut child = spawn_child(
+        "child_entry",
+        "echo",
+        &[
+            ("SHMQ_NAME", name.0.clone()),
+            ("SHMQ_WAIT", wait.to_string()),
+            ("SHMQ_COUNT", n.to_string()),
+        ],
+    );
+    for i in 0..n {
+        tx.send(&(2 * i).to_le_bytes()).unwrap();
+        let m = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), 2 * i + 1);
+    }
+    assert!(child.wait().unwrap().success());
+    println!("{wait}: {:?}", rx.stats());
+}
+
+#[test]
+fn spin_wakeup_across_processes() {
+    cross_process_ping_pong("spin", 20_000);
+}
+
+#[test]
+fn futex_wakeup_across_processes() {
+    cross_process_ping_pong("futex", 20_000);
+}
+
+#[test]
+fn semaphore_wakeup_across_processes() {
+    cross_process_ping_pong("sem", 20_000);
+}
+
+fn killed_while_sleeping(wait: &str) {
+    let name = Name::new(&format!("ks{wait}"));
+    let o = with(strategy(wait), Duration::ZERO);
+    let mut rx = Consumer::create(&name, &o).unwrap();
+    let mut child = spawn_child(
+        "child_entry",
+        "sleep",
+        &[
+            ("SHMQ_NAME", name.0.clone()),
+            ("SHMQ_WAIT", wait.to_string()),
+        ],
+    );
+    wait_for_line(&mut child, "READY");
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        Instant::now()
+    });
+    let r = rx.recv_timeout(Duration::from_secs(10)).err();
+    let seen = Instant::now();
+    let killed = killer.join().unwrap();
+    assert_eq!(r, Some(Error::PeerDied), "{wait}");
+    println!(
+        "{wait}: PeerDied {:?} after SIGKILL; consumer {:?}",
+        seen.saturating_duration_since(killed),
+        rx.stats()
+    );
+}
+
+#[test]
+fn spin_peer_killed_gives_peer_died() {
+    killed_while_sleeping("spin");
+}
+
+#[test]
+fn futex_peer_killed_while_asleep_gives_peer_died() {
+    killed_while_sleeping("futex");
+}
+
+#[test]
+fn semaphore_peer_killed_while_asleep_gives_peer_died() {
+    killed_while_sleeping("sem");
+}
