@@ -621,3 +621,80 @@ pub(crate) fn died(mem: &Mem, i: usize, st: u32) -> bool {
         _ => false,
     }
 }
+
+/// The named-segment constructors shared by every endpoint type. The type
+/// provides `from_mem_typed(mem, opts, name, ty)`.
+macro_rules! named_constructors {
+    ($ty:ident, $kind:expr) => {
+        impl $ty {
+            /// Creates the named segment (it must not exist) and attaches.
+            ///
+            /// # Errors
+            /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
+            pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::create_typed(name, opts, TypeInfo::default())
+            }
+
+            /// Opens an existing segment and attaches.
+            ///
+            /// # Errors
+            /// [`OpenError`]: `NotFound`, `NotShmq`, `KindMismatch`, `Busy`, …
+            pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::open_typed(name, opts, TypeInfo::default())
+            }
+
+            /// Opens the segment, creating it first if it does not exist.
+            /// Race-free: when two processes try at once, one creates and the
+            /// other waits for it to be ready.
+            ///
+            /// # Errors
+            /// As [`create`](Self::create) and [`open`](Self::open).
+            pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
+                Self::open_or_create_typed(name, opts, TypeInfo::default())
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn create_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                Self::connect(name, opts, ty, $crate::endpoint::create_shm)
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn open_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                Self::connect(name, opts, ty, $crate::endpoint::open_shm)
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn open_or_create_typed(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+            ) -> Result<$ty, OpenError> {
+                Self::connect(name, opts, ty, $crate::endpoint::open_or_create_shm)
+            }
+
+            fn connect(
+                name: &str,
+                opts: &Options,
+                ty: TypeInfo,
+                how: fn(
+                    &str,
+                    &$crate::endpoint::Spec,
+                    &Options,
+                ) -> Result<$crate::region::Mem, OpenError>,
+            ) -> Result<$ty, OpenError> {
+                let spec = $crate::endpoint::Spec { kind: $kind, ty };
+                let mem = how(name, &spec, opts)?;
+                Self::from_mem_typed(mem, opts, name, ty)
+            }
+        }
+    };
+}
+pub(crate) use named_constructors;

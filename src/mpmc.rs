@@ -174,69 +174,6 @@ impl Inner {
 macro_rules! mpmc_common {
     ($ty:ident, $role:expr) => {
         impl $ty {
-            /// Creates the named MPMC segment (it must not exist) and attaches.
-            ///
-            /// # Errors
-            /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
-            pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::create_typed(name, opts, TypeInfo::default())
-            }
-
-            /// Opens an existing MPMC segment and attaches.
-            ///
-            /// # Errors
-            /// [`OpenError`]: `NotFound`, `KindMismatch`, `Busy`, …
-            pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_typed(name, opts, TypeInfo::default())
-            }
-
-            /// Opens the segment, creating it first if needed (race-free).
-            ///
-            /// # Errors
-            /// As [`create`](Self::create) and [`open`](Self::open).
-            pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_or_create_typed(name, opts, TypeInfo::default())
-            }
-
-            pub(crate) fn create_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Mpmc,
-                    ty,
-                };
-                let mem = endpoint::create_shm(name, &spec, opts)?;
-                Self::from_mem_typed(mem, opts, name, ty)
-            }
-
-            pub(crate) fn open_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Mpmc,
-                    ty,
-                };
-                let mem = endpoint::open_shm(name, &spec, opts)?;
-                Self::from_mem_typed(mem, opts, name, ty)
-            }
-
-            pub(crate) fn open_or_create_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Mpmc,
-                    ty,
-                };
-                let mem = endpoint::open_or_create_shm(name, &spec, opts)?;
-                Self::from_mem_typed(mem, opts, name, ty)
-            }
-
             #[allow(dead_code)]
             pub(crate) fn from_mem(mem: Mem, opts: &Options, name: &str) -> Result<$ty, OpenError> {
                 Self::from_mem_typed(mem, opts, name, TypeInfo::default())
@@ -328,6 +265,8 @@ static_assertions::assert_not_impl_any!(Consumer: Sync);
 
 mpmc_common!(Producer, Role::Producer);
 mpmc_common!(Consumer, Role::Consumer);
+endpoint::named_constructors!(Producer, Kind::Mpmc);
+endpoint::named_constructors!(Consumer, Kind::Mpmc);
 
 impl Producer {
     fn attempt(&mut self) -> Result<u64, Error> {

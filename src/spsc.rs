@@ -98,71 +98,6 @@ static_assertions::assert_not_impl_any!(Consumer: Sync);
 macro_rules! named_ctors {
     ($ty:ident) => {
         impl $ty {
-            /// Creates the named segment (it must not exist) and attaches.
-            ///
-            /// # Errors
-            /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
-            pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::create_typed(name, opts, TypeInfo::default())
-            }
-
-            /// Opens an existing segment and attaches.
-            ///
-            /// # Errors
-            /// [`OpenError`]: `NotFound`, `NotShmq`, `KindMismatch`, `Busy`, …
-            pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_typed(name, opts, TypeInfo::default())
-            }
-
-            /// Opens the segment, creating it first if it does not exist.
-            /// Race-free: when two processes try at once, one creates and the
-            /// other waits for it to be ready.
-            ///
-            /// # Errors
-            /// As [`create`](Self::create) and [`open`](Self::open).
-            pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_or_create_typed(name, opts, TypeInfo::default())
-            }
-
-            pub(crate) fn create_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Spsc,
-                    ty,
-                };
-                let mem = endpoint::create_shm(name, &spec, opts)?;
-                Self::from_mem(mem, opts, name)
-            }
-
-            pub(crate) fn open_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Spsc,
-                    ty,
-                };
-                let mem = endpoint::open_shm(name, &spec, opts)?;
-                Self::from_mem(mem, opts, name)
-            }
-
-            pub(crate) fn open_or_create_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                let spec = Spec {
-                    kind: Kind::Spsc,
-                    ty,
-                };
-                let mem = endpoint::open_or_create_shm(name, &spec, opts)?;
-                Self::from_mem(mem, opts, name)
-            }
-
             /// The segment name (`None` for heap channels).
             pub fn name(&self) -> Option<&str> {
                 self.name.as_deref()
@@ -200,8 +135,19 @@ macro_rules! named_ctors {
 
 named_ctors!(Producer);
 named_ctors!(Consumer);
+endpoint::named_constructors!(Producer, Kind::Spsc);
+endpoint::named_constructors!(Consumer, Kind::Spsc);
 
 impl Producer {
+    fn from_mem_typed(
+        mem: crate::region::Mem,
+        opts: &Options,
+        name: &str,
+        _ty: TypeInfo,
+    ) -> Result<Producer, OpenError> {
+        Self::from_mem(mem, opts, name)
+    }
+
     pub(crate) fn from_mem(
         mem: crate::region::Mem,
         opts: &Options,
@@ -468,6 +414,15 @@ impl Drop for Producer {
 }
 
 impl Consumer {
+    fn from_mem_typed(
+        mem: crate::region::Mem,
+        opts: &Options,
+        name: &str,
+        _ty: TypeInfo,
+    ) -> Result<Consumer, OpenError> {
+        Self::from_mem(mem, opts, name)
+    }
+
     pub(crate) fn from_mem(
         mem: crate::region::Mem,
         opts: &Options,
