@@ -38,6 +38,8 @@ pub struct EndpointInfo {
 pub struct SegmentInfo {
     /// User-facing name.
     pub name: String,
+    /// Layout version (if ready).
+    pub version: u32,
     /// Whether the creator finished initialising.
     pub ready: bool,
     /// Ring kind (if ready).
@@ -46,6 +48,18 @@ pub struct SegmentInfo {
     pub capacity: u64,
     /// MPMC slot size (0 for SPSC).
     pub slot_size: u32,
+    /// Most producers / consumers that may attach.
+    pub max_producers: u32,
+    /// Most consumers that may attach.
+    pub max_consumers: u32,
+    /// Typed channels: element size, alignment, fingerprint (all 0 for bytes).
+    pub type_size: u32,
+    /// Element alignment (typed channels).
+    pub type_align: u32,
+    /// Element type fingerprint (typed channels).
+    pub type_fingerprint: u64,
+    /// MPMC: producers found dead, ever.
+    pub producers_died: u32,
     /// Bytes (SPSC) or messages (MPMC) in the ring.
     pub used: u64,
     /// File size in bytes.
@@ -85,10 +99,17 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
     let ready = h.meta.state.load(Ordering::Acquire) == STATE_READY;
     let mut info = SegmentInfo {
         name: name.to_owned(),
+        version: 0,
         ready,
         kind: None,
         capacity: 0,
         slot_size: 0,
+        max_producers: 0,
+        max_consumers: 0,
+        type_size: 0,
+        type_align: 0,
+        type_fingerprint: 0,
+        producers_died: 0,
         used: 0,
         file_size: md.len(),
         mode: md.mode() & 0o7777,
@@ -99,10 +120,28 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
         stale: false,
     };
     if !ready {
+        // Relaxed: a look for foreign files; a creator at work has written
+        // either nothing yet (0) or our magic.
+        let magic = h.meta.magic.load(Ordering::Relaxed);
+        if magic != 0 && magic != crate::layout::MAGIC {
+            return Err(OpenError::NotShmq {
+                name: name.to_owned(),
+                detail: format!("bad magic {magic:#018x}"),
+            });
+        }
         info.stale = !seg.is_locked(LOCK_INIT);
         return Ok(info);
     }
-    let (geo, backend, _ty) = crate::endpoint::read_geometry(name, &h.meta, md.len())?;
+    let (geo, backend, ty) = crate::endpoint::read_geometry(name, &h.meta, md.len())?;
+    // Relaxed: validated by read_geometry (ordered after the Acquire above).
+    info.version = h.meta.version.load(Ordering::Relaxed);
+    info.max_producers = geo.max_producers;
+    info.max_consumers = geo.max_consumers;
+    info.type_size = ty.size;
+    info.type_align = ty.align;
+    info.type_fingerprint = ty.fingerprint;
+    // Relaxed: a statistic.
+    info.producers_died = h.meta.producers_died.load(Ordering::Relaxed);
     info.kind = Some(geo.kind);
     info.capacity = geo.capacity;
     info.slot_size = geo.slot_size;
@@ -170,15 +209,20 @@ pub fn gc() -> std::io::Result<Vec<(String, GcOutcome)>> {
         if crate::shm::validate_name(&name).is_err() {
             continue;
         }
-        let outcome = match inspect(&name) {
-            Ok(info) if info.stale => match crate::shm::remove(&name) {
-                Ok(()) => GcOutcome::Removed,
-                Err(e) => GcOutcome::Skipped(e),
-            },
-            Ok(_) => GcOutcome::InUse,
-            Err(e) => GcOutcome::Skipped(e),
-        };
+        let outcome = gc_one(&name);
         out.push((name, outcome));
     }
     Ok(out)
+}
+
+/// [`gc`] for one segment: removes `name` if no live process uses it.
+pub fn gc_one(name: &str) -> GcOutcome {
+    match inspect(name) {
+        Ok(info) if info.stale => match crate::shm::remove(name) {
+            Ok(()) => GcOutcome::Removed,
+            Err(e) => GcOutcome::Skipped(e),
+        },
+        Ok(_) => GcOutcome::InUse,
+        Err(e) => GcOutcome::Skipped(e),
+    }
 }

@@ -105,6 +105,9 @@ pub(crate) struct Meta {
     pub producers_seen: AtomicU64,
     /// Producers attached now (clean detach or reaping a dead one decrements).
     pub live_producers: AtomicU32,
+    /// Producers found dead and reaped, ever (lets a consumer tell a
+    /// producer's death from a clean detach).
+    pub producers_died: AtomicU32,
 }
 
 /// One direction's wakeup words: an epoch (the futex word), a count of
@@ -196,7 +199,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
         offset_of!(Meta, max_consumers) as u64,
         offset_of!(Meta, total_size) as u64,
         offset_of!(Meta, type_fingerprint) as u64,
-        offset_of!(Meta, live_producers) as u64,
+        offset_of!(Meta, producers_died) as u64,
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,
         size_of::<EndpointSlot>() as u64,

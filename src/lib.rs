@@ -8,6 +8,8 @@
 //!   zero-copy grants and batches.
 //! * [`mpmc`]: many producers and consumers across processes, fixed-size
 //!   slots, each message taken by exactly one consumer.
+//! * [`typed`]: channels of plain-old-data values (`bytemuck::Pod`) over
+//!   either ring, with the element type checked at open.
 //! * Waiting: [`WaitStrategy`] — spin, spin-then-yield, futex (default) or
 //!   POSIX semaphore; a wake syscall only when somebody sleeps.
 //! * Failure model: a peer may die at any instruction; the survivor gets
@@ -61,7 +63,7 @@ pub mod typed;
 
 pub use error::{Error, OpenError};
 #[cfg(not(loom))]
-pub use inspect::{EndpointInfo, EndpointState, GcOutcome, SegmentInfo, gc, inspect};
+pub use inspect::{EndpointInfo, EndpointState, GcOutcome, SegmentInfo, gc, gc_one, inspect};
 pub use layout::Kind;
 pub use notify::{Stats, WaitStrategy};
 pub use options::{DEFAULT_SPIN, Options};

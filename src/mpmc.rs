@@ -155,6 +155,12 @@ impl Inner {
                         .meta
                         .live_producers
                         .fetch_sub(1, Ordering::Release);
+                    // Relaxed: a statistic; read after Disconnected, which
+                    // needed this reaping first.
+                    mem.header()
+                        .meta
+                        .producers_died
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -549,6 +555,20 @@ impl Consumer {
             }
         }
         Err(Error::Empty)
+    }
+
+    /// How many producers of this ring were found dead (killed without
+    /// detaching) since it was created. `Disconnected` does not tell a clean
+    /// end from a dead producer; compare this before and after.
+    pub fn producers_died(&self) -> u32 {
+        // Relaxed: a statistic.
+        self.i
+            .at
+            .mem
+            .header()
+            .meta
+            .producers_died
+            .load(Ordering::Relaxed)
     }
 
     fn grant(&mut self, t: Taken) -> ReadGrant<'_> {

@@ -354,6 +354,7 @@ impl LoomMem {
                 type_fingerprint: a64(),
                 producers_seen: a64(),
                 live_producers: a32(),
+                producers_died: a32(),
             }),
             prod: CachePadded::new(a64()),
             cons: CachePadded::new(a64()),

@@ -1,1 +1,953 @@
-//! Typed channels of plain-old-data values (placeholder).
+//! Typed channels of plain-old-data values, over either ring.
+//!
+//! A [`Sender<T, K>`] and a [`Receiver<T, K>`] carry values of one
+//! [`bytemuck::Pod`] type `T` (no pointers, no padding, any bit pattern
+//! valid) through an [`Spsc`] (the default) or an [`Mpmc`] ring, in one
+//! process ([`channel`]) or across processes (named segments).
+//!
+//! * Zero-copy send: [`Sender::loan`] hands out a [`Loan`] that derefs to a
+//!   `T` in the ring; fill it in place, then [`Loan::send`].
+//! * Copying send: [`Sender::send`].
+//! * Copying receive: [`Receiver::recv`] returns the value.
+//! * Zero-copy receive: [`Receiver::read`] returns a [`ReadGrant`] that
+//!   derefs to the `T` in the ring.
+//!
+//! ```
+//! use shmq::typed::{self, Sender, Receiver};
+//!
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Tick { price: u64, qty: u32, side: u32 }
+//!
+//! let (mut tx, mut rx): (Sender<Tick>, Receiver<Tick>) =
+//!     typed::channel(&shmq::Options::new())?;
+//! let mut loan = tx.loan()?;          // a Tick inside the ring
+//! loan.price = 101;
+//! loan.qty = 5;
+//! loan.side = 1;
+//! loan.send();
+//! tx.send(Tick { price: 102, qty: 1, side: 0 })?; // or copy one in
+//! assert_eq!(rx.recv()?.price, 101);
+//! assert_eq!(rx.read()?.price, 102);  // read in place
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The element type is checked
+//! The creator stores the size, alignment and a fingerprint of `T` in the
+//! segment header; opening with another type fails with
+//! [`OpenError::TypeMismatch`], and opening a typed segment with the raw
+//! byte API (or the other way round) fails the same way. The fingerprint
+//! ([`fingerprint`]) hashes [`std::any::type_name`] with the size and the
+//! alignment, so:
+//! * both sides must name the same type: a struct with the same fields under
+//!   another name or path is a different type here;
+//! * `type_name` is not guaranteed stable across compiler versions: build
+//!   both sides with the same toolchain, or expect a (safe) mismatch;
+//! * a change to the fields that keeps the name, size and alignment (say,
+//!   two `u32` fields swapped) is not detected.
+//!
+//! # Alignment
+//! Messages start 8-byte aligned in the ring. For `T` with an alignment up
+//! to 8, loans and read grants point into the ring; for larger alignments
+//! they hold an aligned copy, which [`Loan::send`] copies in and
+//! [`ReadGrant`] copied out. Either way the code you write is the same.
+//!
+//! # A misbehaving peer
+//! As with the byte rings, a peer that rewrites a message while you read it
+//! in place is not defended against; [`Receiver::recv`] copies the value
+//! out first. A message whose length is not `size_of::<T>()` poisons the
+//! receiver with [`Error::Corrupted`].
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::endpoint::TypeInfo;
+use crate::error::{Error, OpenError};
+use crate::options::Options;
+
+/// Marker: a typed channel over an SPSC ring (one sender, one receiver;
+/// each value takes `size_of::<T>()` rounded up to 8, plus an 8-byte record
+/// header, of the ring's `capacity` bytes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spsc;
+
+/// Marker: a typed channel over an MPMC ring (many senders and receivers,
+/// each value taken by one receiver; one slot per value, sized for `T`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mpmc;
+
+/// Which ring a typed channel uses: [`Spsc`] or [`Mpmc`]. Sealed.
+pub trait Ring: sealed::Sealed {}
+impl Ring for Spsc {}
+impl Ring for Mpmc {}
+
+mod sealed {
+    use super::*;
+
+    /// How a constructor finds its segment.
+    #[derive(Clone, Copy)]
+    pub enum How {
+        Create,
+        Open,
+        OpenOrCreate,
+    }
+
+    /// How long an operation may wait.
+    #[derive(Clone, Copy)]
+    pub enum Wait {
+        No,
+        Forever,
+        For(Duration),
+    }
+
+    /// The element type as stored in the header.
+    #[derive(Clone, Copy)]
+    pub struct Elem(pub(crate) TypeInfo);
+
+    /// The per-ring plumbing behind [`Ring`]: not nameable outside the crate.
+    pub trait Sealed: Sized + 'static {
+        type Producer: Send;
+        type Consumer: Send;
+        type WriteGrant<'a>: DerefMut<Target = [u8]>;
+        type ReadGrant<'a>: Deref<Target = [u8]>;
+        /// Adjusts (MPMC: slot size) and checks the options for `ty`.
+        fn options(opts: &Options, ty: Elem) -> Result<Options, OpenError>;
+        fn producer(
+            how: How,
+            name: &str,
+            opts: &Options,
+            ty: Elem,
+        ) -> Result<Self::Producer, OpenError>;
+        fn consumer(
+            how: How,
+            name: &str,
+            opts: &Options,
+            ty: Elem,
+        ) -> Result<Self::Consumer, OpenError>;
+        fn channel(opts: &Options, ty: Elem)
+        -> Result<(Self::Producer, Self::Consumer), OpenError>;
+        fn reserve(
+            p: &mut Self::Producer,
+            len: usize,
+            w: Wait,
+        ) -> Result<Self::WriteGrant<'_>, Error>;
+        fn commit(g: Self::WriteGrant<'_>, n: usize);
+        fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error>;
+        fn producer_name(p: &Self::Producer) -> Option<&str>;
+        fn consumer_name(c: &Self::Consumer) -> Option<&str>;
+    }
+}
+
+use sealed::{Elem, How, Sealed, Wait};
+
+impl Sealed for Spsc {
+    type Producer = crate::spsc::Producer;
+    type Consumer = crate::spsc::Consumer;
+    type WriteGrant<'a> = crate::spsc::WriteGrant<'a>;
+    type ReadGrant<'a> = crate::spsc::ReadGrant<'a>;
+
+    fn options(opts: &Options, Elem(ty): Elem) -> Result<Options, OpenError> {
+        let cap = opts.capacity;
+        let max = (cap / 2).saturating_sub(8);
+        if cap.is_power_of_two() && max < u64::from(ty.size) {
+            let need = (2 * (u64::from(ty.size) + 8)).next_power_of_two().max(64);
+            return Err(OpenError::InvalidOptions(format!(
+                "capacity {cap} cannot hold elements of {} bytes (the largest SPSC message \
+                 is capacity / 2 - 8 bytes); use a capacity of at least {need}",
+                ty.size
+            )));
+        }
+        Ok(opts.clone())
+    }
+
+    fn producer(
+        how: How,
+        name: &str,
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<Self::Producer, OpenError> {
+        use crate::spsc::Producer;
+        match how {
+            How::Create => Producer::create_typed(name, opts, ty),
+            How::Open => Producer::open_typed(name, opts, ty),
+            How::OpenOrCreate => Producer::open_or_create_typed(name, opts, ty),
+        }
+    }
+
+    fn consumer(
+        how: How,
+        name: &str,
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<Self::Consumer, OpenError> {
+        use crate::spsc::Consumer;
+        match how {
+            How::Create => Consumer::create_typed(name, opts, ty),
+            How::Open => Consumer::open_typed(name, opts, ty),
+            How::OpenOrCreate => Consumer::open_or_create_typed(name, opts, ty),
+        }
+    }
+
+    fn channel(
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
+        crate::spsc::channel_typed(opts, ty)
+    }
+
+    fn reserve(p: &mut Self::Producer, len: usize, w: Wait) -> Result<Self::WriteGrant<'_>, Error> {
+        match w {
+            Wait::No => p.try_reserve(len),
+            Wait::Forever => p.reserve(len),
+            Wait::For(d) => p.reserve_timeout(len, d),
+        }
+    }
+
+    fn commit(g: Self::WriteGrant<'_>, n: usize) {
+        g.commit(n);
+    }
+
+    fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
+        match w {
+            Wait::No => c.try_recv(),
+            Wait::Forever => c.recv(),
+            Wait::For(d) => c.recv_timeout(d),
+        }
+    }
+
+    fn producer_name(p: &Self::Producer) -> Option<&str> {
+        p.name()
+    }
+
+    fn consumer_name(c: &Self::Consumer) -> Option<&str> {
+        c.name()
+    }
+}
+
+impl Sealed for Mpmc {
+    type Producer = crate::mpmc::Producer;
+    type Consumer = crate::mpmc::Consumer;
+    type WriteGrant<'a> = crate::mpmc::WriteGrant<'a>;
+    type ReadGrant<'a> = crate::mpmc::ReadGrant<'a>;
+
+    fn options(opts: &Options, Elem(ty): Elem) -> Result<Options, OpenError> {
+        // One value per slot: the payload rounded up to 8 bytes (at least 8)
+        // plus the 16-byte slot header.
+        let payload = (u64::from(ty.size).max(8) + 7) & !7;
+        Ok(opts.clone().slot_size((payload + 16) as usize))
+    }
+
+    fn producer(
+        how: How,
+        name: &str,
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<Self::Producer, OpenError> {
+        use crate::mpmc::Producer;
+        match how {
+            How::Create => Producer::create_typed(name, opts, ty),
+            How::Open => Producer::open_typed(name, opts, ty),
+            How::OpenOrCreate => Producer::open_or_create_typed(name, opts, ty),
+        }
+    }
+
+    fn consumer(
+        how: How,
+        name: &str,
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<Self::Consumer, OpenError> {
+        use crate::mpmc::Consumer;
+        match how {
+            How::Create => Consumer::create_typed(name, opts, ty),
+            How::Open => Consumer::open_typed(name, opts, ty),
+            How::OpenOrCreate => Consumer::open_or_create_typed(name, opts, ty),
+        }
+    }
+
+    fn channel(
+        opts: &Options,
+        Elem(ty): Elem,
+    ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
+        crate::mpmc::channel_typed(opts, ty)
+    }
+
+    fn reserve(
+        p: &mut Self::Producer,
+        _len: usize,
+        w: Wait,
+    ) -> Result<Self::WriteGrant<'_>, Error> {
+        match w {
+            Wait::No => p.try_reserve(),
+            Wait::Forever => p.reserve(),
+            Wait::For(d) => p.reserve_timeout(d),
+        }
+    }
+
+    fn commit(g: Self::WriteGrant<'_>, n: usize) {
+        g.commit(n);
+    }
+
+    fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
+        match w {
+            Wait::No => c.try_recv(),
+            Wait::Forever => c.recv(),
+            Wait::For(d) => c.recv_timeout(d),
+        }
+    }
+
+    fn producer_name(p: &Self::Producer) -> Option<&str> {
+        p.name()
+    }
+
+    fn consumer_name(c: &Self::Consumer) -> Option<&str> {
+        c.name()
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The fingerprint stored in a typed segment's header for element type `T`:
+/// 64-bit FNV-1a of [`std::any::type_name::<T>()`](std::any::type_name),
+/// then its size and alignment (little-endian `u64`s). Stable across
+/// processes built by the same toolchain; see the [module docs](self) for
+/// what it does not detect.
+///
+/// ```
+/// use shmq::typed::fingerprint;
+/// assert_eq!(fingerprint::<u64>(), fingerprint::<u64>());
+/// assert_ne!(fingerprint::<u64>(), fingerprint::<i64>());
+/// assert_ne!(fingerprint::<[u8; 4]>(), fingerprint::<[u8; 8]>());
+/// ```
+pub fn fingerprint<T: 'static>() -> u64 {
+    let size = size_of::<T>() as u64;
+    let align = align_of::<T>() as u64;
+    std::any::type_name::<T>()
+        .bytes()
+        .chain(size.to_le_bytes())
+        .chain(align.to_le_bytes())
+        .fold(FNV_OFFSET, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+        })
+}
+
+/// The header's description of `T`.
+fn type_info<T: Pod>() -> Result<TypeInfo, OpenError> {
+    let size = u32::try_from(size_of::<T>()).map_err(|_| {
+        OpenError::InvalidOptions(format!(
+            "element type {} is {} bytes; typed channels carry at most 4 GiB per value",
+            std::any::type_name::<T>(),
+            size_of::<T>()
+        ))
+    })?;
+    Ok(TypeInfo {
+        size,
+        // Alignments are powers of two far below 2^32.
+        align: align_of::<T>() as u32,
+        fingerprint: fingerprint::<T>(),
+    })
+}
+
+/// Creates an in-process typed channel on the heap (for threads and tests).
+///
+/// For [`Mpmc`], the slot size is derived from `T` (the `slot_size` option
+/// is ignored); for [`Spsc`], `capacity` must hold at least one value.
+///
+/// # Errors
+/// [`OpenError::InvalidOptions`] if the ring cannot be built or cannot hold
+/// a `T`.
+///
+/// # Examples
+/// ```
+/// use shmq::typed::{self, Mpmc};
+/// let (mut tx, mut rx) = typed::channel::<[u32; 4], Mpmc>(&shmq::Options::new().slots(16))?;
+/// tx.send([1, 2, 3, 4])?;
+/// assert_eq!(rx.recv()?, [1, 2, 3, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+// The pair is the clearest return type; a type alias would only hide it.
+#[allow(clippy::type_complexity)]
+pub fn channel<T: Pod, K: Ring>(
+    opts: &Options,
+) -> Result<(Sender<T, K>, Receiver<T, K>), OpenError> {
+    let ty = type_info::<T>()?;
+    let (p, c) = K::channel(&K::options(opts, Elem(ty))?, Elem(ty))?;
+    Ok((Sender::wrap(p), Receiver::wrap(c)))
+}
+
+/// The sending end of a typed channel of `T` over ring `K` ([`Spsc`] by
+/// default). `Send`, not `Sync`.
+///
+/// ```
+/// use shmq::typed::{Receiver, Sender};
+/// let name = format!("doc-typed-sender-{}", std::process::id());
+/// let opts = shmq::Options::new();
+/// // Usually in two processes; whoever comes first creates the segment.
+/// let mut tx = Sender::<[f32; 3]>::open_or_create(&name, &opts)?;
+/// let mut rx = Receiver::<[f32; 3]>::open_or_create(&name, &opts)?;
+/// tx.send([1.0, 2.0, 3.0])?;
+/// assert_eq!(rx.recv()?, [1.0, 2.0, 3.0]);
+/// // Another type on the same segment is refused.
+/// assert!(matches!(
+///     Receiver::<[u32; 3]>::open(&name, &opts),
+///     Err(shmq::OpenError::TypeMismatch { .. })
+/// ));
+/// # drop((tx, rx));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Sender<T, K: Ring = Spsc> {
+    inner: K::Producer,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+/// The receiving end of a typed channel of `T` over ring `K` ([`Spsc`] by
+/// default). `Send`, not `Sync`.
+pub struct Receiver<T, K: Ring = Spsc> {
+    inner: K::Consumer,
+    poisoned: bool,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+static_assertions::assert_impl_all!(Sender<u64>: Send);
+static_assertions::assert_not_impl_any!(Sender<u64>: Sync);
+static_assertions::assert_impl_all!(Receiver<u64, Mpmc>: Send);
+static_assertions::assert_not_impl_any!(Receiver<u64, Mpmc>: Sync);
+
+/// Wrong-sized messages: only a misbehaving peer sends them.
+const WRONG_SIZE: Error = Error::Corrupted("a message's length differs from the element size");
+
+macro_rules! typed_ctors {
+    ($end:literal, $make:ident) => {
+        /// Creates the named segment for values of `T` (it must not exist)
+        /// and attaches.
+        ///
+        /// For [`Mpmc`], the slot size is derived from `T` (the
+        /// `slot_size` option is ignored).
+        ///
+        /// # Errors
+        #[doc = concat!("As the ", $end, "'s `create`, plus")]
+        /// [`OpenError::InvalidOptions`] when an SPSC `capacity` cannot
+        /// hold a `T`.
+        pub fn create(name: &str, opts: &Options) -> Result<Self, OpenError> {
+            Self::make(How::Create, name, opts)
+        }
+
+        /// Opens an existing segment for values of `T` and attaches.
+        ///
+        /// # Errors
+        #[doc = concat!("As the ", $end, "'s `open`, plus")]
+        /// [`OpenError::TypeMismatch`] when the segment carries another
+        /// type (or raw bytes).
+        pub fn open(name: &str, opts: &Options) -> Result<Self, OpenError> {
+            Self::make(How::Open, name, opts)
+        }
+
+        /// Opens the segment, creating it first if it does not exist
+        /// (race-free).
+        ///
+        /// # Errors
+        /// As [`create`](Self::create) and [`open`](Self::open).
+        pub fn open_or_create(name: &str, opts: &Options) -> Result<Self, OpenError> {
+            Self::make(How::OpenOrCreate, name, opts)
+        }
+
+        fn make(how: How, name: &str, opts: &Options) -> Result<Self, OpenError> {
+            let ty = type_info::<T>()?;
+            let opts = match how {
+                How::Open => opts.clone(),
+                How::Create | How::OpenOrCreate => K::options(opts, Elem(ty))?,
+            };
+            Ok(Self::wrap(K::$make(how, name, &opts, Elem(ty))?))
+        }
+    };
+}
+
+impl<T: Pod, K: Ring> Sender<T, K> {
+    typed_ctors!("ring's producer", producer);
+
+    fn wrap(inner: K::Producer) -> Self {
+        Sender {
+            inner,
+            _t: PhantomData,
+        }
+    }
+
+    /// The segment name (`None` for heap channels).
+    pub fn name(&self) -> Option<&str> {
+        K::producer_name(&self.inner)
+    }
+
+    fn lend(&mut self, w: Wait) -> Result<Loan<'_, T, K>, Error> {
+        let grant = K::reserve(&mut self.inner, size_of::<T>(), w)?;
+        let in_place = bytemuck::try_from_bytes::<T>(&grant[..size_of::<T>()]).is_ok();
+        Ok(Loan {
+            grant,
+            staged: (!in_place).then(T::zeroed),
+        })
+    }
+
+    /// Room for one value in the ring, waiting while the ring is full.
+    /// Write it through the [`Loan`] (it starts with unspecified contents:
+    /// set every field), then [`Loan::send`] it.
+    ///
+    /// # Errors
+    /// `Disconnected`, `PeerDied` (SPSC: the receiver's process died),
+    /// `Corrupted`.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmq::typed::channel::<u64, shmq::typed::Spsc>(&shmq::Options::new())?;
+    /// let mut v = tx.loan()?;
+    /// *v = 7;
+    /// v.send();
+    /// assert_eq!(rx.recv()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&mut self) -> Result<Loan<'_, T, K>, Error> {
+        self.lend(Wait::Forever)
+    }
+
+    /// As [`loan`](Self::loan), without waiting.
+    ///
+    /// # Errors
+    /// `Full`, `Disconnected` (SPSC), `Corrupted`.
+    pub fn try_loan(&mut self) -> Result<Loan<'_, T, K>, Error> {
+        self.lend(Wait::No)
+    }
+
+    /// As [`loan`](Self::loan), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`loan`](Self::loan), plus `Timeout`.
+    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T, K>, Error> {
+        self.lend(Wait::For(timeout))
+    }
+
+    /// Copies `value` into the ring, waiting for room.
+    ///
+    /// # Errors
+    /// As [`loan`](Self::loan); on error nothing was sent.
+    pub fn send(&mut self, value: T) -> Result<(), Error> {
+        self.lend(Wait::Forever)?.put(value);
+        Ok(())
+    }
+
+    /// Copies `value` into the ring without waiting.
+    ///
+    /// # Errors
+    /// As [`try_loan`](Self::try_loan); on error nothing was sent.
+    pub fn try_send(&mut self, value: T) -> Result<(), Error> {
+        self.lend(Wait::No)?.put(value);
+        Ok(())
+    }
+
+    /// Copies `value` into the ring, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`loan_timeout`](Self::loan_timeout); on error nothing was sent.
+    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), Error> {
+        self.lend(Wait::For(timeout))?.put(value);
+        Ok(())
+    }
+}
+
+impl<T: Pod> Sender<T, Spsc> {
+    /// The untyped producer underneath (statistics, peer liveness, …).
+    pub fn raw(&self) -> &crate::spsc::Producer {
+        &self.inner
+    }
+}
+
+impl<T: Pod> Sender<T, Mpmc> {
+    /// The untyped producer underneath (statistics, queue length, …).
+    pub fn raw(&self) -> &crate::mpmc::Producer {
+        &self.inner
+    }
+
+    /// Attaches another sender to the same ring (for another thread).
+    ///
+    /// # Errors
+    /// `Busy` when the maximum of producers is attached; open errors for
+    /// segments.
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Self::wrap(self.inner.try_clone()?))
+    }
+}
+
+impl<T: Pod, K: Ring> Receiver<T, K> {
+    typed_ctors!("ring's consumer", consumer);
+
+    fn wrap(inner: K::Consumer) -> Self {
+        Receiver {
+            inner,
+            poisoned: false,
+            _t: PhantomData,
+        }
+    }
+
+    /// The segment name (`None` for heap channels).
+    pub fn name(&self) -> Option<&str> {
+        K::consumer_name(&self.inner)
+    }
+
+    fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
+        if self.poisoned {
+            return Err(WRONG_SIZE);
+        }
+        let g = K::recv(&mut self.inner, w)?;
+        if g.len() != size_of::<T>() {
+            self.poisoned = true;
+            return Err(WRONG_SIZE);
+        }
+        Ok(g)
+    }
+
+    fn copy(&mut self, w: Wait) -> Result<T, Error> {
+        let g = self.take(w)?;
+        Ok(bytemuck::pod_read_unaligned(&g))
+    }
+
+    fn grant(&mut self, w: Wait) -> Result<ReadGrant<'_, T, K>, Error> {
+        let g = self.take(w)?;
+        let held = if bytemuck::try_from_bytes::<T>(&g).is_ok() {
+            Held::InPlace(g)
+        } else {
+            Held::Copied(bytemuck::pod_read_unaligned(&g))
+        };
+        Ok(ReadGrant { held })
+    }
+
+    /// The next value, copied out, waiting for one.
+    ///
+    /// # Errors
+    /// `Disconnected` (every sender left and everything was received),
+    /// `PeerDied` (SPSC: the sender's process died), `Corrupted`.
+    pub fn recv(&mut self) -> Result<T, Error> {
+        self.copy(Wait::Forever)
+    }
+
+    /// The next value without waiting.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected`, `Corrupted`.
+    pub fn try_recv(&mut self) -> Result<T, Error> {
+        self.copy(Wait::No)
+    }
+
+    /// The next value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), plus `Timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
+        self.copy(Wait::For(timeout))
+    }
+
+    /// The next value, read in place (zero-copy for alignments up to 8),
+    /// waiting for one. Its space is freed when the grant drops.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmq::typed::channel::<[u64; 8], shmq::typed::Spsc>(&shmq::Options::new())?;
+    /// tx.send([9; 8])?;
+    /// let v = rx.read()?;
+    /// assert_eq!(v.iter().sum::<u64>(), 72);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&mut self) -> Result<ReadGrant<'_, T, K>, Error> {
+        self.grant(Wait::Forever)
+    }
+
+    /// As [`read`](Self::read), without waiting.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_, T, K>, Error> {
+        self.grant(Wait::No)
+    }
+
+    /// As [`read`](Self::read), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_, T, K>, Error> {
+        self.grant(Wait::For(timeout))
+    }
+}
+
+impl<T: Pod> Receiver<T, Spsc> {
+    /// The untyped consumer underneath (statistics, peer liveness, …).
+    pub fn raw(&self) -> &crate::spsc::Consumer {
+        &self.inner
+    }
+}
+
+impl<T: Pod> Receiver<T, Mpmc> {
+    /// The untyped consumer underneath (statistics, queue length, …).
+    pub fn raw(&self) -> &crate::mpmc::Consumer {
+        &self.inner
+    }
+
+    /// Attaches another receiver to the same ring (for another thread).
+    ///
+    /// # Errors
+    /// `Busy` when the maximum of consumers is attached; open errors for
+    /// segments.
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Self::wrap(self.inner.try_clone()?))
+    }
+}
+
+/// Room for one `T` in the ring, from [`Sender::loan`]. Derefs to the `T`;
+/// [`send`](Self::send) publishes it. Dropped unsent, it sends nothing (an
+/// MPMC ring skips the slot).
+pub struct Loan<'a, T, K: Ring> {
+    grant: K::WriteGrant<'a>,
+    /// An aligned stand-in when the ring position is not aligned for `T`
+    /// (alignment above 8); copied into the ring on send.
+    staged: Option<T>,
+}
+
+impl<T: Pod, K: Ring> Loan<'_, T, K> {
+    /// Publishes the value.
+    pub fn send(mut self) {
+        if let Some(v) = self.staged.take() {
+            self.grant[..size_of::<T>()].copy_from_slice(bytemuck::bytes_of(&v));
+        }
+        K::commit(self.grant, size_of::<T>());
+    }
+
+    fn put(mut self, value: T) {
+        *self = value;
+        self.send();
+    }
+}
+
+impl<T: Pod, K: Ring> Deref for Loan<'_, T, K> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.staged {
+            Some(v) => v,
+            // Checked aligned and sized when the loan was made; the grant's
+            // bytes do not move.
+            None => bytemuck::from_bytes(&self.grant[..size_of::<T>()]),
+        }
+    }
+}
+
+impl<T: Pod, K: Ring> DerefMut for Loan<'_, T, K> {
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.staged {
+            Some(v) => v,
+            // As in `deref`.
+            None => bytemuck::from_bytes_mut(&mut self.grant[..size_of::<T>()]),
+        }
+    }
+}
+
+/// One received `T`, from [`Receiver::read`]. Derefs to the value (in the
+/// ring for alignments up to 8, else an aligned copy); dropping it frees the
+/// value's space.
+pub struct ReadGrant<'a, T, K: Ring> {
+    held: Held<'a, T, K>,
+}
+
+enum Held<'a, T, K: Ring> {
+    InPlace(K::ReadGrant<'a>),
+    Copied(T),
+}
+
+impl<T: Pod, K: Ring> Deref for ReadGrant<'_, T, K> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.held {
+            // Checked aligned and sized when the grant was made.
+            Held::InPlace(g) => bytemuck::from_bytes(g),
+            Held::Copied(v) => v,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Pair {
+        a: u64,
+        b: u32,
+        c: u32,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(32))]
+    struct Wide {
+        x: [u64; 4],
+    }
+
+    fn name(tag: &str) -> String {
+        format!("test-typed-{}-{tag}", std::process::id())
+    }
+
+    /// Removes the segment when dropped, whatever the test did.
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = crate::remove(&self.0);
+        }
+    }
+
+    fn roundtrip<K: Ring>(opts: &Options) {
+        let (mut tx, mut rx) = channel::<Pair, K>(opts).unwrap();
+        for i in 0..100u32 {
+            let mut l = tx.loan().unwrap();
+            *l = Pair {
+                a: u64::from(i) << 40,
+                b: i,
+                c: !i,
+            };
+            l.send();
+            tx.send(Pair { a: 1, b: 2, c: i }).unwrap();
+            let got = rx.recv().unwrap();
+            assert_eq!((got.a >> 40, got.b, got.c), (u64::from(i), i, !i));
+            let r = rx.read().unwrap();
+            assert_eq!(*r, Pair { a: 1, b: 2, c: i });
+        }
+        assert_eq!(rx.try_recv(), Err(Error::Empty));
+        drop(tx);
+        assert_eq!(rx.recv(), Err(Error::Disconnected));
+    }
+
+    #[test]
+    fn spsc_roundtrip() {
+        roundtrip::<Spsc>(&Options::new().capacity(1024));
+    }
+
+    #[test]
+    fn mpmc_roundtrip() {
+        roundtrip::<Mpmc>(&Options::new().slots(4));
+    }
+
+    #[test]
+    fn over_aligned_values_are_copied() {
+        fn go<K: Ring>() {
+            let (mut tx, mut rx) = channel::<Wide, K>(&Options::new().slots(8)).unwrap();
+            for i in 0..20u64 {
+                let mut l = tx.loan().unwrap();
+                l.x = [i, i + 1, i + 2, i + 3];
+                l.send();
+                let r = rx.read().unwrap();
+                assert_eq!((&*r as *const Wide as usize) % 32, 0);
+                assert_eq!(r.x, [i, i + 1, i + 2, i + 3]);
+            }
+        }
+        go::<Spsc>();
+        go::<Mpmc>();
+    }
+
+    #[test]
+    fn dropped_loan_sends_nothing() {
+        fn go<K: Ring>() {
+            let (mut tx, mut rx) = channel::<u32, K>(&Options::new().slots(2)).unwrap();
+            drop(tx.loan().unwrap());
+            tx.send(5).unwrap();
+            assert_eq!(rx.try_recv(), Ok(5));
+            assert_eq!(rx.try_recv(), Err(Error::Empty));
+        }
+        go::<Spsc>();
+        go::<Mpmc>();
+    }
+
+    #[test]
+    fn zero_sized_and_byte_values() {
+        let (mut tx, mut rx) = channel::<(), Spsc>(&Options::new()).unwrap();
+        tx.send(()).unwrap();
+        assert_eq!(rx.try_recv(), Ok(()));
+        let (mut tx, mut rx) = channel::<u8, Mpmc>(&Options::new().slots(2)).unwrap();
+        tx.send(9).unwrap();
+        assert_eq!(rx.try_recv(), Ok(9));
+    }
+
+    #[test]
+    fn full_and_timeouts() {
+        let (mut tx, mut rx) = channel::<u64, Mpmc>(&Options::new().slots(2)).unwrap();
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(Error::Full));
+        assert!(tx.try_loan().is_err());
+        let t = Duration::from_millis(10);
+        assert_eq!(tx.send_timeout(3, t), Err(Error::Timeout));
+        assert_eq!(rx.recv_timeout(t), Ok(1));
+        assert_eq!(rx.read_timeout(t).map(|g| *g), Ok(2));
+        assert_eq!(rx.recv_timeout(t), Err(Error::Timeout));
+    }
+
+    #[test]
+    fn spsc_capacity_too_small_for_the_type() {
+        let r = channel::<[u8; 128], Spsc>(&Options::new().capacity(256));
+        assert!(matches!(r, Err(OpenError::InvalidOptions(m)) if m.contains("at least 512")));
+        assert!(channel::<[u8; 128], Spsc>(&Options::new().capacity(512)).is_ok());
+    }
+
+    #[test]
+    fn fingerprints_differ_by_type() {
+        assert_ne!(fingerprint::<Pair>(), fingerprint::<[u64; 2]>());
+        assert_ne!(fingerprint::<u32>(), fingerprint::<f32>());
+        assert_eq!(type_info::<Wide>().unwrap().align, 32);
+    }
+
+    #[test]
+    fn named_type_mismatch() {
+        let n = name("mismatch");
+        let _c = Cleanup(n.clone());
+        let opts = Options::new().capacity(4096);
+        let mut tx = Sender::<Pair>::create(&n, &opts).unwrap();
+        assert_eq!(tx.name(), Some(n.as_str()));
+        // Another type, the raw byte API, another kind: all refused.
+        let e = Receiver::<[u64; 2]>::open(&n, &opts).err().unwrap();
+        assert!(matches!(e, OpenError::TypeMismatch { .. }), "{e}");
+        let e = crate::spsc::Consumer::open(&n, &opts).err().unwrap();
+        assert!(matches!(e, OpenError::TypeMismatch { .. }), "{e}");
+        let e = Receiver::<Pair, Mpmc>::open(&n, &opts).err().unwrap();
+        assert!(matches!(e, OpenError::KindMismatch { .. }), "{e}");
+        // The right type works.
+        let mut rx = Receiver::<Pair>::open_or_create(&n, &opts).unwrap();
+        tx.send(Pair { a: 1, b: 2, c: 3 }).unwrap();
+        assert_eq!(rx.recv().unwrap().c, 3);
+        drop(tx);
+        assert_eq!(rx.recv(), Err(Error::Disconnected));
+    }
+
+    #[test]
+    fn named_raw_segment_refuses_typed_open() {
+        let n = name("raw");
+        let _c = Cleanup(n.clone());
+        let opts = Options::new().slots(4).slot_size(64);
+        let _p = crate::mpmc::Producer::create(&n, &opts).unwrap();
+        let e = Receiver::<u64, Mpmc>::open(&n, &opts).err().unwrap();
+        assert!(matches!(e, OpenError::TypeMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn named_mpmc_clones() {
+        let n = name("mpmc");
+        let _c = Cleanup(n.clone());
+        let opts = Options::new().slots(8);
+        let mut rx = Receiver::<Pair, Mpmc>::create(&n, &opts).unwrap();
+        let mut tx = Sender::<Pair, Mpmc>::open(&n, &opts).unwrap();
+        let mut tx2 = tx.try_clone().unwrap();
+        let mut rx2 = rx.try_clone().unwrap();
+        tx.send(Pair { a: 1, b: 0, c: 0 }).unwrap();
+        tx2.send(Pair { a: 2, b: 0, c: 0 }).unwrap();
+        assert_eq!(rx.recv().unwrap().a + rx2.recv().unwrap().a, 3);
+        drop((tx, tx2));
+        assert_eq!(rx.recv(), Err(Error::Disconnected));
+    }
+}

@@ -415,13 +415,9 @@ fn creator_killed_during_init_times_out_then_is_reclaimed() {
     wait_for_line(&mut child, "READY");
     child.kill().unwrap();
     child.wait().unwrap();
-    let report = shmq::gc().unwrap();
-    assert!(
-        report
-            .iter()
-            .any(|(n, o)| n == &name.0 && matches!(o, shmq::GcOutcome::Removed)),
-        "{report:?}"
-    );
+    // (Only this test's segment: other tests keep stale segments on purpose.)
+    let outcome = shmq::gc_one(&name);
+    assert!(matches!(outcome, shmq::GcOutcome::Removed), "{outcome:?}");
     assert!(!std::path::Path::new(&name.path()).exists());
 }
 
@@ -430,18 +426,46 @@ fn gc_never_removes_a_live_segment_and_removes_a_dead_one() {
     let live = Name::new("gclive");
     let dead = Name::new("gcdead");
     let _tx = spsc::Producer::create(&live, &fast()).unwrap();
+    // A segment whose only endpoints were a consumer that left (keeping the
+    // segment) and a producer that was killed.
+    let rx = spsc::Consumer::create(&dead, &fast().keep(true)).unwrap();
     let mut child = spawn_child(
         "child_entry",
         "spsc_producer",
         &[("SHMQ_NAME", dead.0.clone())],
     );
-    // The child needs the segment: create it with keep so it survives us.
-    drop(spsc::Consumer::create(&dead, &fast().keep(true)).ok());
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = shmq::gc().unwrap();
+    wait_for_line(&mut child, "READY");
+    drop(rx);
+    assert!(matches!(shmq::gc_one(&dead), shmq::GcOutcome::InUse));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let info = shmq::inspect(&dead).unwrap();
+    assert!(info.stale, "{info:?}");
+    assert!(
+        info.endpoints
+            .iter()
+            .any(|e| e.state == shmq::EndpointState::Dead)
+    );
+    // A foreign file under a shmq name is not ours to remove.
+    let foreign = Name::new("gcforeign");
+    foreign.write_file(&[0x5A; 8192]);
+    assert!(matches!(
+        shmq::inspect(&foreign),
+        Err(OpenError::NotShmq { .. })
+    ));
+    let report: Vec<_> = [&live, &dead, &foreign]
+        .iter()
+        .map(|n| shmq::gc_one(n))
+        .collect();
+    assert!(matches!(report[0], shmq::GcOutcome::InUse), "{report:?}");
+    assert!(matches!(report[1], shmq::GcOutcome::Removed), "{report:?}");
+    assert!(
+        matches!(report[2], shmq::GcOutcome::Skipped(_)),
+        "{report:?}"
+    );
     assert!(std::path::Path::new(&live.path()).exists(), "{report:?}");
     assert!(!std::path::Path::new(&dead.path()).exists(), "{report:?}");
+    assert!(std::path::Path::new(&foreign.path()).exists(), "{report:?}");
 }
 
 fn assert_untouched(name: &Name, before: &[u8]) {

@@ -185,6 +185,7 @@ fn crashed_producer_holding_a_claim_is_skipped() {
     assert_eq!(rx.stats().abandoned, 1);
     drop(live);
     assert_eq!(rx.recv().err(), Some(Error::Disconnected));
+    assert_eq!(rx.producers_died(), 1, "the crashed producer was reaped");
 }
 
 #[test]

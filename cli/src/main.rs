@@ -1,8 +1,9 @@
 //! `shmq`: benchmark, inspect, clean up and use shmq rings from a shell.
 //!
-//! Exit codes: 0 success; 1 the operation failed (peer died, segment
-//! corrupt, I/O error); 2 bad usage or bad input (name, options); 3 the
-//! segment is not usable (not found, foreign, wrong kind, busy).
+//! Exit codes (`tools::EXIT_CODES`, shown by `--help`): 0 success; 1 the
+//! operation failed (peer died, segment corrupt, I/O error); 2 bad usage or
+//! bad input (name, options); 3 the segment is not usable (not found,
+//! foreign, wrong kind, busy); 128+N `send`/`recv` stopped by signal N.
 
 use std::process::ExitCode;
 
@@ -31,9 +32,9 @@ enum Cmd {
     Ls(tools::LsArgs),
     /// Show one segment's header fields and endpoints.
     Stat(tools::StatArgs),
-    /// Remove a segment by name.
+    /// Remove segments by name (not one in use, unless --force).
     Rm(tools::RmArgs),
-    /// Remove every segment that no live process uses.
+    /// Remove every segment that no live process uses (or only those named).
     Gc(tools::GcArgs),
     /// Internal: the peer process of `shmq bench`.
     #[command(hide = true)]
