@@ -113,8 +113,13 @@ fn init_header(mem: &Mem, spec: &Spec, backend: Backend, mode: u32) {
     m.type_align.store(spec.ty.align, Ordering::Relaxed);
     m.type_fingerprint
         .store(spec.ty.fingerprint, Ordering::Relaxed);
-    notify::init_word(&mem.header().not_empty);
-    notify::init_word(&mem.header().not_full);
+    // Only a semaphore segment ever touches its semaphores: every endpoint
+    // sleeps and wakes through the backend recorded above. (Skipping
+    // `sem_init` otherwise also lets Miri run heap channels.)
+    if backend == Backend::Semaphore {
+        notify::init_word(&mem.header().not_empty);
+        notify::init_word(&mem.header().not_full);
+    }
     if geo.kind == Kind::Mpmc {
         crate::ring::mpmc::Slots::of(mem).init(mem);
     }

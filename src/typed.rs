@@ -904,6 +904,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_type_mismatch() {
         let n = name("mismatch");
         let _c = Cleanup(n.clone());
@@ -926,6 +927,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_raw_segment_refuses_typed_open() {
         let n = name("raw");
         let _c = Cleanup(n.clone());
@@ -936,6 +938,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_mpmc_clones() {
         let n = name("mpmc");
         let _c = Cleanup(n.clone());

@@ -1,0 +1,662 @@
+//! Loom models of the real SPSC and MPMC protocols, driven through the public
+//! API over heap regions.
+//!
+//! Under `--cfg loom` the crate's `sync` shim swaps in loom's atomics and
+//! fences, the heap region keeps every header, table and record-header word
+//! as a loom atomic, and a futex sleep becomes a yield loop on the epoch word
+//! (so a lost wakeup is a model that never finishes, which loom reports as
+//! "exceeded maximum number of branches"). Payload bytes are plain memory
+//! that loom does not track: the models catch a weakened ordering through the
+//! atomic record headers, slot sequences and info words instead.
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p shmq --release --test loom
+//! ```
+//!
+//! `LOOM_MAX_PREEMPTIONS` (and loom's other `LOOM_*` variables) are read by
+//! `loom::model::Builder::new`; without it these models use a bound of 2.
+//! `scripts/loom-mutants.sh` checks that this suite fails when any of the
+//! orderings it guards is weakened.
+//!
+//! Writing a model: waiting is a `try_*` call in a loop with
+//! `loom::thread::yield_now`. Loom does not assume a fair scheduler: after a
+//! yield it may run any other thread, so with two threads spinning at once it
+//! explores a schedule where they take turns forever while a third thread
+//! (say, a consumer preempted while holding a slot) never runs again, and
+//! reports that as a livelock. So in a model with three threads, at most one
+//! of them may wait for another thread that could itself be waiting; the
+//! others make a bounded number of attempts.
+#![cfg(loom)]
+// A std counter of explored interleavings lives outside the model, where
+// loom must not see it.
+#![allow(clippy::disallowed_types)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
+use std::time::Duration;
+
+use loom::thread;
+use shmq::{Error, Options, WaitStrategy, mpmc, spsc};
+
+/// Runs `f` under loom with the preemption bound from `LOOM_MAX_PREEMPTIONS`,
+/// or 2 when it is unset (unbounded exploration would not finish), and prints
+/// how many interleavings it explored (visible with `--nocapture`).
+fn check<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let runs = Arc::new(StdAtomicUsize::new(0));
+    let counter = runs.clone();
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(move || {
+        counter.fetch_add(1, StdOrdering::Relaxed);
+        f();
+    });
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    eprintln!("{name}: {} interleavings", runs.load(StdOrdering::Relaxed));
+}
+
+/// SPSC ring of 64 bytes: the largest message is 24 bytes (a 32-byte record),
+/// so two of them fill it and a third wraps.
+fn spsc_tiny() -> Options {
+    Options::new().capacity(64)
+}
+
+/// As `spsc_tiny`, with blocking calls that go straight to the futex path.
+fn spsc_tiny_blocking() -> Options {
+    spsc_tiny().spin(Duration::ZERO).wait(WaitStrategy::Futex)
+}
+
+/// MPMC ring of 2 slots of 8 payload bytes, for up to 2 + 2 endpoints.
+fn mpmc_tiny() -> Options {
+    Options::new()
+        .slots(2)
+        .slot_size(24)
+        .max_producers(2)
+        .max_consumers(2)
+}
+
+/// A message whose bytes say which one it is.
+fn msg(id: u8, len: usize) -> Vec<u8> {
+    vec![id; len]
+}
+
+fn spsc_send(tx: &mut spsc::Producer, m: &[u8]) {
+    loop {
+        match tx.try_send(m) {
+            Ok(()) => return,
+            Err(Error::Full) => thread::yield_now(),
+            Err(e) => panic!("spsc send: {e}"),
+        }
+    }
+}
+
+/// The next message, copied out; `Err` for anything but "empty, try again".
+fn spsc_recv(rx: &mut spsc::Consumer) -> Result<Vec<u8>, Error> {
+    loop {
+        match rx.try_recv() {
+            Ok(g) => return Ok(g.to_vec()),
+            Err(Error::Empty) => thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn mpmc_send(tx: &mut mpmc::Producer, m: &[u8]) {
+    loop {
+        match tx.try_send(m) {
+            Ok(()) => return,
+            Err(Error::Full) => thread::yield_now(),
+            Err(e) => panic!("mpmc send: {e}"),
+        }
+    }
+}
+
+fn mpmc_recv(rx: &mut mpmc::Consumer) -> Result<Vec<u8>, Error> {
+    loop {
+        match rx.try_recv() {
+            Ok(g) => return Ok(g.to_vec()),
+            Err(Error::Empty) => thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Every message until `Disconnected`.
+fn mpmc_drain(rx: &mut mpmc::Consumer) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        match mpmc_recv(rx) {
+            Ok(m) => got.push(m),
+            Err(Error::Disconnected) => return got,
+            Err(e) => panic!("mpmc recv: {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SPSC
+// ---------------------------------------------------------------------------
+
+/// Three messages through a 64-byte ring: 8 bytes at 0, 24 bytes at 16, then
+/// 16 bytes that do not fit in the 16 bytes left before the end, so a padding
+/// record fills them and the message lands at position 0, over the first
+/// record's header word. The producer must wait for the consumer to free
+/// both earlier records (cached-head refresh at full).
+///
+/// Catches a Relaxed `tail` publish or `tail` refresh: the consumer would
+/// read a stale header word (0 → `Corrupted`, or the first lap's header →
+/// wrong length).
+#[test]
+fn spsc_wrap_with_padding() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            spsc_send(&mut tx, &msg(1, 8));
+            spsc_send(&mut tx, &msg(2, 24));
+            spsc_send(&mut tx, &msg(3, 16));
+            tx
+        });
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(1, 8));
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(2, 24));
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(3, 16));
+        drop(p.join().unwrap());
+        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
+    });
+}
+
+/// Six messages of mixed lengths (0 to 24 bytes) through the 64-byte ring:
+/// several laps, padding records of different sizes, and header words that
+/// land where earlier payloads were.
+#[test]
+fn spsc_stream_mixed_lengths() {
+    const LENS: [usize; 6] = [0, 24, 5, 17, 8, 24];
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            for (id, len) in LENS.into_iter().enumerate() {
+                spsc_send(&mut tx, &msg(id as u8, len));
+            }
+            tx
+        });
+        for (id, len) in LENS.into_iter().enumerate() {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
+        }
+        drop(p.join().unwrap());
+    });
+}
+
+/// A write batch larger than the ring: when it fills the ring, the producer
+/// must publish what the batch committed so far (or it would wait forever
+/// for a consumer that cannot see it), then go on once the consumer frees
+/// space.
+#[test]
+fn spsc_batch_overflows_ring() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            {
+                let mut b = tx.batch();
+                // Four 24-byte records: 96 bytes through a 64-byte ring.
+                for id in 1..=4 {
+                    spsc_send(&mut b, &msg(id, 16));
+                }
+            }
+            tx
+        });
+        for id in 1..=4 {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id, 16));
+        }
+        drop(p.join().unwrap());
+    });
+}
+
+/// The producer sleeps on a full ring while the consumer reads under a batch:
+/// the space comes free only when the batch drops, and that release must
+/// wake the producer.
+#[test]
+fn spsc_wakeup_by_batch_release() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny_blocking()).unwrap();
+        tx.try_send(&msg(1, 24)).unwrap();
+        tx.try_send(&msg(2, 24)).unwrap();
+        let c = thread::spawn(move || {
+            {
+                let mut b = rx.batch();
+                assert_eq!(spsc_recv(&mut b).unwrap(), msg(1, 24));
+                assert_eq!(spsc_recv(&mut b).unwrap(), msg(2, 24));
+            }
+            rx
+        });
+        tx.send(&msg(3, 24)).unwrap();
+        let mut rx = c.join().unwrap();
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(3, 24));
+    });
+}
+
+/// The consumer sleeps in `recv()`; the producer sends one message and
+/// detaches. The consumer gets the message, then `Disconnected` (woken by
+/// the detach, not by a timeout: loom's sleeps never time out).
+#[test]
+fn spsc_disconnect_wakes_and_drains() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny_blocking()).unwrap();
+        let p = thread::spawn(move || {
+            tx.try_send(b"last").unwrap();
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"last");
+        match rx.recv() {
+            Err(Error::Disconnected) => {}
+            other => panic!("after the producer left: {:?}", other.map(|g| g.to_vec())),
+        }
+        p.join().unwrap();
+    });
+}
+
+/// As `spsc_wakeup_consumer_sleeps`, with the semaphore backend's
+/// bookkeeping (the waker takes every registration with one swap).
+#[test]
+fn spsc_wakeup_semaphore() {
+    check(|| {
+        let opts = spsc_tiny()
+            .spin(Duration::ZERO)
+            .wait(WaitStrategy::Semaphore);
+        let (mut tx, mut rx) = spsc::channel(&opts).unwrap();
+        let p = thread::spawn(move || {
+            tx.try_send(b"wake").unwrap();
+            tx
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"wake");
+        drop(p.join().unwrap());
+    });
+}
+
+/// A grant dropped without commit publishes nothing; a grant committed with
+/// fewer bytes than reserved publishes exactly those. Then the producer
+/// detaches and the consumer drains to `Disconnected`.
+#[test]
+fn spsc_grant_commit_vs_drop() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            {
+                let mut g = tx.try_reserve(16).unwrap();
+                g.fill(0xee);
+                // Dropped: nothing is committed.
+            }
+            let mut g = tx.try_reserve(24).unwrap();
+            g[..5].copy_from_slice(b"hello");
+            g.commit(5);
+            // `tx` drops here: detach after the publish.
+        });
+        assert_eq!(spsc_recv(&mut rx).unwrap(), b"hello");
+        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
+        p.join().unwrap();
+    });
+}
+
+/// A write batch publishes all its records with one store: once the first is
+/// visible, the others are too. The consumer reads them under a read batch,
+/// which frees their space with one store when it drops; only then does the
+/// producer's fourth message (which needs padding and the whole ring) fit.
+#[test]
+fn spsc_batch_publish() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            {
+                let mut b = tx.batch();
+                b.try_send(&msg(1, 8)).unwrap();
+                b.try_send(&msg(2, 8)).unwrap();
+                b.try_send(&msg(3, 8)).unwrap();
+            }
+            // 48 bytes used: the 32-byte record needs 16 bytes of padding
+            // plus 32 at the start, so the whole batch must be freed first.
+            spsc_send(&mut tx, &msg(4, 24));
+            tx
+        });
+        {
+            let mut b = rx.batch();
+            assert_eq!(spsc_recv(&mut b).unwrap(), msg(1, 8));
+            // Published together with the first: no waiting.
+            assert_eq!(&*b.try_recv().unwrap(), &msg(2, 8)[..]);
+            assert_eq!(&*b.try_recv().unwrap(), &msg(3, 8)[..]);
+        }
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(4, 24));
+        drop(p.join().unwrap());
+    });
+}
+
+/// Two full-size records fill the ring; the third needs the consumer to free
+/// the first, which the producer only learns by refreshing its cached head.
+#[test]
+fn spsc_full_refresh() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            for id in 1..=3 {
+                spsc_send(&mut tx, &msg(id, 24));
+            }
+            tx
+        });
+        for id in 1..=3 {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id, 24));
+        }
+        drop(p.join().unwrap());
+    });
+}
+
+/// The consumer looks at an empty ring (its cached tail says empty), then the
+/// producer publishes twice; each time the consumer must refresh the cached
+/// tail to see the new record.
+#[test]
+fn spsc_empty_refresh() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        match rx.try_recv() {
+            Err(Error::Empty) => {}
+            other => panic!("fresh ring: {:?}", other.map(|g| g.to_vec())),
+        }
+        let p = thread::spawn(move || {
+            spsc_send(&mut tx, &msg(1, 8));
+            spsc_send(&mut tx, &msg(2, 16));
+            tx
+        });
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(1, 8));
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(2, 16));
+        drop(p.join().unwrap());
+    });
+}
+
+/// The consumer sleeps in `recv()` (no spin window, futex strategy); the
+/// producer sends one message. No wakeup may be lost. The producer stays
+/// attached until the consumer has the message, so that the wake of its
+/// detach cannot hide a lost wake of the publish.
+#[test]
+fn spsc_wakeup_consumer_sleeps() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny_blocking()).unwrap();
+        let p = thread::spawn(move || {
+            tx.try_send(b"wake").unwrap();
+            tx
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"wake");
+        drop(p.join().unwrap());
+    });
+}
+
+/// The producer sleeps in `send()` on a full ring; the consumer frees one
+/// record. No wakeup may be lost.
+#[test]
+fn spsc_wakeup_producer_sleeps() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny_blocking()).unwrap();
+        tx.try_send(&msg(1, 24)).unwrap();
+        tx.try_send(&msg(2, 24)).unwrap();
+        let c = thread::spawn(move || {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(1, 24));
+            rx
+        });
+        tx.send(&msg(3, 24)).unwrap();
+        let mut rx = c.join().unwrap();
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(2, 24));
+        assert_eq!(spsc_recv(&mut rx).unwrap(), msg(3, 24));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// MPMC
+// ---------------------------------------------------------------------------
+
+/// Two producers race for the claim cursor; one consumer gets both messages,
+/// each once, then `Disconnected` when both producers have detached.
+///
+/// Catches a Relaxed sequence publish or a Relaxed sequence load in
+/// `try_take`: the consumer would read a stale info word (0 → `Corrupted`).
+#[test]
+fn mpmc_two_producers_one_consumer() {
+    check(|| {
+        let (tx1, mut rx) = mpmc::channel(&mpmc_tiny()).unwrap();
+        let tx2 = tx1.try_clone().unwrap();
+        let ps: Vec<_> = [(tx1, 1u8), (tx2, 2u8)]
+            .into_iter()
+            .map(|(mut tx, id)| thread::spawn(move || mpmc_send(&mut tx, &msg(id, 8))))
+            .collect();
+        let mut got = mpmc_drain(&mut rx);
+        got.sort();
+        assert_eq!(got, [msg(1, 8), msg(2, 8)]);
+        for p in ps {
+            p.join().unwrap();
+        }
+    });
+}
+
+/// Up to `n` messages, trying `n` times without waiting.
+fn mpmc_try_n(rx: &mut mpmc::Consumer, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        match rx.try_recv() {
+            Ok(g) => got.push(g.to_vec()),
+            Err(Error::Empty | Error::Disconnected) => {}
+            Err(e) => panic!("mpmc try_recv: {e}"),
+        }
+    }
+    got
+}
+
+/// Two producers race for four slots with two messages each; each
+/// producer's messages arrive in its order.
+#[test]
+fn mpmc_two_producers_two_messages_each() {
+    check(|| {
+        let opts = mpmc_tiny().slots(4);
+        let (tx1, mut rx) = mpmc::channel(&opts).unwrap();
+        let tx2 = tx1.try_clone().unwrap();
+        let ps: Vec<_> = [(tx1, 10u8), (tx2, 20u8)]
+            .into_iter()
+            .map(|(mut tx, base)| {
+                thread::spawn(move || {
+                    mpmc_send(&mut tx, &msg(base, 8));
+                    mpmc_send(&mut tx, &msg(base + 1, 8));
+                })
+            })
+            .collect();
+        let got = mpmc_drain(&mut rx);
+        for base in [10u8, 20] {
+            let mine: Vec<_> = got.iter().filter(|m| m[0] / 10 == base / 10).collect();
+            assert_eq!(mine, [&msg(base, 8), &msg(base + 1, 8)]);
+        }
+        for p in ps {
+            p.join().unwrap();
+        }
+    });
+}
+
+/// The producer sleeps in `send()` on a full queue; the consumer takes one
+/// message, which frees a slot and must wake it.
+#[test]
+fn mpmc_wakeup_producer_sleeps() {
+    check(|| {
+        let opts = mpmc_tiny().spin(Duration::ZERO).wait(WaitStrategy::Futex);
+        let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+        tx.try_send(&msg(1, 8)).unwrap();
+        tx.try_send(&msg(2, 8)).unwrap();
+        let c = thread::spawn(move || {
+            assert_eq!(mpmc_recv(&mut rx).unwrap(), msg(1, 8));
+            rx
+        });
+        tx.send(&msg(3, 8)).unwrap();
+        let mut rx = c.join().unwrap();
+        assert_eq!(mpmc_recv(&mut rx).unwrap(), msg(2, 8));
+        assert_eq!(mpmc_recv(&mut rx).unwrap(), msg(3, 8));
+    });
+}
+
+/// One producer, two consumers, three messages through two slots (the third
+/// reuses slot 0 after a consumer releases it): every message is taken
+/// exactly once.
+///
+/// The consumers race with two attempts each that do not wait; then the
+/// first drains the rest. (Loom does not assume a fair scheduler: with two
+/// threads spinning at once it explores schedules that starve the third one
+/// forever, e.g. a consumer preempted while it holds a slot. So at most one
+/// thread besides the producer may spin.)
+#[test]
+fn mpmc_one_producer_two_consumers() {
+    check(|| {
+        let (mut tx, mut rx1) = mpmc::channel(&mpmc_tiny()).unwrap();
+        let mut rx2 = rx1.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            for id in 1..=3 {
+                mpmc_send(&mut tx, &msg(id, 8));
+            }
+        });
+        let c = thread::spawn(move || mpmc_try_n(&mut rx2, 2));
+        let mut got = mpmc_try_n(&mut rx1, 2);
+        got.extend(c.join().unwrap());
+        got.extend(mpmc_drain(&mut rx1));
+        got.sort();
+        assert_eq!(got, [msg(1, 8), msg(2, 8), msg(3, 8)]);
+        p.join().unwrap();
+    });
+}
+
+/// A write grant dropped without commit becomes a skip record that the
+/// consumer drops silently, while a second producer's message goes through.
+#[test]
+fn mpmc_grant_drop_is_skipped() {
+    check(|| {
+        let (mut tx1, mut rx) = mpmc::channel(&mpmc_tiny()).unwrap();
+        let mut tx2 = tx1.try_clone().unwrap();
+        let p1 = thread::spawn(move || {
+            let mut g = tx1.try_reserve().unwrap();
+            g.fill(0xee);
+            // Dropped without commit.
+        });
+        let p2 = thread::spawn(move || mpmc_send(&mut tx2, b"kept"));
+        assert_eq!(mpmc_drain(&mut rx), [b"kept".to_vec()]);
+        assert_eq!(rx.stats().abandoned, 0);
+        p1.join().unwrap();
+        p2.join().unwrap();
+    });
+}
+
+/// A producer dies holding a claimed slot (position 0). The consumer finds
+/// position 0 in flight, sees its claimer dead (abandon timeout zero), marks
+/// it abandoned and skips it; the live producer's messages at positions 1 and
+/// 2 (slot 0 again, freed by that skip) arrive.
+#[test]
+fn mpmc_abandoned_slot_is_skipped() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (mut dying, mut rx) = mpmc::channel(&opts).unwrap();
+        let mut tx = dying.try_clone().unwrap();
+        dying.try_reserve().unwrap().__simulate_crash();
+        let p = thread::spawn(move || {
+            mpmc_send(&mut tx, &msg(1, 8));
+            mpmc_send(&mut tx, &msg(2, 8));
+            tx
+        });
+        assert_eq!(mpmc_recv(&mut rx).unwrap(), msg(1, 8));
+        assert_eq!(mpmc_recv(&mut rx).unwrap(), msg(2, 8));
+        assert_eq!(rx.stats().abandoned, 1);
+        drop(p.join().unwrap());
+    });
+}
+
+/// A producer dies holding position 0; the live producer's message sits at
+/// position 1. Two consumers race: either may mark position 0 abandoned, and
+/// either may then take (and skip) it; the message is received exactly once.
+///
+/// Catches a Relaxed `abandon` publish: the consumer that did not abandon
+/// would read a stale info word (0 → `Corrupted`).
+#[test]
+fn mpmc_abandoned_slot_two_consumers() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (mut dying, mut rx1) = mpmc::channel(&opts).unwrap();
+        let mut tx = dying.try_clone().unwrap();
+        let mut rx2 = rx1.try_clone().unwrap();
+        dying.try_reserve().unwrap().__simulate_crash();
+        tx.try_send(&msg(1, 8)).unwrap();
+        let c = thread::spawn(move || {
+            let got = mpmc_try_n(&mut rx2, 3);
+            (got, rx2.stats().abandoned)
+        });
+        let mut got = mpmc_try_n(&mut rx1, 3);
+        let (got2, abandoned2) = c.join().unwrap();
+        got.extend(got2);
+        if got.is_empty() {
+            got.push(mpmc_recv(&mut rx1).unwrap());
+        }
+        assert_eq!(got, [msg(1, 8)]);
+        assert_eq!(rx1.stats().abandoned + abandoned2, 1);
+        drop(tx);
+    });
+}
+
+/// A consumer dies holding a message in a full queue; the producer, stuck on
+/// that slot, finds its taker dead and reclaims it, and the surviving
+/// consumer gets the other messages.
+#[test]
+fn mpmc_dead_consumer_slot_is_reclaimed() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+        let mut dying = rx.try_clone().unwrap();
+        tx.try_send(&msg(1, 8)).unwrap();
+        tx.try_send(&msg(2, 8)).unwrap();
+        let c = thread::spawn(move || {
+            let g = dying.try_recv().unwrap();
+            assert_eq!(&*g, &msg(1, 8)[..]);
+            g.__simulate_crash();
+        });
+        // Full until the dead consumer's slot is reclaimed.
+        mpmc_send(&mut tx, &msg(3, 8));
+        c.join().unwrap();
+        drop(tx);
+        assert_eq!(mpmc_drain(&mut rx), [msg(2, 8), msg(3, 8)]);
+    });
+}
+
+/// The consumer sleeps in `recv()`; the producer publishes one message and
+/// stays attached (so its detach wake cannot mask a lost publish wake).
+#[test]
+fn mpmc_wakeup_consumer_sleeps() {
+    check(|| {
+        let opts = mpmc_tiny().spin(Duration::ZERO).wait(WaitStrategy::Futex);
+        let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+        let p = thread::spawn(move || {
+            tx.try_send(b"wake").unwrap();
+            tx
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"wake");
+        drop(p.join().unwrap());
+    });
+}
+
+/// Disconnect while a consumer is blocked: the producer sends one message and
+/// detaches; the sleeping consumer gets the message, then `Disconnected`.
+#[test]
+fn mpmc_disconnect_wakes_and_drains() {
+    check(|| {
+        let opts = mpmc_tiny().spin(Duration::ZERO).wait(WaitStrategy::Futex);
+        let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+        let p = thread::spawn(move || {
+            tx.try_send(b"last").unwrap();
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"last");
+        match rx.recv() {
+            Err(Error::Disconnected) => {}
+            other => panic!(
+                "after the last producer left: {:?}",
+                other.map(|g| g.to_vec())
+            ),
+        }
+        p.join().unwrap();
+    });
+}
