@@ -1,0 +1,417 @@
+//! Output of `shmq bench`: the table, JSON lines, the spin-sweep table and
+//! the SVG plot.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::{Summary, TransportName};
+
+/// Nanoseconds, human-readable.
+pub fn ns(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1} us", v / 1e3)
+    } else if v >= 1e3 {
+        format!("{:.2} us", v / 1e3)
+    } else {
+        format!("{v:.0} ns")
+    }
+}
+
+/// A rate with an SI suffix.
+pub fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// One JSON line per measurement, exactly these fields.
+#[derive(Serialize)]
+struct Row {
+    transport: &'static str,
+    wait: &'static str,
+    pattern: &'static str,
+    size: usize,
+    producers: usize,
+    consumers: usize,
+    rtt_ns_p50: Option<u64>,
+    rtt_ns_p99: Option<u64>,
+    msgs_per_s: Option<f64>,
+    bytes_per_s: Option<f64>,
+    wake_syscalls_per_msg: Option<f64>,
+}
+
+fn row(s: &Summary) -> Row {
+    let c = &s.case;
+    Row {
+        transport: c.transport.as_str(),
+        wait: c.wait.as_str(),
+        pattern: if c.latency { "latency" } else { "throughput" },
+        size: c.size,
+        producers: c.producers,
+        consumers: c.consumers,
+        rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
+        rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
+        msgs_per_s: s.msgs_per_s.map(|v| v.round()),
+        bytes_per_s: s.msgs_per_s.map(|v| (v * c.size as f64).round()),
+        wake_syscalls_per_msg: s.wake_per_msg.map(|v| (v * 1e6).round() / 1e6),
+    }
+}
+
+/// Writes one JSON object per measured case.
+pub fn json(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    for s in sums.iter().filter(|s| s.na.is_none()) {
+        serde_json::to_writer(&mut *out, &row(s))?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The pipe's result for the same pattern and size (the ratio's base).
+fn pipe_of<'a>(sums: &'a [Summary], s: &Summary) -> Option<&'a Summary> {
+    sums.iter().find(|p| {
+        p.case.transport == TransportName::Pipe
+            && p.case.latency == s.case.latency
+            && p.case.size == s.case.size
+            && p.na.is_none()
+    })
+}
+
+/// How many times better than the pipe: lower round trip, or more msgs/s.
+fn vs_pipe(sums: &[Summary], s: &Summary) -> Option<f64> {
+    let p = pipe_of(sums, s)?;
+    if s.case.latency {
+        Some(p.rtt_p50? / s.rtt_p50?)
+    } else {
+        Some(s.msgs_per_s? / p.msgs_per_s?)
+    }
+}
+
+/// The human-readable table.
+pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "transport",
+        "wait",
+        "pattern",
+        "size",
+        "PxC",
+        "rtt p50",
+        "rtt p99",
+        "msgs/s",
+        "MB/s",
+        "wake/msg",
+        "vs pipe"
+    )?;
+    let mut order: Vec<&Summary> = sums.iter().collect();
+    order.sort_by_key(|s| (!s.case.latency, s.case.size));
+    let mut last = None;
+    for s in order {
+        let key = (s.case.latency, s.case.size);
+        if last.is_some() && last != Some(key) {
+            writeln!(out)?;
+        }
+        last = Some(key);
+        let c = &s.case;
+        let dash = || "-".to_owned();
+        let (p50, p99, mps, mbs, wake, ratio) = if let Some(why) = &s.na {
+            let short = if why.contains("msgsize_max") {
+                "n/a (msgsize_max)"
+            } else {
+                "n/a"
+            };
+            (
+                short.to_owned(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            )
+        } else {
+            (
+                s.rtt_p50.map_or_else(dash, ns),
+                s.rtt_p99.map_or_else(dash, ns),
+                s.msgs_per_s.map_or_else(dash, si),
+                s.msgs_per_s
+                    .map_or_else(dash, |m| format!("{:.1}", m * c.size as f64 / 1e6)),
+                s.wake_per_msg.map_or_else(dash, |w| format!("{w:.4}")),
+                vs_pipe(sums, s).map_or_else(dash, |r| format!("x{r:.2}")),
+            )
+        };
+        writeln!(
+            out,
+            "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            c.transport.as_str(),
+            c.wait.as_str(),
+            if c.latency { "latency" } else { "throughput" },
+            c.size,
+            format!("{}x{}", c.producers, c.consumers),
+            p50,
+            p99,
+            mps,
+            mbs,
+            wake,
+            ratio
+        )?;
+    }
+    writeln!(
+        out,
+        "\nrtt: round trip (ping-pong), medians across rounds; msgs/s: one-way stream; \
+         wake/msg: shmq wake syscalls per message; vs pipe: times better than pipe \
+         (same pattern and size, same run)."
+    )?;
+    Ok(())
+}
+
+/// The spin-window sweep: round trip and CPU per round trip.
+pub fn sweep(out: &mut impl Write, sums: &[Summary], as_json: bool) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct SweepRow {
+        transport: &'static str,
+        wait: &'static str,
+        pattern: &'static str,
+        size: usize,
+        spin_us: Option<u64>,
+        pace_us: Option<u64>,
+        rtt_ns_p50: Option<u64>,
+        rtt_ns_p99: Option<u64>,
+        cpu_ns_per_rtt: Option<u64>,
+        wake_syscalls_per_msg: Option<f64>,
+    }
+    if !as_json {
+        writeln!(
+            out,
+            "{:<10} {:<6} {:>8} {:>10} {:>10} {:>10} {:>14} {:>9}",
+            "transport", "wait", "spin", "pace", "rtt p50", "rtt p99", "cpu/rtt (both)", "wake/msg"
+        )?;
+    }
+    for s in sums {
+        let c = &s.case;
+        let r = SweepRow {
+            transport: c.transport.as_str(),
+            wait: c.wait.as_str(),
+            pattern: "latency",
+            size: c.size,
+            spin_us: c.spin_us,
+            pace_us: c.pace.map(|p| p.as_micros() as u64),
+            rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
+            rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
+            cpu_ns_per_rtt: s.cpu_ns_per_rtt.map(|v| v as u64),
+            wake_syscalls_per_msg: s.wake_per_msg.map(|v| (v * 1e6).round() / 1e6),
+        };
+        if as_json {
+            serde_json::to_writer(&mut *out, &r)?;
+            writeln!(out)?;
+        } else {
+            let dash = || "-".to_owned();
+            writeln!(
+                out,
+                "{:<10} {:<6} {:>8} {:>10} {:>10} {:>10} {:>14} {:>9}",
+                r.transport,
+                r.wait,
+                c.spin_us.map_or("-".into(), |v| format!("{v} us")),
+                c.pace
+                    .map_or("none".into(), |p| format!("{} us", p.as_micros())),
+                s.rtt_p50.map_or_else(dash, ns),
+                s.rtt_p99.map_or_else(dash, ns),
+                s.cpu_ns_per_rtt.map_or_else(dash, ns),
+                s.wake_per_msg.map_or_else(dash, |w| format!("{w:.3}")),
+            )?;
+        }
+    }
+    if !as_json {
+        writeln!(
+            out,
+            "\ncpu/rtt: user+system CPU time of both processes per round trip (getrusage); \
+             pace: the pinger sleeps this long between round trips (the peer idles)."
+        )?;
+    }
+    Ok(())
+}
+
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0, 0, 0),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn color_of(label: &str, labels: &[String]) -> RGBColor {
+    let i = labels.iter().position(|l| l == label).unwrap_or(0);
+    PALETTE[i % PALETTE.len()]
+}
+
+type DynErr = Box<dyn std::error::Error>;
+
+/// Latency distributions (one panel per size: share of round trips at or
+/// below x) and throughput bars (one panel per size, log scale).
+pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> {
+    let measured: Vec<&Summary> = sums.iter().filter(|s| s.na.is_none()).collect();
+    let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut labels: Vec<String> = Vec::new();
+    for s in &measured {
+        let l = s.case.label();
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    let ncol = sizes.len().max(1);
+    let (w, h) = (430 * ncol as u32 + 40, 960);
+    let root = SVGBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(60);
+    title.draw(&Text::new(
+        "shmq bench: cross-process, pinned peers, medians of alternating rounds",
+        (20, 8),
+        ("sans-serif", 22).into_font(),
+    ))?;
+    title.draw(&Text::new(
+        machine.to_owned(),
+        (20, 36),
+        ("sans-serif", 14).into_font(),
+    ))?;
+    let (top, bottom) = body.split_vertically(470);
+    let top_cells = top.split_evenly((1, ncol));
+    let bottom_cells = bottom.split_evenly((1, ncol));
+    for (k, &size) in sizes.iter().enumerate() {
+        // Latency CDF.
+        let lat: Vec<&&Summary> = measured
+            .iter()
+            .filter(|s| s.case.latency && s.case.size == size && s.hist.is_some())
+            .collect();
+        if !lat.is_empty() {
+            let lo = lat
+                .iter()
+                .filter_map(|s| s.hist.as_ref().map(|h| h.value_at_quantile(0.001)))
+                .min()
+                .unwrap_or(1)
+                .max(1) as f64;
+            let hi = lat
+                .iter()
+                .filter_map(|s| s.hist.as_ref().map(|h| h.value_at_quantile(0.999)))
+                .max()
+                .unwrap_or(10) as f64;
+            let mut chart = ChartBuilder::on(&top_cells[k])
+                .caption(
+                    format!("round trip, {size} B (share of trips <= x)"),
+                    ("sans-serif", 16),
+                )
+                .margin(10)
+                .margin_right(30)
+                .x_label_area_size(35)
+                .y_label_area_size(40)
+                .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0.0..100.0)?;
+            chart
+                .configure_mesh()
+                .x_desc("round trip (ns, log)")
+                .y_desc("% of round trips")
+                .x_labels(6)
+                .x_label_formatter(&|v| ns(*v))
+                .draw()?;
+            for s in lat {
+                let Some(h) = s.hist.as_ref() else { continue };
+                let label = s.case.label();
+                let color = color_of(&label, &labels);
+                let mut pts = Vec::new();
+                let mut q = 0.001;
+                while q < 0.999 {
+                    pts.push((h.value_at_quantile(q).max(1) as f64, q * 100.0));
+                    q += if q < 0.95 { 0.01 } else { 0.002 };
+                }
+                pts.push((h.value_at_quantile(0.999).max(1) as f64, 99.9));
+                chart
+                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 11))
+                .draw()?;
+        }
+        // Throughput bars.
+        let thr: Vec<&&Summary> = measured
+            .iter()
+            .filter(|s| !s.case.latency && s.case.size == size && s.msgs_per_s.is_some())
+            .collect();
+        if !thr.is_empty() {
+            let vals: Vec<f64> = thr.iter().filter_map(|s| s.msgs_per_s).collect();
+            let lo = vals.iter().cloned().fold(f64::MAX, f64::min).max(1.0);
+            let hi = vals.iter().cloned().fold(0.0, f64::max).max(10.0);
+            let names: Vec<String> = thr.iter().map(|s| s.case.label()).collect();
+            let n = thr.len();
+            // Horizontal bars: transport names read on the y axis.
+            let mut chart = ChartBuilder::on(&bottom_cells[k])
+                .caption(
+                    format!("one-way throughput, {size} B (msgs/s, log)"),
+                    ("sans-serif", 16),
+                )
+                .margin(10)
+                .margin_right(25)
+                .x_label_area_size(35)
+                .y_label_area_size(150)
+                .build_cartesian_2d((lo / 3.0..hi * 3.0).log_scale(), 0.0..n as f64)?;
+            let names2 = names.clone();
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .light_line_style(WHITE)
+                .y_labels(n * 2 + 1)
+                .y_label_formatter(&move |y| {
+                    // Bar i spans [n-1-i, n-i): first case on top.
+                    let j = y.floor() as usize;
+                    if (y - y.floor() - 0.5).abs() < 0.01 && j < names2.len() {
+                        names2[names2.len() - 1 - j].clone()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_style(("sans-serif", 12))
+                .x_labels(5)
+                .x_label_formatter(&|v| si(*v))
+                .x_desc("messages per second")
+                .draw()?;
+            for (i, s) in thr.iter().enumerate() {
+                let Some(v) = s.msgs_per_s else { continue };
+                let color = color_of(&names[i], &labels);
+                let y = (n - 1 - i) as f64;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(lo / 3.0, y + 0.15), (v, y + 0.85)],
+                    color.filled(),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    si(v),
+                    (v * 1.05, y + 0.35),
+                    ("sans-serif", 11).into_font(),
+                )))?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
