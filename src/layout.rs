@@ -110,12 +110,14 @@ pub(crate) struct Meta {
     pub producers_died: AtomicU32,
 }
 
-/// One direction's wakeup words: an epoch (the futex word), a count of
-/// sleepers, and a process-shared semaphore for the semaphore backend.
+/// One direction's wakeup state: one 64-bit word whose low 32 bits are the
+/// epoch (the futex word) and whose high 32 bits count registered sleepers,
+/// and a process-shared semaphore for the semaphore backend. Packing both in
+/// one word lets a waker clear every registration and bump the epoch in a
+/// single CAS (see `notify`).
 #[repr(C)]
 pub(crate) struct WakeWord {
-    pub epoch: AtomicU32,
-    pub waiters: AtomicU32,
+    pub state: AtomicU64,
     pub sem: RawCell<libc::sem_t>,
 }
 
@@ -182,14 +184,19 @@ const fn fnv(mut h: u64, v: u64) -> u64 {
     h
 }
 
+/// Bumped when the meaning of a field changes without its size or offset
+/// changing (2: the packed wake word).
+const WAKE_PROTOCOL: u64 = 2;
+
 /// A hash of every size and offset of the layout: it changes when the layout
 /// does, so a segment made by an incompatible build is refused at open even if
 /// someone forgot to bump [`VERSION`].
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 16] = [
+    let parts: [u64; 17] = [
         VERSION as u64,
+        WAKE_PROTOCOL,
         size_of::<Header>() as u64,
         size_of::<Meta>() as u64,
         offset_of!(Meta, layout_hash) as u64,

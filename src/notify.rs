@@ -3,20 +3,25 @@
 //!
 //! # The waiter-count protocol
 //!
-//! Each direction has a [`WakeWord`]: an `epoch` (the futex word), a count of
-//! `waiters`, and a process-shared semaphore.
+//! Each direction has a [`WakeWord`]: one `u64` `state` whose low half is the
+//! `epoch` (the futex word) and whose high half counts registered sleepers,
+//! plus a process-shared semaphore.
 //!
-//! * Waiter: `waiters += 1` (SeqCst), read `epoch` (Acquire), `fence(SeqCst)`,
-//!   re-check the ring; only if still not ready, sleep on `epoch` (futex) or
-//!   the semaphore, with a timeout; then unregister.
+//! * Waiter: `state += 1 << 32` (SeqCst; the old low half is the epoch it
+//!   will sleep on), `fence(SeqCst)`, re-check the ring; only if still not
+//!   ready, sleep on the epoch (futex) or the semaphore, with a timeout; then
+//!   unregister, unless a waker did so already (the epoch moved).
 //! * Waker: publish (Release store of a cursor or a slot sequence),
-//!   `fence(SeqCst)`, read `waiters`: only if non-zero, bump `epoch` and make
-//!   the wake syscall.
+//!   `fence(SeqCst)`, read `state`: only if sleepers are registered, CAS
+//!   `state` to `(epoch + 1, 0 sleepers)` and make the wake syscall (one
+//!   futex wake, or one semaphore post per sleeper taken).
 //!
 //! The two SeqCst fences make the Dekker pattern sound: either the waiter's
 //! re-check sees the publish, or the waker sees the waiter's registration. So
 //! no wakeup is lost, and while nobody sleeps a wake costs one fence and one
-//! load — no syscall.
+//! load — no syscall. Because the waker takes every registration it wakes, a
+//! sleeper that was woken but has not run yet does not make the next publish
+//! wake again: one syscall per sleep, not per message.
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +125,17 @@ pub(crate) struct WaitCfg {
     pub backend: Backend,
 }
 
+/// One registered sleeper in `WakeWord::state`.
+const ONE_SLEEPER: u64 = 1 << 32;
+
+fn epoch_of(state: u64) -> u32 {
+    state as u32
+}
+
+fn sleepers_of(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
 /// Wakes whoever sleeps on `word`. Call right after publishing.
 #[inline]
 pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
@@ -128,27 +144,47 @@ pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
     // this fence, or this load sees its registration.
     fence(Ordering::SeqCst);
     // Relaxed: ordered by the fence above.
-    if word.waiters.load(Ordering::Relaxed) == 0 {
+    if sleepers_of(word.state.load(Ordering::Relaxed)) == 0 {
         return;
     }
     wake_slow(word, backend, stats);
 }
 
+/// Most endpoints a segment can have (1024 producers and 1024 consumers,
+/// checked at open), so the most that can sleep on one wake word.
+const MAX_SLEEPERS: u32 = 2048;
+
 #[cold]
 fn wake_slow(word: &WakeWord, backend: Backend, stats: &mut Stats) {
+    // Relaxed: a starting guess for the CAS, which validates it.
+    let mut s = word.state.load(Ordering::Relaxed);
+    let taken = loop {
+        let n = sleepers_of(s);
+        if n == 0 {
+            return;
+        }
+        let next = u64::from(epoch_of(s).wrapping_add(1));
+        // AcqRel: takes every registration and bumps the epoch in one step.
+        // Release pairs with the SeqCst (so Acquire) registration RMW of any
+        // later waiter: seeing the new epoch, it also sees our publish.
+        match word
+            .state
+            .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => break n,
+            Err(cur) => s = cur,
+        }
+    };
     match backend {
         Backend::Futex => {
-            // Release: pairs with the Acquire epoch load of a waiter that
-            // registers after this; it then sees our publish in its re-check.
-            word.epoch.fetch_add(1, Ordering::Release);
             sys::futex_wake(word);
             stats.wake_syscalls += 1;
         }
         Backend::Semaphore => {
-            // AcqRel: take every registered waiter at once so that each gets
-            // exactly one post; pairs with their SeqCst registration.
-            let n = word.waiters.swap(0, Ordering::AcqRel);
-            word.epoch.fetch_add(1, Ordering::Release);
+            // One post per sleeper taken. A peer may have scribbled any count
+            // here; there are never more sleepers than endpoints, so post at
+            // most that many times rather than up to 2^32.
+            let n = taken.min(MAX_SLEEPERS);
             for _ in 0..n {
                 sys::sem_post(word);
             }
@@ -174,14 +210,20 @@ fn not_yet(e: &Error) -> bool {
 }
 
 /// Waits until `w.attempt()` succeeds, fails for good, or `deadline` passes.
+/// The first attempt is inlined into the caller; the waiting is not.
+#[inline]
 pub(crate) fn block_on<W: Waitable>(
     w: &mut W,
     deadline: Option<Instant>,
 ) -> Result<W::Output, Error> {
     match w.attempt() {
-        Err(e) if not_yet(&e) => {}
-        r => return r,
+        Err(e) if not_yet(&e) => block_on_slow(w, deadline),
+        r => r,
     }
+}
+
+#[inline(never)]
+fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W::Output, Error> {
     let cfg = *w.cfg();
     let start = Instant::now();
     let mut last_check = start;
@@ -227,24 +269,22 @@ pub(crate) fn block_on<W: Waitable>(
             None => Duration::MAX,
         };
         let chunk = remaining.min(cfg.check_every);
-        let word = w.word();
-        // SeqCst: part of the Dekker pair with `wake` (see module docs).
-        word.waiters.fetch_add(1, Ordering::SeqCst);
-        // Acquire: pairs with the Release epoch bump in `wake_slow`; if we see
-        // a bumped epoch we also see the publish that came before it.
-        let epoch = word.epoch.load(Ordering::Acquire);
+        // SeqCst: registration, part of the Dekker pair with `wake` (see the
+        // module docs); as an Acquire it also pairs with the Release epoch
+        // bump in `wake_slow`: seeing a bumped epoch, we see its publish.
+        let epoch = epoch_of(w.word().state.fetch_add(ONE_SLEEPER, Ordering::SeqCst));
         // SeqCst fence: pairs with the fence in `wake`.
         fence(Ordering::SeqCst);
         match w.attempt() {
             Err(e) if not_yet(&e) => {}
             r => {
-                unregister(w.word(), cfg.backend);
+                unregister(w.word(), epoch);
                 return r;
             }
         }
         let t0 = Instant::now();
         let timed_out = sys::sleep(w.word(), cfg.backend, epoch, chunk);
-        unregister(w.word(), cfg.backend);
+        unregister(w.word(), epoch);
         let slept = t0.elapsed();
         let st = w.stats();
         st.waits += 1;
@@ -263,23 +303,18 @@ pub(crate) fn block_on<W: Waitable>(
     }
 }
 
-fn unregister(word: &WakeWord, backend: Backend) {
-    match backend {
-        Backend::Futex => {
-            // Relaxed: the count is only a hint to wakers; an extra wake is
-            // harmless and a missing one is prevented by the registration.
-            word.waiters.fetch_sub(1, Ordering::Relaxed);
-        }
-        Backend::Semaphore => {
-            // A waker may have taken our registration already (swap to 0) and
-            // posted for us; then the post stays pending and costs one
-            // spurious wakeup later. Otherwise remove ourselves.
-            // Relaxed: as above, a hint.
-            let _ = word
-                .waiters
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
-    }
+/// Removes our registration, unless a waker took it already (the epoch moved
+/// past the one we registered under). A semaphore waker that took it has
+/// posted for us; if we did not sleep, that post stays pending and costs one
+/// spurious wakeup later.
+fn unregister(word: &WakeWord, epoch: u32) {
+    // Relaxed: the registration is only a hint to wakers; the Dekker pair in
+    // `block_on`/`wake` is what prevents lost wakeups.
+    let _ = word
+        .state
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+            (epoch_of(s) == epoch && sleepers_of(s) > 0).then(|| s - ONE_SLEEPER)
+        });
 }
 
 /// Initialises the semaphores of a fresh segment (`pshared = 1`).
@@ -287,11 +322,22 @@ pub(crate) fn init_word(word: &WakeWord) {
     sys::sem_init(word);
 }
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 mod sys {
     use std::time::Duration;
 
     use crate::layout::WakeWord;
+
+    /// The epoch half of the wake word: the futex word.
+    fn futex_word(word: &WakeWord) -> *mut u32 {
+        let p = word.state.as_ptr().cast::<u32>();
+        if cfg!(target_endian = "big") {
+            // SAFETY: the second half of the same 8-byte atomic.
+            unsafe { p.add(1) }
+        } else {
+            p
+        }
+    }
 
     pub(super) fn futex_wake(word: &WakeWord) {
         // SAFETY: the address is a valid, aligned u32 inside a mapping that
@@ -300,7 +346,7 @@ mod sys {
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                word.epoch.as_ptr(),
+                futex_word(word),
                 libc::FUTEX_WAKE,
                 i32::MAX,
                 std::ptr::null::<libc::timespec>(),
@@ -346,7 +392,7 @@ mod sys {
                 let rc = unsafe {
                     libc::syscall(
                         libc::SYS_futex,
-                        word.epoch.as_ptr(),
+                        futex_word(word),
                         libc::FUTEX_WAIT,
                         epoch,
                         &ts as *const libc::timespec,
@@ -400,9 +446,35 @@ mod sys {
     pub(super) fn sem_post(_word: &WakeWord) {}
     pub(super) fn sem_init(_word: &WakeWord) {}
     pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, _t: Duration) -> bool {
-        // Acquire: pairs with the Release bump in `wake_slow`.
-        while word.epoch.load(Ordering::Acquire) == epoch {
+        // Acquire: pairs with the Release epoch bump in `wake_slow`.
+        while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
             loom::thread::yield_now();
+        }
+        false
+    }
+}
+
+/// Miri stand-ins: Miri runs neither semaphores nor a futex on half of a
+/// 64-bit atomic, so a "sleep" yields until the epoch moves or the timeout
+/// passes (Miri's clock is virtual). Everything around it is the real code.
+#[cfg(all(miri, not(loom)))]
+mod sys {
+    use std::time::{Duration, Instant};
+
+    use crate::layout::WakeWord;
+    use crate::sync::Ordering;
+
+    pub(super) fn futex_wake(_word: &WakeWord) {}
+    pub(super) fn sem_post(_word: &WakeWord) {}
+    pub(super) fn sem_init(_word: &WakeWord) {}
+    pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, t: Duration) -> bool {
+        let start = Instant::now();
+        // Acquire: pairs with the Release epoch bump in `wake_slow`.
+        while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
+            if start.elapsed() >= t {
+                return true;
+            }
+            std::thread::yield_now();
         }
         false
     }

@@ -14,6 +14,10 @@ use crate::sync::AtomicU64;
 /// Memory for one endpoint's view of a ring.
 pub(crate) struct Mem {
     geo: Geometry,
+    /// `geo.data_offset()` and `geo.data_len()`, computed once: the hot path
+    /// reaches every word through them.
+    data_off: usize,
+    data_len: u64,
     #[cfg(not(loom))]
     base: NonNull<u8>,
     backing: Backing,
@@ -86,6 +90,8 @@ impl Mem {
     fn from_heap(buf: Arc<HeapBuf>, geo: Geometry) -> Mem {
         Mem {
             geo,
+            data_off: geo.data_offset(),
+            data_len: geo.data_len(),
             #[cfg(not(loom))]
             base: buf.base,
             backing: Backing::Heap(buf),
@@ -99,6 +105,8 @@ impl Mem {
         assert!(geo.total_size().is_some_and(|t| t <= seg.len() as u64));
         Mem {
             geo,
+            data_off: geo.data_offset(),
+            data_len: geo.data_len(),
             #[cfg(not(loom))]
             base: seg.ptr(),
             backing: Backing::Shm(seg),
@@ -174,12 +182,12 @@ impl Mem {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.geo.data_len());
+        assert!(off % 8 == 0 && off + 8 <= self.data_len);
         // SAFETY: in bounds and 8-aligned (data area is 128-aligned), checked
         // above; the region outlives `&self`.
         unsafe {
             self.base
-                .add(self.geo.data_offset() + off as usize)
+                .add(self.data_off + off as usize)
                 .cast::<AtomicU64>()
                 .as_ref()
         }
@@ -187,7 +195,7 @@ impl Mem {
 
     #[cfg(loom)]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.geo.data_len());
+        assert!(off % 8 == 0 && off + 8 <= self.data_len);
         match &self.backing {
             Backing::Heap(b) => &b.loom.words[(off / 8) as usize],
             Backing::Shm(_) => unreachable!("loom models use heap regions only"),
@@ -202,16 +210,12 @@ impl Mem {
     pub(crate) fn bytes(&self, off: u64, len: usize) -> *mut u8 {
         assert!(
             off.checked_add(len as u64)
-                .is_some_and(|e| e <= self.geo.data_len())
+                .is_some_and(|e| e <= self.data_len)
         );
         #[cfg(not(loom))]
         {
             // SAFETY: in bounds, checked above.
-            unsafe {
-                self.base
-                    .as_ptr()
-                    .add(self.geo.data_offset() + off as usize)
-            }
+            unsafe { self.base.as_ptr().add(self.data_off + off as usize) }
         }
         #[cfg(loom)]
         match &self.backing {
@@ -326,8 +330,7 @@ impl LoomMem {
         let a32 = || AtomicU32::new(0);
         let wake = || {
             CachePadded::new(WakeWord {
-                epoch: a32(),
-                waiters: a32(),
+                state: a64(),
                 // SAFETY: sem_t is a plain C type; zero is a valid placeholder
                 // (never used under loom).
                 sem: crate::sync::RawCell::new(unsafe { std::mem::zeroed() }),
