@@ -198,6 +198,11 @@ pub(crate) trait Waitable {
     type Output;
     /// Try once; `Err(Full)` / `Err(Empty)` mean "not yet".
     fn attempt(&mut self) -> Result<Self::Output, Error>;
+    /// Try once while spinning (no sleeper to wake cheaply): may hold out
+    /// for a better moment than `attempt` would.
+    fn attempt_spinning(&mut self) -> Result<Self::Output, Error> {
+        self.attempt()
+    }
     /// Checks the peer (syscall allowed): `Some(err)` if it is gone for good.
     fn peer_gone(&mut self) -> Option<Error>;
     fn word(&self) -> &WakeWord;
@@ -238,7 +243,7 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             } else {
                 crate::sync::spin_hint();
             }
-            match w.attempt() {
+            match w.attempt_spinning() {
                 Err(e) if not_yet(&e) => {}
                 r => return r,
             }

@@ -179,14 +179,14 @@ impl Producer {
         r
     }
 
-    fn attempt(&mut self, len: usize) -> Result<Reservation, Error> {
+    fn attempt(&mut self, len: usize, slack: u64) -> Result<Reservation, Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
         }
         if endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, false) == Peer::Detached {
             return Err(Error::Disconnected);
         }
-        let r = self.ring.try_reserve(&self.at.mem, len);
+        let r = self.ring.try_reserve_slack(&self.at.mem, len, slack);
         if matches!(r, Err(Error::Full)) && self.ring.has_unpublished() {
             // A batch filled the ring: publish it, or we would wait forever
             // for a consumer that cannot see it.
@@ -214,7 +214,7 @@ impl Producer {
     /// # Errors
     /// `Full`, `TooLarge`, `Disconnected` (the consumer detached), `Corrupted`.
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
-        let res = self.attempt(len)?;
+        let res = self.attempt(len, 0)?;
         Ok(self.grant(res))
     }
 
@@ -302,7 +302,22 @@ struct ReserveOp<'a> {
 impl Waitable for ReserveOp<'_> {
     type Output = Reservation;
     fn attempt(&mut self) -> Result<Reservation, Error> {
-        self.p.attempt(self.len)
+        self.p.attempt(self.len, 0)
+    }
+    fn attempt_spinning(&mut self) -> Result<Reservation, Error> {
+        // While spinning on a full ring, wait for an eighth of it to be free
+        // (see `ProducerRing::try_reserve_slack`). Not when about to sleep:
+        // there each early wake would cost a syscall.
+        let slack = self.p.ring.capacity() / 8;
+        let r = self.p.attempt(self.len, slack);
+        if matches!(r, Err(Error::Full)) {
+            // And look less often: each look pulls the consumer's cursor
+            // line over while it is writing it.
+            for _ in 0..64 {
+                crate::sync::spin_hint();
+            }
+        }
+        r
     }
     fn peer_gone(&mut self) -> Option<Error> {
         match endpoint::peer_state(&self.p.at.mem, CONSUMER_SLOT, true) {

@@ -73,7 +73,11 @@ fn child_entry() {
             let mut buf = Vec::new();
             for seq in 0.. {
                 spsc_msg(seq, &mut buf);
-                let mut g = tx.reserve(buf.len()).unwrap();
+                let Ok(mut g) = tx.reserve(buf.len()) else {
+                    // The consumer left: wait to be killed, still attached.
+                    std::thread::sleep(Duration::from_secs(600));
+                    unreachable!();
+                };
                 g.copy_from_slice(&buf);
                 g.commit(buf.len());
             }

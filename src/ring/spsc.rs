@@ -101,23 +101,46 @@ impl ProducerRing {
         max_message_len(self.cap)
     }
 
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
     /// Whether committed records wait for `publish`.
     pub(crate) fn has_unpublished(&self) -> bool {
         self.tail != self.published
     }
 
-    /// Reserves room for a record of `len` payload bytes.
-    pub(crate) fn try_reserve(&mut self, mem: &Mem, len: usize) -> Result<Reservation, Error> {
+    /// Reserves room for a record of `len` payload bytes. With `slack > 0`,
+    /// while the ring is full, reports `Full` until `slack` bytes beyond the
+    /// record are free too. A producer spinning on a
+    /// full ring then waits for a stretch of free space instead of taking each
+    /// freed record at once, so the two sides stop bouncing the cursor lines
+    /// between their caches one message at a time.
+    pub(crate) fn try_reserve_slack(
+        &mut self,
+        mem: &Mem,
+        len: usize,
+        slack: u64,
+    ) -> Result<Reservation, Error> {
         let max = self.max_message_len();
         if len > max {
             return Err(Error::TooLarge { len, max });
+        }
+        // Our own cursor, but it started from the segment's at attach: one
+        // near `u64::MAX` (a scribbling peer; never reached in practice)
+        // would overflow `tail + pad + need` below.
+        if self.tail > u64::MAX - 2 * self.cap {
+            return Err(corrupted(mem, "write cursor out of range"));
         }
         let need = record_size(len as u64);
         let pos = self.tail & (self.cap - 1);
         let contiguous = self.cap - pos;
         let pad = if need <= contiguous { 0 } else { contiguous };
         let total = pad + need;
-        if self.tail - self.head_cache + total > self.cap {
+        // `need <= cap / 2`, so `total + slack` stays below `cap` for any
+        // `slack <= cap / 4`: the wait always ends once the consumer drains.
+        let slack = slack.min(self.cap / 4);
+        if self.tail - self.head_cache + total + slack > self.cap {
             // Possibly full: refresh the cached head, then check again.
             // Acquire: pairs with the consumer's Release store of `head` in
             // `ConsumerRing::publish`; its reads of the bytes it released
@@ -127,7 +150,7 @@ impl ProducerRing {
                 return Err(corrupted(mem, "consumer cursor out of range"));
             }
             self.head_cache = head;
-            if self.tail - head + total > self.cap {
+            if self.tail - head + total + slack > self.cap {
                 return Err(Error::Full);
             }
         }
@@ -285,7 +308,7 @@ impl ConsumerRing {
             return false;
         }
         // Release: pairs with the producer's Acquire load of `head` in
-        // `ProducerRing::try_reserve`: our reads of the freed bytes
+        // `ProducerRing::try_reserve_slack`: our reads of the freed bytes
         // happen-before it overwrites them.
         mem.header().cons.store(self.head, Ordering::Release);
         self.released = self.head;
