@@ -41,6 +41,15 @@ pub(crate) const KIND_ABANDONED: u32 = 0x2144_4241; // "ABD!"
 /// a peer that keeps moving cursors can make us do.
 const MAX_TRIES: u32 = 1 << 16;
 
+/// Whether `pos`, a cursor value read from the region, is in range. Cursors
+/// count messages from 0 one at a time and cannot legitimately get anywhere
+/// near `u64::MAX` (centuries at any rate); a value this high comes from a
+/// scribbling peer. Keeping positions below `u64::MAX - 2n` lets the
+/// protocol compute `pos + 1` and `pos + n` without overflow.
+fn cursor_in_range(s: &Slots, pos: u64) -> bool {
+    pos < u64::MAX - 2 * s.n
+}
+
 fn corrupted(mem: &Mem, what: &'static str) -> Error {
     // Relaxed: a diagnostic flag; nothing is ordered by it.
     mem.header().meta.poisoned.store(1, Ordering::Relaxed);
@@ -107,6 +116,12 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
     let mut pos = h.prod.load(Ordering::Relaxed);
     for _ in 0..MAX_TRIES {
+        if !cursor_in_range(s, pos) {
+            // Relaxed: nothing is claimed (a failed CAS may have left our
+            // record of an earlier guess).
+            claiming.store(0, Ordering::Relaxed);
+            return Err(corrupted(mem, "enqueue cursor out of range"));
+        }
         // Acquire: pairs with the consumer's Release store of `p + n` in
         // `release`: its reads of the old payload happen-before our writes.
         let seq = s.seq(mem, pos).load(Ordering::Acquire);
@@ -134,8 +149,19 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
             return Err(Error::Full);
         } else {
             // Another producer took `pos`; start again from the cursor.
-            // Relaxed: as above.
-            pos = h.prod.load(Ordering::Relaxed);
+            // Relaxed: coherence is enough. The sequence we just loaded
+            // (Acquire) is ahead of `pos` only after a producer's claim CAS
+            // moved the cursor past `pos` (that CAS happens-before the
+            // publish or release we saw), so this load cannot return `pos`.
+            let cur = h.prod.load(Ordering::Relaxed);
+            if cur == pos {
+                // A sequence ahead of an unmoved cursor is scribbled: report
+                // it now rather than spinning `MAX_TRIES` times per call.
+                // Relaxed: nothing is claimed.
+                claiming.store(0, Ordering::Relaxed);
+                return Err(corrupted(mem, "slot sequence ahead of the enqueue cursor"));
+            }
+            pos = cur;
         }
     }
     // Relaxed: nothing is claimed.
@@ -162,6 +188,11 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let mut pos = h.cons.load(Ordering::Relaxed);
     for _ in 0..MAX_TRIES {
+        if !cursor_in_range(s, pos) {
+            // Relaxed: nothing is claimed (as in `try_claim`).
+            claiming.store(0, Ordering::Relaxed);
+            return Err(corrupted(mem, "dequeue cursor out of range"));
+        }
         // Acquire: pairs with the producer's Release publish in `publish`
         // (and the Release in `abandon`).
         let seq = s.seq(mem, pos).load(Ordering::Acquire);
@@ -196,8 +227,15 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
             claiming.store(0, Ordering::Relaxed);
             return Err(Error::Empty);
         } else {
-            // Relaxed: as above.
-            pos = h.cons.load(Ordering::Relaxed);
+            // Another consumer took `pos`. Relaxed: as in `try_claim`, the
+            // cursor has moved past `pos` unless a peer scribbled.
+            let cur = h.cons.load(Ordering::Relaxed);
+            if cur == pos {
+                // Relaxed: nothing is claimed.
+                claiming.store(0, Ordering::Relaxed);
+                return Err(corrupted(mem, "slot sequence ahead of the dequeue cursor"));
+            }
+            pos = cur;
         }
     }
     // Relaxed: nothing is claimed.
