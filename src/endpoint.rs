@@ -408,6 +408,27 @@ pub(crate) fn open_or_create_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, 
     Err(no_segments_under_loom())
 }
 
+/// How a constructor finds its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// Create it; it must not exist.
+    Create,
+    /// Open it; it must exist.
+    Open,
+    /// Open it, creating it first if needed.
+    OpenOrCreate,
+}
+
+impl How {
+    pub(crate) fn region(self) -> fn(&str, &Spec, &Options) -> Result<Mem, OpenError> {
+        match self {
+            How::Create => create_shm,
+            How::Open => open_shm,
+            How::OpenOrCreate => open_or_create_shm,
+        }
+    }
+}
+
 /// The endpoint-slot range of a role.
 pub(crate) fn role_range(geo: &Geometry, role: Role) -> Range<usize> {
     let p = geo.max_producers as usize;
@@ -637,7 +658,12 @@ macro_rules! named_constructors {
             /// # Errors
             /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
             pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::create_typed(name, opts, TypeInfo::default())
+                Self::connect_typed(
+                    $crate::endpoint::How::Create,
+                    name,
+                    opts,
+                    TypeInfo::default(),
+                )
             }
 
             /// Opens an existing segment and attaches.
@@ -645,7 +671,7 @@ macro_rules! named_constructors {
             /// # Errors
             /// [`OpenError`]: `NotFound`, `NotShmq`, `KindMismatch`, `Busy`, …
             pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_typed(name, opts, TypeInfo::default())
+                Self::connect_typed($crate::endpoint::How::Open, name, opts, TypeInfo::default())
             }
 
             /// Opens the segment, creating it first if it does not exist.
@@ -655,48 +681,24 @@ macro_rules! named_constructors {
             /// # Errors
             /// As [`create`](Self::create) and [`open`](Self::open).
             pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::open_or_create_typed(name, opts, TypeInfo::default())
+                Self::connect_typed(
+                    $crate::endpoint::How::OpenOrCreate,
+                    name,
+                    opts,
+                    TypeInfo::default(),
+                )
             }
 
-            #[allow(dead_code)]
-            pub(crate) fn create_typed(
+            /// Finds the segment as `how` says, for elements of type `ty`,
+            /// and attaches.
+            pub(crate) fn connect_typed(
+                how: $crate::endpoint::How,
                 name: &str,
                 opts: &Options,
                 ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                Self::connect(name, opts, ty, $crate::endpoint::create_shm)
-            }
-
-            #[allow(dead_code)]
-            pub(crate) fn open_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                Self::connect(name, opts, ty, $crate::endpoint::open_shm)
-            }
-
-            #[allow(dead_code)]
-            pub(crate) fn open_or_create_typed(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                Self::connect(name, opts, ty, $crate::endpoint::open_or_create_shm)
-            }
-
-            fn connect(
-                name: &str,
-                opts: &Options,
-                ty: TypeInfo,
-                how: fn(
-                    &str,
-                    &$crate::endpoint::Spec,
-                    &Options,
-                ) -> Result<$crate::region::Mem, OpenError>,
             ) -> Result<$ty, OpenError> {
                 let spec = $crate::endpoint::Spec { kind: $kind, ty };
-                let mem = how(name, &spec, opts)?;
+                let mem = how.region()(name, &spec, opts)?;
                 Self::from_mem_typed(mem, opts, name, ty)
             }
         }

@@ -87,13 +87,7 @@ impl Ring for Mpmc {}
 mod sealed {
     use super::*;
 
-    /// How a constructor finds its segment.
-    #[derive(Clone, Copy)]
-    pub enum How {
-        Create,
-        Open,
-        OpenOrCreate,
-    }
+    pub use crate::endpoint::How;
 
     /// How long an operation may wait.
     #[derive(Clone, Copy)]
@@ -169,12 +163,7 @@ impl Sealed for Spsc {
         opts: &Options,
         Elem(ty): Elem,
     ) -> Result<Self::Producer, OpenError> {
-        use crate::spsc::Producer;
-        match how {
-            How::Create => Producer::create_typed(name, opts, ty),
-            How::Open => Producer::open_typed(name, opts, ty),
-            How::OpenOrCreate => Producer::open_or_create_typed(name, opts, ty),
-        }
+        crate::spsc::Producer::connect_typed(how, name, opts, ty)
     }
 
     fn consumer(
@@ -183,12 +172,7 @@ impl Sealed for Spsc {
         opts: &Options,
         Elem(ty): Elem,
     ) -> Result<Self::Consumer, OpenError> {
-        use crate::spsc::Consumer;
-        match how {
-            How::Create => Consumer::create_typed(name, opts, ty),
-            How::Open => Consumer::open_typed(name, opts, ty),
-            How::OpenOrCreate => Consumer::open_or_create_typed(name, opts, ty),
-        }
+        crate::spsc::Consumer::connect_typed(how, name, opts, ty)
     }
 
     fn channel(
@@ -246,12 +230,7 @@ impl Sealed for Mpmc {
         opts: &Options,
         Elem(ty): Elem,
     ) -> Result<Self::Producer, OpenError> {
-        use crate::mpmc::Producer;
-        match how {
-            How::Create => Producer::create_typed(name, opts, ty),
-            How::Open => Producer::open_typed(name, opts, ty),
-            How::OpenOrCreate => Producer::open_or_create_typed(name, opts, ty),
-        }
+        crate::mpmc::Producer::connect_typed(how, name, opts, ty)
     }
 
     fn consumer(
@@ -260,12 +239,7 @@ impl Sealed for Mpmc {
         opts: &Options,
         Elem(ty): Elem,
     ) -> Result<Self::Consumer, OpenError> {
-        use crate::mpmc::Consumer;
-        match how {
-            How::Create => Consumer::create_typed(name, opts, ty),
-            How::Open => Consumer::open_typed(name, opts, ty),
-            How::OpenOrCreate => Consumer::open_or_create_typed(name, opts, ty),
-        }
+        crate::mpmc::Consumer::connect_typed(how, name, opts, ty)
     }
 
     fn channel(
