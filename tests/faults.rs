@@ -156,14 +156,7 @@ fn spsc_producer_killed_at_random_points() {
     for it in 0..iters() {
         let name = Name::new("kp");
         let mut rx = spsc::Consumer::create(&name, &fast()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "spsc_producer",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
-        wait_for_line(&mut child, "READY");
-        let delay = Duration::from_micros(rng.below(3000));
-        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let (killer, _) = doom(&name, "spsc_producer", &mut rng);
         let mut next = 0u64;
         let err = loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
@@ -191,6 +184,24 @@ fn spsc_producer_killed_at_random_points() {
     );
 }
 
+/// Starts `role` on segment `name`, waits until it has attached, and kills
+/// it after a random delay of up to 3 ms. Returns the killer (it yields the
+/// moment of the kill) and the numbers the child printed after READY.
+fn doom(
+    name: &Name,
+    role: &str,
+    rng: &mut Rng,
+) -> (
+    std::thread::JoinHandle<Instant>,
+    std::thread::JoinHandle<Vec<u64>>,
+) {
+    let mut child = spawn_child("child_entry", role, &[("SHMQ_NAME", name.0.clone())]);
+    wait_for_line(&mut child, "READY");
+    let reader = read_seqs(&mut child);
+    let delay = Duration::from_micros(rng.below(3000));
+    (std::thread::spawn(move || kill_after(child, delay)), reader)
+}
+
 /// Reads the numbers a consumer child printed (it prints before releasing).
 fn read_seqs(child: &mut Child) -> std::thread::JoinHandle<Vec<u64>> {
     let out = child.stdout.take().unwrap();
@@ -211,15 +222,7 @@ fn spsc_consumer_killed_at_random_points() {
         let name = Name::new("kc");
         let total = 2000u64;
         let mut tx = spsc::Producer::create(&name, &fast()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "spsc_consumer",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
-        wait_for_line(&mut child, "READY");
-        let reader = read_seqs(&mut child);
-        let delay = Duration::from_micros(rng.below(3000));
-        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let (killer, reader) = doom(&name, "spsc_consumer", &mut rng);
         let mut buf = Vec::new();
         let mut sent = 0u64;
         while sent < total {
@@ -282,14 +285,7 @@ fn mpmc_producer_killed_at_random_points() {
     for it in 0..iters() {
         let name = Name::new("mkp");
         let mut rx = mpmc::Consumer::create(&name, &fast()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "mpmc_producer",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
-        wait_for_line(&mut child, "READY");
-        let delay = Duration::from_micros(rng.below(3000));
-        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let (killer, _) = doom(&name, "mpmc_producer", &mut rng);
         let mut next = 0u64;
         let err = loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
@@ -323,15 +319,7 @@ fn mpmc_consumer_killed_at_random_points() {
         let name = Name::new("mkc");
         let total = 1000u64;
         let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "mpmc_consumer",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
-        wait_for_line(&mut child, "READY");
-        let reader = read_seqs(&mut child);
-        let delay = Duration::from_micros(rng.below(3000));
-        let killer = std::thread::spawn(move || kill_after(child, delay));
+        let (killer, reader) = doom(&name, "mpmc_consumer", &mut rng);
         let mut sent = 0u64;
         while sent < total {
             match tx.send_timeout(&sent.to_le_bytes(), Duration::from_secs(20)) {
