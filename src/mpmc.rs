@@ -406,6 +406,17 @@ impl Waitable for ClaimOp<'_> {
     fn attempt(&mut self) -> Result<u64, Error> {
         self.p.attempt()
     }
+    fn attempt_spinning(&mut self) -> Result<u64, Error> {
+        let r = self.p.attempt();
+        if matches!(r, Err(Error::Full)) {
+            // Look less often while the queue is full: each look pulls the
+            // cursor and slot lines the consumers are writing (as for SPSC).
+            for _ in 0..64 {
+                crate::sync::spin_hint();
+            }
+        }
+        r
+    }
     fn peer_gone(&mut self) -> Option<Error> {
         let mem = &self.p.i.at.mem;
         let mut any_ever = false;
