@@ -174,11 +174,20 @@ mod asserts {
     const_assert!(size_of::<libc::sem_t>() <= 32);
 }
 
+/// 64-bit FNV-1a: the layout hash here and the element-type fingerprints of
+/// typed channels.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds one byte into an FNV-1a hash.
+pub(crate) const fn fnv_byte(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+}
+
+/// Folds the 8 little-endian bytes of `v` into an FNV-1a hash.
 const fn fnv(mut h: u64, v: u64) -> u64 {
     let mut i = 0;
     while i < 8 {
-        h ^= (v >> (i * 8)) & 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h = fnv_byte(h, (v >> (i * 8)) as u8);
         i += 1;
     }
     h
@@ -213,7 +222,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
         crate::ring::mpmc::SLOT_HEADER as u64,
         crate::ring::spsc::RECORD_HEADER as u64,
     ];
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut h = FNV_OFFSET;
     let mut i = 0;
     while i < parts.len() {
         h = fnv(h, parts[i]);
@@ -222,7 +231,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
     h
 };
 #[cfg(loom)]
-pub(crate) const LAYOUT_HASH: u64 = fnv(0xcbf2_9ce4_8422_2325, VERSION as u64);
+pub(crate) const LAYOUT_HASH: u64 = fnv(FNV_OFFSET, VERSION as u64);
 
 /// Where the parts of a segment start, computed from its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

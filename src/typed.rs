@@ -137,12 +137,67 @@ mod sealed {
 
 use sealed::{Elem, How, Sealed, Wait};
 
-impl Sealed for Spsc {
-    type Producer = crate::spsc::Producer;
-    type Consumer = crate::spsc::Consumer;
-    type WriteGrant<'a> = crate::spsc::WriteGrant<'a>;
-    type ReadGrant<'a> = crate::spsc::ReadGrant<'a>;
+/// The items of [`Sealed`] that read the same for both rings; `options` and
+/// `reserve` differ and are given by each impl.
+macro_rules! sealed_impl {
+    ($marker:ident, $ring:ident, { $($own:tt)* }) => {
+        impl Sealed for $marker {
+            type Producer = crate::$ring::Producer;
+            type Consumer = crate::$ring::Consumer;
+            type WriteGrant<'a> = crate::$ring::WriteGrant<'a>;
+            type ReadGrant<'a> = crate::$ring::ReadGrant<'a>;
 
+            $($own)*
+
+            fn producer(
+                how: How,
+                name: &str,
+                opts: &Options,
+                Elem(ty): Elem,
+            ) -> Result<Self::Producer, OpenError> {
+                crate::$ring::Producer::connect_typed(how, name, opts, ty)
+            }
+
+            fn consumer(
+                how: How,
+                name: &str,
+                opts: &Options,
+                Elem(ty): Elem,
+            ) -> Result<Self::Consumer, OpenError> {
+                crate::$ring::Consumer::connect_typed(how, name, opts, ty)
+            }
+
+            fn channel(
+                opts: &Options,
+                Elem(ty): Elem,
+            ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
+                crate::$ring::channel_typed(opts, ty)
+            }
+
+            fn commit(g: Self::WriteGrant<'_>, n: usize) {
+                g.commit(n);
+            }
+
+            fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
+                match w {
+                    Wait::No => c.try_recv(),
+                    Wait::Forever => c.recv(),
+                    Wait::For(d) => c.recv_timeout(d),
+                }
+            }
+
+            fn producer_name(p: &Self::Producer) -> Option<&str> {
+                p.name()
+            }
+
+            fn consumer_name(c: &Self::Consumer) -> Option<&str> {
+                c.name()
+            }
+        }
+    };
+}
+
+sealed_impl!(Spsc, spsc, {
     fn options(opts: &Options, Elem(ty): Elem) -> Result<Options, OpenError> {
         let cap = opts.capacity;
         let max = (cap / 2).saturating_sub(8);
@@ -157,31 +212,6 @@ impl Sealed for Spsc {
         Ok(opts.clone())
     }
 
-    fn producer(
-        how: How,
-        name: &str,
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<Self::Producer, OpenError> {
-        crate::spsc::Producer::connect_typed(how, name, opts, ty)
-    }
-
-    fn consumer(
-        how: How,
-        name: &str,
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<Self::Consumer, OpenError> {
-        crate::spsc::Consumer::connect_typed(how, name, opts, ty)
-    }
-
-    fn channel(
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
-        crate::spsc::channel_typed(opts, ty)
-    }
-
     fn reserve(p: &mut Self::Producer, len: usize, w: Wait) -> Result<Self::WriteGrant<'_>, Error> {
         match w {
             Wait::No => p.try_reserve(len),
@@ -189,64 +219,14 @@ impl Sealed for Spsc {
             Wait::For(d) => p.reserve_timeout(len, d),
         }
     }
+});
 
-    fn commit(g: Self::WriteGrant<'_>, n: usize) {
-        g.commit(n);
-    }
-
-    fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
-        match w {
-            Wait::No => c.try_recv(),
-            Wait::Forever => c.recv(),
-            Wait::For(d) => c.recv_timeout(d),
-        }
-    }
-
-    fn producer_name(p: &Self::Producer) -> Option<&str> {
-        p.name()
-    }
-
-    fn consumer_name(c: &Self::Consumer) -> Option<&str> {
-        c.name()
-    }
-}
-
-impl Sealed for Mpmc {
-    type Producer = crate::mpmc::Producer;
-    type Consumer = crate::mpmc::Consumer;
-    type WriteGrant<'a> = crate::mpmc::WriteGrant<'a>;
-    type ReadGrant<'a> = crate::mpmc::ReadGrant<'a>;
-
+sealed_impl!(Mpmc, mpmc, {
     fn options(opts: &Options, Elem(ty): Elem) -> Result<Options, OpenError> {
         // One value per slot: the payload rounded up to 8 bytes (at least 8)
         // plus the 16-byte slot header.
         let payload = (u64::from(ty.size).max(8) + 7) & !7;
         Ok(opts.clone().slot_size((payload + 16) as usize))
-    }
-
-    fn producer(
-        how: How,
-        name: &str,
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<Self::Producer, OpenError> {
-        crate::mpmc::Producer::connect_typed(how, name, opts, ty)
-    }
-
-    fn consumer(
-        how: How,
-        name: &str,
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<Self::Consumer, OpenError> {
-        crate::mpmc::Consumer::connect_typed(how, name, opts, ty)
-    }
-
-    fn channel(
-        opts: &Options,
-        Elem(ty): Elem,
-    ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
-        crate::mpmc::channel_typed(opts, ty)
     }
 
     fn reserve(
@@ -260,30 +240,7 @@ impl Sealed for Mpmc {
             Wait::For(d) => p.reserve_timeout(d),
         }
     }
-
-    fn commit(g: Self::WriteGrant<'_>, n: usize) {
-        g.commit(n);
-    }
-
-    fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
-        match w {
-            Wait::No => c.try_recv(),
-            Wait::Forever => c.recv(),
-            Wait::For(d) => c.recv_timeout(d),
-        }
-    }
-
-    fn producer_name(p: &Self::Producer) -> Option<&str> {
-        p.name()
-    }
-
-    fn consumer_name(c: &Self::Consumer) -> Option<&str> {
-        c.name()
-    }
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+});
 
 /// The fingerprint stored in a typed segment's header for element type `T`:
 /// 64-bit FNV-1a of [`std::any::type_name::<T>()`](std::any::type_name),
@@ -304,9 +261,7 @@ pub fn fingerprint<T: 'static>() -> u64 {
         .bytes()
         .chain(size.to_le_bytes())
         .chain(align.to_le_bytes())
-        .fold(FNV_OFFSET, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-        })
+        .fold(crate::layout::FNV_OFFSET, crate::layout::fnv_byte)
 }
 
 /// The header's description of `T`.
