@@ -95,10 +95,7 @@ fn throughput(cr: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
+    common::config(Duration::from_millis(500), Duration::from_secs(2))
 }
 
 criterion_group! {
@@ -108,12 +105,5 @@ criterion_group! {
 }
 
 fn main() {
-    if common::peer_main() {
-        return;
-    }
-    if common::two_cpus() {
-        common::pin(0);
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    common::run(benches);
 }

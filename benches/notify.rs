@@ -151,10 +151,7 @@ fn spin_sweep(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
+    common::config(Duration::from_millis(300), Duration::from_secs(1))
 }
 
 criterion_group! {
@@ -164,12 +161,5 @@ criterion_group! {
 }
 
 fn main() {
-    if common::peer_main() {
-        return;
-    }
-    if common::two_cpus() {
-        common::pin(0);
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    common::run(benches);
 }

@@ -481,3 +481,26 @@ pub fn drain(r: &mut impl Read) {
     let mut v = Vec::new();
     let _ = r.read_to_end(&mut v);
 }
+
+/// Short criterion runs: this 2-core VM is noisy and CI compiles the benches.
+pub fn config(warm_up: Duration, measure: Duration) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(measure)
+}
+
+/// A bench binary's `main`: act as a peer if asked to, else pin to CPU 0 and
+/// run `benches`.
+pub fn run(benches: fn()) {
+    if peer_main() {
+        return;
+    }
+    if two_cpus() {
+        pin(0);
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
