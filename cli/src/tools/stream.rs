@@ -111,8 +111,7 @@ fn interrupted() -> Result<(), Fail> {
     }
 }
 
-/// Stdin, whose reads give up on EINTR once a signal was caught (and retry
-/// otherwise).
+/// Stdin, whose reads give up within [`TICK`] once a signal was caught.
 struct Input(File);
 
 impl Input {
@@ -136,13 +135,35 @@ impl Input {
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // Wait for input in slices of TICK, checking for a signal between
+        // them: a signal that lands just before a blocking read(2) would
+        // otherwise go unnoticed until more input came.
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         loop {
-            match self.0.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    if signals::caught().is_some() {
-                        return Err(io::Error::other("interrupted by a signal"));
-                    }
+            if signals::caught().is_some() {
+                return Err(io::Error::other("interrupted by a signal"));
+            }
+            pfd.revents = 0;
+            // SAFETY: `pfd` is a valid pollfd for the duration of the call;
+            // the descriptor is ours (a dup of stdin).
+            let n = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as libc::c_int) };
+            if n == 0 {
+                continue;
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
+                return Err(e);
+            }
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
         }
