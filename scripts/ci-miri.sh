@@ -37,5 +37,5 @@ cargo +nightly miri setup
 
 # The library's unit tests that open real segments (shm_open) are marked
 # `cfg_attr(miri, ignore)`.
-cargo +nightly miri test -p shmq --lib --test model --test miri
+cargo +nightly miri test -p shmq --lib --test model --test miri --test regressions
 echo "ci-miri: passed in $(( $(date +%s) - start ))s"

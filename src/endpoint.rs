@@ -10,7 +10,7 @@ use crate::error::OpenError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::layout::{
     EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LAYOUT_HASH, LOCK_INIT, MAGIC,
-    STATE_READY, VERSION,
+    PRODUCERS_EVER, STATE_READY, VERSION,
 };
 use crate::notify::{self, Backend, Stats, WaitCfg};
 use crate::options::Options;
@@ -136,42 +136,36 @@ pub(crate) fn create_heap(spec: &Spec, opts: &Options) -> Result<Mem, OpenError>
     Ok(mem)
 }
 
-/// Creates the named segment exclusively.
+/// Creates the named segment exclusively: it is built and initialised under
+/// a private name (holding the init lock from the start) and only then
+/// published under `name` with an atomic no-replace rename, so an opener
+/// never sees it half made. The init lock stays held until the creator's
+/// endpoint is attached ([`Attachment::attach`] releases it), so no one
+/// takes the fresh segment for a stale one in between.
 #[cfg(not(loom))]
 pub(crate) fn create_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
-    use crate::shm::{CreateParams, Segment};
+    use crate::shm::Segment;
     let geo = geometry(spec, opts)?;
     let size = geo
         .total_size()
         .ok_or_else(|| OpenError::InvalidOptions("segment size overflows".into()))?;
-    let params = CreateParams {
-        size,
-        mode: opts.mode,
-    };
-    let seg = match Segment::create(name, &params) {
-        Err(OpenError::AlreadyExists { .. }) if opts.reclaim_stale && reclaim(name) => {
-            Segment::create(name, &params)?
+    let seg = Segment::create_private(name, size, opts.mode)?;
+    let mut mem = Mem::shm(seg, geo);
+    init_header(&mem, spec, creation_backend(opts), opts.mode);
+    let seg = mem.segment_mut().expect("a segment");
+    match seg.publish(name) {
+        Err(OpenError::AlreadyExists { .. }) if opts.reclaim_stale => {
+            if let crate::inspect::GcOutcome::Removed = crate::inspect::gc_one(name) {
+                seg.publish(name)?;
+            } else {
+                return Err(OpenError::AlreadyExists {
+                    name: name.to_owned(),
+                });
+            }
         }
         r => r?,
-    };
-    // Hold the init lock while initialising: an opener that finds the segment
-    // not READY and this lock free knows the creator died.
-    let _ = seg.try_lock(LOCK_INIT);
-    let mem = Mem::shm(seg, geo);
-    init_header(&mem, spec, creation_backend(opts), opts.mode);
-    if let Some(seg) = mem.segment() {
-        seg.unlock(LOCK_INIT);
     }
     Ok(mem)
-}
-
-/// Removes `name` if it is stale (no live endpoint, not being initialised).
-#[cfg(not(loom))]
-fn reclaim(name: &str) -> bool {
-    match crate::inspect::inspect(name) {
-        Ok(info) if info.stale => crate::shm::remove(name).is_ok(),
-        _ => false,
-    }
 }
 
 /// Reads and validates the geometry of a READY header against `file_len`.
@@ -252,15 +246,59 @@ pub(crate) fn read_geometry(
 }
 
 /// Opens the named segment and checks it is what `spec` asks for.
+///
+/// The opener holds the segment's gate lock shared from `shm_open` until its
+/// endpoint is attached ([`Attachment::attach`] releases it), and checks,
+/// once it holds it, that the file still has its name: whoever removes a
+/// segment holds the gate exclusive while it decides and unlinks, so an
+/// opener either attaches before the decision (and is counted in it) or
+/// finds the file unlinked and looks again.
 #[cfg(not(loom))]
 pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
-    use crate::layout::Header;
-    use crate::shm::Segment;
-    let seg = Segment::open(name, opts.mode, size_of::<Header>() as u64)?;
-    // SAFETY: the file has at least a header's bytes (checked by open) and
+    use crate::layout::{Header, LOCK_GATE};
+    use crate::shm::{Lock, Segment};
+    let start = Instant::now();
+    let deadline = start + opts.open_timeout;
+    let timeout = || OpenError::Timeout {
+        name: name.to_owned(),
+        waited_ms: start.elapsed().as_millis(),
+    };
+    let seg = loop {
+        let seg = Segment::open(name, opts.mode, size_of::<Header>() as u64)?;
+        if !seg.lock_until(LOCK_GATE, Lock::Shared, deadline) {
+            return Err(timeout());
+        }
+        if seg.is_unlinked() {
+            // Removed while we opened it: the name is gone or names another
+            // file now.
+            continue;
+        }
+        if seg.is_short() {
+            if !seg.is_locked(LOCK_INIT) {
+                return Err(OpenError::NotShmq {
+                    name: name.to_owned(),
+                    detail: format!(
+                        "it has {} bytes, fewer than a header ({}), and no creator is at work \
+                         (a stale leftover: `shmq gc {name}` removes it)",
+                        seg.file_len(),
+                        size_of::<Header>()
+                    ),
+                });
+            }
+            // A creator (of another build: ours publish finished segments)
+            // is still sizing it.
+            if Instant::now() >= deadline {
+                return Err(timeout());
+            }
+            drop(seg);
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        break seg;
+    };
+    // SAFETY: the file has at least a header's bytes (it was mapped) and
     // the mapping is page-aligned; every header field is an atomic.
     let header = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
-    let start = Instant::now();
     loop {
         // Acquire: pairs with the creator's Release store of READY in
         // `init_header`.
@@ -276,15 +314,26 @@ pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, O
                 detail: format!("bad magic {magic:#018x}"),
             });
         }
-        if start.elapsed() >= opts.open_timeout {
-            return Err(OpenError::Timeout {
-                name: name.to_owned(),
-                waited_ms: start.elapsed().as_millis(),
-            });
+        if Instant::now() >= deadline {
+            return Err(timeout());
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let (geo, backend, ty) = read_geometry(name, &header.meta, seg.len() as u64)?;
+    check_spec(name, spec, opts, geo, backend, ty)?;
+    Ok(Mem::shm(seg, geo))
+}
+
+/// Checks an opened segment's kind, element type and wake backend against
+/// what the opener asked for.
+fn check_spec(
+    name: &str,
+    spec: &Spec,
+    opts: &Options,
+    geo: Geometry,
+    backend: Backend,
+    ty: TypeInfo,
+) -> Result<(), OpenError> {
     if geo.kind != spec.kind {
         return Err(OpenError::KindMismatch {
             name: name.to_owned(),
@@ -308,7 +357,7 @@ pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, O
             });
         }
     }
-    Ok(Mem::shm(seg, geo))
+    Ok(())
 }
 
 /// The open path's header checks (`read_geometry` and the spec checks) over
@@ -360,8 +409,11 @@ pub(crate) fn open_image(image: &[u8], spec: &Spec) -> Result<Mem, OpenError> {
     Ok(Mem::from_image(image, geo))
 }
 
-/// Creates the segment, or opens it if it exists (race-free: the loser of
-/// the `O_EXCL` race opens and waits for READY).
+/// Opens the segment, or creates it if there is none (race-free: a creator
+/// publishes a finished segment with a no-replace rename, so of two racing
+/// creators one wins and the other opens the winner's). With
+/// `reclaim_stale`, a segment that cannot be opened because its creator died
+/// (never ready, or too short) and that no live process uses is replaced.
 #[cfg(not(loom))]
 pub(crate) fn open_or_create_shm(
     name: &str,
@@ -369,15 +421,24 @@ pub(crate) fn open_or_create_shm(
     opts: &Options,
 ) -> Result<Mem, OpenError> {
     let mut last = None;
-    for _ in 0..16 {
-        match create_shm(name, spec, opts) {
-            Err(OpenError::AlreadyExists { .. }) => {}
+    for _ in 0..64 {
+        match open_shm(name, spec, opts) {
+            Err(OpenError::NotFound { .. }) => {}
+            Err(e @ (OpenError::Timeout { .. } | OpenError::NotShmq { .. }))
+                if opts.reclaim_stale =>
+            {
+                if !matches!(
+                    crate::inspect::gc_one(name),
+                    crate::inspect::GcOutcome::Removed
+                ) {
+                    return Err(e);
+                }
+            }
             r => return r,
         }
-        match open_shm(name, spec, opts) {
-            // Removed between our create and open: try again.
-            Err(e @ OpenError::NotFound { .. }) => last = Some(e),
-            Err(OpenError::Timeout { .. }) if opts.reclaim_stale && reclaim(name) => {}
+        match create_shm(name, spec, opts) {
+            // Created by someone else since we looked: open theirs.
+            Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
             r => return r,
         }
     }
@@ -516,16 +577,24 @@ impl Attachment {
                 ep.pid.store(std::process::id(), Ordering::Relaxed);
                 // Relaxed: the claim is resolved (checked above).
                 ep.claiming.store(0, Ordering::Relaxed);
-                if role == Role::Producer {
-                    let m = &mem.header().meta;
-                    // Relaxed: counters read only after Acquire state loads or
-                    // as hints; see `mpmc::Consumer` for their use.
-                    m.producers_seen.fetch_add(1, Ordering::Relaxed);
-                    if !dead_owner {
-                        // Release: pairs with consumers' Acquire load in the
-                        // disconnect check.
-                        m.live_producers.fetch_add(1, Ordering::Release);
-                    }
+                if role == Role::Producer && !dead_owner {
+                    // (Taking a dead producer's slot over keeps its count:
+                    // it was never reaped.) One RMW counts us and sets
+                    // "ever attached", so no consumer can see the second
+                    // without the first. Release: pairs with the
+                    // consumers' Acquire load in the disconnect check.
+                    let _ = mem.header().meta.producers.fetch_update(
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                        |p| Some((p + 1) | PRODUCERS_EVER),
+                    );
+                }
+                if let Some(seg) = mem.segment() {
+                    // Attached: a remover now counts us through our slot
+                    // lock. Let go of the gate (openers) and the init lock
+                    // (creators).
+                    seg.unlock(crate::layout::LOCK_GATE);
+                    seg.unlock(LOCK_INIT);
                 }
                 return Ok(Attachment {
                     mem,
@@ -591,7 +660,7 @@ impl Drop for Attachment {
             self.mem
                 .header()
                 .meta
-                .live_producers
+                .producers
                 .fetch_sub(1, Ordering::Release);
         }
         // Whoever sleeps must notice the detach now, not at its next check.
@@ -609,9 +678,26 @@ impl Drop for Attachment {
             // Leave the messages for a consumer that has yet to come.
             return;
         }
-        if let Some(seg) = self.mem.segment() {
+        let Some(seg) = self.mem.segment() else {
+            return;
+        };
+        // Decide under the exclusive gate: openers hold it shared until they
+        // are attached, so each is either counted by the re-check below or
+        // finds the file unlinked once we let go, and looks again. (They
+        // hold it for microseconds; after a second we leave the segment to
+        // `shmq gc` rather than hang a drop.)
+        let deadline = Instant::now() + Duration::from_secs(1);
+        if !seg.lock_until(
+            crate::layout::LOCK_GATE,
+            crate::shm::Lock::Exclusive,
+            deadline,
+        ) {
+            return;
+        }
+        if !self.others_alive() && !seg.is_locked(LOCK_INIT) {
             seg.unlink_if_same();
         }
+        seg.unlock(crate::layout::LOCK_GATE);
     }
 }
 

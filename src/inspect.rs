@@ -1,12 +1,15 @@
 //! Looking at segments from outside: what `shmq ls`, `shmq stat` and
-//! `shmq gc` show and do. Nothing here attaches or takes a lock.
+//! `shmq gc` show and do. Nothing here attaches; only `gc` takes a lock
+//! (the gate, while it decides to remove a segment).
 
 use std::os::unix::fs::MetadataExt;
 
 use crate::error::OpenError;
 use crate::layout::{
-    EP_ATTACHED, EP_DETACHED, EP_MASK, Header, Kind, LOCK_ENDPOINT_BASE, LOCK_INIT, STATE_READY,
+    EP_ATTACHED, EP_DETACHED, EP_MASK, EndpointSlot, Header, Kind, LOCK_ENDPOINT_BASE, LOCK_GATE,
+    LOCK_INIT, STATE_READY,
 };
+use crate::shm::{Lock, Segment};
 use crate::sync::Ordering;
 
 /// What an endpoint slot holds.
@@ -81,26 +84,25 @@ pub struct SegmentInfo {
 /// Reads a segment's header without attaching.
 ///
 /// # Errors
-/// `NotFound`, `PermissionDenied`, `NotShmq` (not ours, too small),
-/// `VersionMismatch`, `Corrupted`.
+/// `NotFound`, `PermissionDenied`, `NotShmq` (not ours), `VersionMismatch`,
+/// `Corrupted`.
 pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
-    use crate::shm::Segment;
     // Allow any mode for looking: we never write through this mapping.
     let seg = Segment::open(name, 0o777, size_of::<Header>() as u64)?;
-    // SAFETY: the file holds at least a header (checked by open); every field
-    // is an atomic; the mapping lives as long as `seg`.
-    let h = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
+    look(name, &seg)
+}
+
+/// What `inspect` reports, for an open segment.
+fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
     let md = seg.metadata().map_err(|e| OpenError::Io {
         name: name.to_owned(),
         op: "fstat",
         source: e,
     })?;
-    // Acquire: pairs with the creator's Release store of READY.
-    let ready = h.meta.state.load(Ordering::Acquire) == STATE_READY;
     let mut info = SegmentInfo {
         name: name.to_owned(),
         version: 0,
-        ready,
+        ready: false,
         kind: None,
         capacity: 0,
         slot_size: 0,
@@ -119,7 +121,29 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
         endpoints: Vec::new(),
         stale: false,
     };
-    if !ready {
+    // Someone is creating it (init lock) or opening it (gate, shared).
+    let busy = seg.is_locked(LOCK_INIT) || seg.is_locked(LOCK_GATE);
+    if seg.is_short() {
+        // Too short for a header: a creator that died before sizing it (or
+        // one of another build still at work) — unless it is not ours.
+        let mut head = [0u8; 8];
+        let n = seg.read_start(&mut head);
+        let magic = u64::from_le_bytes(head);
+        if n == 8 && magic != 0 && magic != crate::layout::MAGIC {
+            return Err(OpenError::NotShmq {
+                name: name.to_owned(),
+                detail: format!("bad magic {magic:#018x}"),
+            });
+        }
+        info.stale = !busy;
+        return Ok(info);
+    }
+    // SAFETY: the file holds at least a header (it was mapped); every field
+    // is an atomic; the mapping lives as long as `seg`.
+    let h = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
+    // Acquire: pairs with the creator's Release store of READY.
+    info.ready = h.meta.state.load(Ordering::Acquire) == STATE_READY;
+    if !info.ready {
         // Relaxed: a look for foreign files; a creator at work has written
         // either nothing yet (0) or our magic.
         let magic = h.meta.magic.load(Ordering::Relaxed);
@@ -129,10 +153,10 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
                 detail: format!("bad magic {magic:#018x}"),
             });
         }
-        info.stale = !seg.is_locked(LOCK_INIT);
+        info.stale = !busy;
         return Ok(info);
     }
-    let (geo, backend, ty) = crate::endpoint::read_geometry(name, &h.meta, md.len())?;
+    let (geo, backend, ty) = crate::endpoint::read_geometry(name, &h.meta, seg.len() as u64)?;
     // Relaxed: validated by read_geometry (ordered after the Acquire above).
     info.version = h.meta.version.load(Ordering::Relaxed);
     info.max_producers = geo.max_producers;
@@ -153,15 +177,21 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
         .prod
         .load(Ordering::Relaxed)
         .saturating_sub(h.cons.load(Ordering::Relaxed));
-    let mem = crate::region::Mem::shm(seg, geo);
     let mut any_alive = false;
     for i in 0..geo.endpoints() {
-        let ep = mem.endpoint(i);
+        // SAFETY: the table lies inside the mapping (read_geometry checked
+        // the geometry against the file size); slots are 16-byte aligned
+        // and made only of atomics.
+        let ep = unsafe {
+            &*seg
+                .ptr()
+                .as_ptr()
+                .add(geo.table_offset() + i * size_of::<EndpointSlot>())
+                .cast::<EndpointSlot>()
+        };
         // Relaxed: a snapshot for display.
         let st = ep.state.load(Ordering::Relaxed);
-        let locked = mem
-            .segment()
-            .is_some_and(|s| s.is_locked(LOCK_ENDPOINT_BASE + i as u64));
+        let locked = seg.is_locked(LOCK_ENDPOINT_BASE + i as u64);
         any_alive |= locked;
         let state = match st & EP_MASK {
             _ if locked => EndpointState::Alive,
@@ -182,8 +212,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, OpenError> {
             pid: ep.pid.load(Ordering::Relaxed),
         });
     }
-    let initialising = mem.segment().is_some_and(|s| s.is_locked(LOCK_INIT));
-    info.stale = !any_alive && !initialising;
+    info.stale = !any_alive && !busy;
     Ok(info)
 }
 
@@ -199,11 +228,16 @@ pub enum GcOutcome {
 }
 
 /// Removes every shmq segment that no live process uses. Never removes one
-/// with a live endpoint. Returns what it did with each.
+/// with a live endpoint, nor one being created or opened. Also removes
+/// what creators that died left under their private creation names (not
+/// listed in the result). Returns what it did with each segment.
 ///
 /// # Errors
 /// If `/dev/shm` cannot be listed.
 pub fn gc() -> std::io::Result<Vec<(String, GcOutcome)>> {
+    for private in crate::shm::dead_private_names() {
+        crate::shm::remove_private(&private);
+    }
     let mut out = Vec::new();
     for name in crate::shm::list()? {
         if crate::shm::validate_name(&name).is_err() {
@@ -216,12 +250,29 @@ pub fn gc() -> std::io::Result<Vec<(String, GcOutcome)>> {
 }
 
 /// [`gc`] for one segment: removes `name` if no live process uses it.
+///
+/// The decision is made holding the segment's gate lock exclusive, as the
+/// last endpoint to leave does: no opener can attach meanwhile, and only
+/// the very file judged is removed (not a newer one under the same name).
 pub fn gc_one(name: &str) -> GcOutcome {
-    match inspect(name) {
-        Ok(info) if info.stale => match crate::shm::remove(name) {
-            Ok(()) => GcOutcome::Removed,
-            Err(e) => GcOutcome::Skipped(e),
-        },
+    let seg = match Segment::open(name, 0o777, size_of::<Header>() as u64) {
+        Ok(seg) => seg,
+        Err(e) => return GcOutcome::Skipped(e),
+    };
+    if !seg.try_lock(LOCK_GATE, Lock::Exclusive).unwrap_or(false) {
+        // An opener or another remover is at work.
+        return GcOutcome::InUse;
+    }
+    match look(name, &seg) {
+        Ok(info) if info.stale => {
+            if seg.unlink_if_same() {
+                GcOutcome::Removed
+            } else {
+                GcOutcome::Skipped(OpenError::NotFound {
+                    name: name.to_owned(),
+                })
+            }
+        }
         Ok(_) => GcOutcome::InUse,
         Err(e) => GcOutcome::Skipped(e),
     }

@@ -15,7 +15,7 @@ use crate::sync::{AtomicU32, AtomicU64, RawCell};
 /// `b"SHMQRING"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// Bumped on every incompatible change of the layout or a protocol.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.
@@ -32,11 +32,20 @@ pub(crate) const EP_MASK: u32 = 3;
 /// process to kill and no lock to lose).
 pub(crate) const EP_CRASHED: u32 = 3;
 
-/// Byte offsets of the file that carry liveness locks (`F_OFD_SETLK`). They are
+/// Byte offsets of the file that carry OFD locks (`F_OFD_SETLK`). They are
 /// lock ranges only: the bytes themselves belong to the header.
+///
+/// The init lock: held (exclusive) by the creator from the moment the file
+/// exists until its endpoint is attached. Free on a segment that is not
+/// ready means its creator died.
 pub(crate) const LOCK_INIT: u64 = 0;
+/// The gate: an opener holds it shared from `shm_open` until it is attached
+/// (or gives up); whoever removes the segment (the last endpoint to leave,
+/// `gc`, a reclaim) holds it exclusive while it decides and unlinks. So no
+/// opener can attach to a segment that is being removed under it.
+pub(crate) const LOCK_GATE: u64 = 1;
 /// Lock byte of endpoint slot `i` is `LOCK_ENDPOINT_BASE + i`.
-pub(crate) const LOCK_ENDPOINT_BASE: u64 = 1;
+pub(crate) const LOCK_ENDPOINT_BASE: u64 = 2;
 
 /// The two ring kinds a segment can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,10 +110,11 @@ pub(crate) struct Meta {
     pub type_size: AtomicU32,
     pub type_align: AtomicU32,
     pub type_fingerprint: AtomicU64,
-    /// How many producer attachments ever happened (MPMC disconnect rule).
-    pub producers_seen: AtomicU64,
-    /// Producers attached now (clean detach or reaping a dead one decrements).
-    pub live_producers: AtomicU32,
+    /// MPMC disconnect rule, in one word so that a consumer reads both
+    /// halves at once: the low 32 bits count the producers attached now
+    /// (a clean detach, or reaping a dead one, decrements), bit 32
+    /// ([`PRODUCERS_EVER`]) says that a producer ever attached.
+    pub producers: AtomicU64,
     /// Producers found dead and reaped, ever (lets a consumer tell a
     /// producer's death from a clean detach).
     pub producers_died: AtomicU32,
@@ -119,6 +129,9 @@ pub(crate) struct Meta {
 pub(crate) struct WakeWord {
     pub state: AtomicU64,
     pub sem: RawCell<libc::sem_t>,
+    /// Loom's stand-in for the semaphore's count (see `notify::sys`).
+    #[cfg(loom)]
+    pub sem_tokens: AtomicU32,
 }
 
 /// The segment header. Each part sits on its own 128-byte line so that the
@@ -148,6 +161,11 @@ pub(crate) struct EndpointSlot {
     /// endpoint.
     pub claiming: AtomicU64,
 }
+
+/// `Meta::producers`: the count of producers attached now.
+pub(crate) const PRODUCERS_LIVE: u64 = 0xffff_ffff;
+/// `Meta::producers`: set by the first producer that attaches.
+pub(crate) const PRODUCERS_EVER: u64 = 1 << 32;
 
 /// Line size used for padding the table and aligning the data area.
 pub(crate) const LINE: usize = 128;
@@ -203,7 +221,7 @@ const WAKE_PROTOCOL: u64 = 2;
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 17] = [
+    let parts: [u64; 18] = [
         VERSION as u64,
         WAKE_PROTOCOL,
         size_of::<Header>() as u64,
@@ -215,6 +233,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
         offset_of!(Meta, max_consumers) as u64,
         offset_of!(Meta, total_size) as u64,
         offset_of!(Meta, type_fingerprint) as u64,
+        offset_of!(Meta, producers) as u64,
         offset_of!(Meta, producers_died) as u64,
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,

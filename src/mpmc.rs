@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, Attachment, Role, Spec, TypeInfo, role_range};
 use crate::error::{Error, OpenError};
-use crate::layout::{EP_DETACHED, EP_MASK, Kind, WakeWord};
+use crate::layout::{EP_DETACHED, EP_MASK, Kind, PRODUCERS_EVER, PRODUCERS_LIVE, WakeWord};
 use crate::notify::{self, Stats, WaitCfg, Waitable};
 use crate::options::Options;
 use crate::region::Mem;
@@ -120,7 +120,7 @@ impl Inner {
             Some((p, since)) if p == pos => urgent || now - since >= self.opts.abandon_timeout,
             _ => {
                 self.stall = Some((pos, now));
-                urgent
+                urgent || self.opts.abandon_timeout.is_zero()
             }
         }
     }
@@ -134,7 +134,7 @@ impl Inner {
         all_dead.then_some(who)
     }
 
-    /// Marks dead producers detached so `live_producers` counts the living.
+    /// Marks dead producers detached so `Meta::producers` counts the living.
     fn reap_producers(&self) {
         let mem = &self.at.mem;
         for i in role_range(mem.geometry(), Role::Producer) {
@@ -151,10 +151,7 @@ impl Inner {
                     .is_ok()
                 {
                     // Release: pairs with the consumers' Acquire count load.
-                    mem.header()
-                        .meta
-                        .live_producers
-                        .fetch_sub(1, Ordering::Release);
+                    mem.header().meta.producers.fetch_sub(1, Ordering::Release);
                     // Relaxed: a statistic; read after Disconnected, which
                     // needed this reaping first.
                     mem.header()
@@ -168,12 +165,12 @@ impl Inner {
 
     /// All producers gone (and at least one ever attached)?
     fn producers_gone(&self) -> bool {
-        let m = &self.at.mem.header().meta;
-        // Acquire: pairs with the Release decrement in detach and reaping: all
-        // their publishes are visible to our re-check of the queue.
-        m.live_producers.load(Ordering::Acquire) == 0
-            // Relaxed: only says whether anyone ever attached.
-            && m.producers_seen.load(Ordering::Relaxed) > 0
+        // Acquire: pairs with the Release RMWs of attach, detach and
+        // reaping: all publishes before a detach are visible to our re-check
+        // of the queue. Both halves come from one load, so "one ever
+        // attached" cannot be seen without its count.
+        let p = self.at.mem.header().meta.producers.load(Ordering::Acquire);
+        p & PRODUCERS_LIVE == 0 && p & PRODUCERS_EVER != 0
     }
 }
 
@@ -193,6 +190,7 @@ macro_rules! mpmc_common {
             ) -> Result<$ty, OpenError> {
                 Ok($ty {
                     i: Inner::new(mem, $role, opts, name, ty)?,
+                    held: None,
                 })
             }
 
@@ -230,6 +228,19 @@ macro_rules! mpmc_common {
                 self.i.at.stats
             }
 
+            /// Test hook: a peer scribbles `v` at byte `off` of the region.
+            #[doc(hidden)]
+            #[cfg(not(loom))]
+            pub fn __poke(&self, off: usize, v: u64) {
+                self.i.at.mem.poke(off, v);
+            }
+
+            /// Test hook: byte offset of the data area in the region.
+            #[doc(hidden)]
+            pub fn __data_offset(&self) -> usize {
+                self.i.at.mem.geometry().data_offset()
+            }
+
             /// Number of slots.
             pub fn slots(&self) -> usize {
                 self.i.slots.n as usize
@@ -257,11 +268,22 @@ macro_rules! mpmc_common {
 /// [`try_clone`](Self::try_clone) or another `open`.
 pub struct Producer {
     i: Inner,
+    /// The position of the grant handed out last, until it is committed or
+    /// dropped. Still set at the next claim only if the grant was given to
+    /// `mem::forget`: then that claim is published as a skip record first,
+    /// so a forgotten grant cannot wedge the queue, and its claim record is
+    /// never overwritten while the slot is unresolved.
+    held: Option<u64>,
 }
 
 /// A consumer of an MPMC ring. `Send`, not `Sync`.
 pub struct Consumer {
     i: Inner,
+    /// The message of the read grant handed out last, until the grant
+    /// drops. Still set at the next receive only if the grant was given to
+    /// `mem::forget`: then its slot is released first, so producers are not
+    /// wedged behind it.
+    held: Option<Taken>,
 }
 
 static_assertions::assert_impl_all!(Producer: Send);
@@ -275,7 +297,16 @@ endpoint::named_constructors!(Producer, Kind::Mpmc);
 endpoint::named_constructors!(Consumer, Kind::Mpmc);
 
 impl Producer {
+    /// Publishes the claim of a grant given to `mem::forget` as a skip
+    /// record.
+    fn resolve_forgotten(&mut self) {
+        if let Some(pos) = self.held {
+            self.publish(pos, 0, KIND_SKIP);
+        }
+    }
+
     fn attempt(&mut self) -> Result<u64, Error> {
+        self.resolve_forgotten();
         let i = &mut self.i;
         if let Some(e) = i.poisoned {
             return Err(e);
@@ -283,6 +314,7 @@ impl Producer {
         match ring::try_claim(&i.at.mem, &i.slots, i.at.slot) {
             Ok(pos) => {
                 i.stall = None;
+                self.held = Some(pos);
                 Ok(pos)
             }
             Err(Error::Full) => {
@@ -383,6 +415,7 @@ impl Producer {
     }
 
     fn publish(&mut self, pos: u64, len: usize, kind: u32) {
+        self.held = None;
         let i = &mut self.i;
         ring::publish(&i.at.mem, &i.slots, i.at.slot, pos, len, kind);
         if kind == KIND_MSG {
@@ -465,8 +498,13 @@ impl WriteGrant<'_> {
         self.p.publish(self.pos, n, KIND_MSG);
     }
 
-    fn write(mut self, msg: &[u8]) {
-        self[..msg.len()].copy_from_slice(msg);
+    fn write(self, msg: &[u8]) {
+        let i = &self.p.i;
+        let ptr = i.slots.payload(&i.at.mem, self.pos, msg.len());
+        // SAFETY: we won the claim of `pos`: no consumer reads this slot's
+        // payload until we publish it; `msg` (checked against the payload
+        // size by the caller) is our caller's memory, so they do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ptr, msg.len()) };
         self.commit(msg.len());
     }
 }
@@ -512,6 +550,10 @@ impl Drop for WriteGrant<'_> {
 
 impl Consumer {
     fn attempt(&mut self) -> Result<Taken, Error> {
+        if let Some(t) = self.held {
+            // A read grant given to `mem::forget`: free its slot.
+            self.release(&t);
+        }
         if let Some(e) = self.i.poisoned {
             return Err(e);
         }
@@ -568,6 +610,14 @@ impl Consumer {
         Err(Error::Empty)
     }
 
+    /// Test hook: this consumer decides now that position `pos` was
+    /// claimed by a producer that died, and abandons it: the late decision
+    /// of a consumer that was preempted after its liveness probe.
+    #[doc(hidden)]
+    pub fn __abandon(&mut self, pos: u64) -> bool {
+        ring::abandon(&self.i.at.mem, &self.i.slots, pos, &[])
+    }
+
     /// How many producers of this ring were found dead (killed without
     /// detaching) since it was created. `Disconnected` does not tell a clean
     /// end from a dead producer; compare this before and after.
@@ -583,6 +633,7 @@ impl Consumer {
     }
 
     fn grant(&mut self, t: Taken) -> ReadGrant<'_> {
+        self.held = Some(t);
         ReadGrant { c: self, t }
     }
 
@@ -641,6 +692,7 @@ impl Consumer {
     }
 
     fn release(&mut self, t: &Taken) {
+        self.held = None;
         let i = &mut self.i;
         ring::release(&i.at.mem, &i.slots, i.at.slot, t.pos);
         i.at.stats.messages += 1;
@@ -695,7 +747,12 @@ impl ReadGrant<'_> {
                 capacity: buf.len(),
             });
         }
-        buf[..n].copy_from_slice(&self);
+        let i = &self.c.i;
+        let src = i.slots.payload(&i.at.mem, self.t.pos, n);
+        // SAFETY: the payload starts 8-aligned (slot stride and header are
+        // multiples of 8) and `n` rounded up to 8 stays inside the slot,
+        // whose payload area is a multiple of 8 bytes.
+        unsafe { crate::sync::copy_out(src, &mut buf[..n]) };
         Ok(n)
     }
 }
@@ -725,5 +782,21 @@ impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
         let t = self.t;
         self.c.release(&t);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if !self.i.at.crashed {
+            self.resolve_forgotten();
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let (Some(t), false) = (self.held, self.i.at.crashed) {
+            self.release(&t);
+        }
     }
 }

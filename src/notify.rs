@@ -210,6 +210,34 @@ pub(crate) trait Waitable {
     fn stats(&mut self) -> &mut Stats;
 }
 
+/// How long an operation may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all: one attempt (`try_` variants).
+    No,
+    /// Until it succeeds or fails for good.
+    Forever,
+    /// Until this instant (`_timeout` variants).
+    Until(Instant),
+}
+
+impl Wait {
+    /// At most `d` from now.
+    pub(crate) fn at_most(d: Duration) -> Wait {
+        Wait::Until(Instant::now() + d)
+    }
+}
+
+/// Runs `w` once, or waits for it as `wait` says.
+#[inline]
+pub(crate) fn wait_for<W: Waitable>(w: &mut W, wait: Wait) -> Result<W::Output, Error> {
+    match wait {
+        Wait::No => w.attempt(),
+        Wait::Forever => block_on(w, None),
+        Wait::Until(d) => block_on(w, Some(d)),
+    }
+}
+
 fn not_yet(e: &Error) -> bool {
     matches!(e, Error::Full | Error::Empty)
 }
@@ -288,8 +316,18 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             }
         }
         let t0 = Instant::now();
-        let timed_out = sys::sleep(w.word(), cfg.backend, epoch, chunk);
-        unregister(w.word(), epoch);
+        let woke = sys::sleep(w.word(), cfg.backend, epoch, chunk);
+        if woke != Woke::Token {
+            unregister(w.word(), epoch);
+        }
+        // Woken by a semaphore token: leave the registration. Either a
+        // waker took it already (the epoch moved; unregistering would do
+        // nothing), or the token was posted for a sleeper whose registration
+        // a waker took before we registered. Then ours is still counted and
+        // must stay, standing for that sleeper, now without a token: the
+        // next wake posts for it. (Unregistering here made two sleepers
+        // count as none, and the robbed one waited a whole timeout.)
+        let timed_out = woke == Woke::TimedOut;
         let slept = t0.elapsed();
         let st = w.stats();
         st.waits += 1;
@@ -306,6 +344,17 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             w.stats().spurious_wakeups += 1;
         }
     }
+}
+
+/// How a sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    /// The timeout chunk passed.
+    TimedOut,
+    /// Woken (a futex wake, a signal, or the epoch moved before we slept).
+    Woken,
+    /// A semaphore wait took a token.
+    Token,
 }
 
 /// Removes our registration, unless a waker took it already (the epoch moved
@@ -331,7 +380,38 @@ pub(crate) fn init_word(word: &WakeWord) {
 mod sys {
     use std::time::Duration;
 
+    use super::Woke;
     use crate::layout::WakeWord;
+
+    // glibc 2.30+: `sem_clockwait` takes the clock of the deadline.
+    #[cfg(target_env = "gnu")]
+    unsafe extern "C" {
+        fn sem_clockwait(
+            sem: *mut libc::sem_t,
+            clock: libc::clockid_t,
+            abstime: *const libc::timespec,
+        ) -> libc::c_int;
+    }
+
+    #[cfg(target_env = "gnu")]
+    const SEM_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+    #[cfg(not(target_env = "gnu"))]
+    const SEM_CLOCK: libc::clockid_t = libc::CLOCK_REALTIME;
+
+    /// `sem_clockwait` on `SEM_CLOCK` (`sem_timedwait`, which only knows the
+    /// wall clock, where glibc's extension is missing).
+    ///
+    /// # Safety
+    /// `sem` is an initialised semaphore; `abs` a valid deadline on
+    /// `SEM_CLOCK`.
+    unsafe fn sem_wait_until(sem: *mut libc::sem_t, abs: &libc::timespec) -> libc::c_int {
+        #[cfg(target_env = "gnu")]
+        // SAFETY: as the caller promises.
+        return unsafe { sem_clockwait(sem, SEM_CLOCK, abs) };
+        #[cfg(not(target_env = "gnu"))]
+        // SAFETY: as the caller promises.
+        return unsafe { libc::sem_timedwait(sem, abs) };
+    }
 
     /// The epoch half of the wake word: the futex word.
     fn futex_word(word: &WakeWord) -> *mut u32 {
@@ -377,13 +457,13 @@ mod sys {
         }
     }
 
-    /// Sleeps until woken or `timeout`; returns whether it timed out.
+    /// Sleeps until woken or `timeout`.
     pub(super) fn sleep(
         word: &WakeWord,
         backend: super::Backend,
         epoch: u32,
         timeout: Duration,
-    ) -> bool {
+    ) -> Woke {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -405,13 +485,21 @@ mod sys {
                         0u32,
                     )
                 };
-                rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+                if rc != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+                {
+                    Woke::TimedOut
+                } else {
+                    Woke::Woken
+                }
             }
             super::Backend::Semaphore => {
+                // An absolute deadline on the monotonic clock: a step of the
+                // wall clock cannot stretch (or cut) the sleep.
                 // SAFETY: clock_gettime writes into a valid timespec.
                 let mut now: libc::timespec = unsafe { std::mem::zeroed() };
                 // SAFETY: `now` is a valid out-pointer.
-                unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+                unsafe { libc::clock_gettime(SEM_CLOCK, &mut now) };
                 let mut abs = libc::timespec {
                     tv_sec: now.tv_sec.saturating_add(ts.tv_sec),
                     tv_nsec: now.tv_nsec + ts.tv_nsec,
@@ -423,14 +511,13 @@ mod sys {
                 loop {
                     // SAFETY: initialised process-shared semaphore in a live
                     // mapping; `abs` is valid for the call.
-                    let rc = unsafe { libc::sem_timedwait(word.sem.get(), &abs) };
+                    let rc = unsafe { sem_wait_until(word.sem.get(), &abs) };
                     if rc == 0 {
-                        return false;
+                        return Woke::Token;
                     }
                     match std::io::Error::last_os_error().raw_os_error() {
                         Some(libc::EINTR) => continue,
-                        Some(libc::ETIMEDOUT) => return true,
-                        _ => return true,
+                        _ => return Woke::TimedOut,
                     }
                 }
             }
@@ -440,22 +527,49 @@ mod sys {
 
 /// Loom stand-ins: a "sleep" is a yield loop until the epoch moves, with no
 /// timeout, so a lost wakeup shows up as a model that never finishes.
+///
+/// The semaphore is a loom counter: a post adds a token, a sleeper waits
+/// until it can take one. So the one-post-per-sleeper accounting is modelled
+/// too, and a token that goes to the wrong sleeper shows up as a sleeper
+/// that waits forever.
 #[cfg(loom)]
 mod sys {
     use std::time::Duration;
 
+    use super::Woke;
     use crate::layout::WakeWord;
     use crate::sync::Ordering;
 
     pub(super) fn futex_wake(_word: &WakeWord) {}
-    pub(super) fn sem_post(_word: &WakeWord) {}
+    pub(super) fn sem_post(word: &WakeWord) {
+        // Release: pairs with the Acquire token take in `sleep`, as a real
+        // semaphore orders a post before the wait it ends.
+        word.sem_tokens.fetch_add(1, Ordering::Release);
+    }
     pub(super) fn sem_init(_word: &WakeWord) {}
-    pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, _t: Duration) -> bool {
-        // Acquire: pairs with the Release epoch bump in `wake_slow`.
-        while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
-            loom::thread::yield_now();
+    pub(super) fn sleep(word: &WakeWord, b: super::Backend, epoch: u32, _t: Duration) -> Woke {
+        match b {
+            super::Backend::Futex => {
+                // Acquire: pairs with the Release epoch bump in `wake_slow`.
+                while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
+                    loom::thread::yield_now();
+                }
+                Woke::Woken
+            }
+            super::Backend::Semaphore => loop {
+                // Acquire: pairs with the Release post.
+                let n = word.sem_tokens.load(Ordering::Acquire);
+                if n > 0
+                    && word
+                        .sem_tokens
+                        .compare_exchange(n, n - 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return Woke::Token;
+                }
+                loom::thread::yield_now();
+            },
         }
-        false
     }
 }
 
@@ -466,21 +580,22 @@ mod sys {
 mod sys {
     use std::time::{Duration, Instant};
 
+    use super::Woke;
     use crate::layout::WakeWord;
     use crate::sync::Ordering;
 
     pub(super) fn futex_wake(_word: &WakeWord) {}
     pub(super) fn sem_post(_word: &WakeWord) {}
     pub(super) fn sem_init(_word: &WakeWord) {}
-    pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, t: Duration) -> bool {
+    pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, t: Duration) -> Woke {
         let start = Instant::now();
         // Acquire: pairs with the Release epoch bump in `wake_slow`.
         while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
             if start.elapsed() >= t {
-                return true;
+                return Woke::TimedOut;
             }
             std::thread::yield_now();
         }
-        false
+        Woke::Woken
     }
 }

@@ -71,7 +71,7 @@ impl Options {
     }
 
     /// SPSC ring size in bytes: a power of two from 64 to 2^40. The largest
-    /// message is `capacity / 2 - 8` bytes.
+    /// message is `capacity / 2 - 8` bytes (at most `u32::MAX`).
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes as u64;
         self

@@ -118,6 +118,13 @@ impl Mem {
         &self.geo
     }
 
+    pub(crate) fn segment_mut(&mut self) -> Option<&mut Segment> {
+        match &mut self.backing {
+            Backing::Shm(s) => Some(s),
+            Backing::Heap(_) => None,
+        }
+    }
+
     pub(crate) fn segment(&self) -> Option<&Segment> {
         match &self.backing {
             Backing::Shm(s) => Some(s),
@@ -247,7 +254,9 @@ impl Mem {
     pub(crate) fn lock_endpoint(&self, i: usize) -> bool {
         match &self.backing {
             Backing::Heap(_) => true,
-            Backing::Shm(s) => s.try_lock(LOCK_ENDPOINT_BASE + i as u64).unwrap_or(false),
+            Backing::Shm(s) => s
+                .try_lock(LOCK_ENDPOINT_BASE + i as u64, crate::shm::Lock::Exclusive)
+                .unwrap_or(false),
         }
     }
 
@@ -263,11 +272,17 @@ impl Mem {
 }
 
 /// A zeroed, 128-byte aligned heap allocation laid out like a segment.
+///
+/// Outside Miri it is an anonymous private mapping: the kernel hands out
+/// zero pages lazily, so a large ring costs address space, not memory, until
+/// it is written (`alloc_zeroed` would memset over-aligned allocations).
 struct HeapBuf {
     #[cfg(not(loom))]
     base: NonNull<u8>,
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), miri))]
     layout: std::alloc::Layout,
+    #[cfg(all(not(loom), not(miri)))]
+    _map: memmap2::MmapMut,
     #[cfg(loom)]
     loom: LoomMem,
 }
@@ -279,7 +294,7 @@ unsafe impl Send for HeapBuf {}
 unsafe impl Sync for HeapBuf {}
 
 impl HeapBuf {
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), miri))]
     fn new(geo: Geometry) -> HeapBuf {
         let size = geo.total_size().expect("geometry validated by Options") as usize;
         let layout = std::alloc::Layout::from_size_align(size, crate::layout::LINE)
@@ -292,6 +307,15 @@ impl HeapBuf {
         HeapBuf { base, layout }
     }
 
+    #[cfg(all(not(loom), not(miri)))]
+    fn new(geo: Geometry) -> HeapBuf {
+        let size = geo.total_size().expect("geometry validated by Options") as usize;
+        let mut map = memmap2::MmapMut::map_anon(size)
+            .unwrap_or_else(|e| panic!("cannot reserve {size} bytes for a heap ring: {e}"));
+        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+        HeapBuf { base, _map: map }
+    }
+
     #[cfg(loom)]
     fn new(geo: Geometry) -> HeapBuf {
         HeapBuf {
@@ -300,7 +324,7 @@ impl HeapBuf {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), miri))]
 impl Drop for HeapBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this very layout.
@@ -334,6 +358,7 @@ impl LoomMem {
                 // SAFETY: sem_t is a plain C type; zero is a valid placeholder
                 // (never used under loom).
                 sem: crate::sync::RawCell::new(unsafe { std::mem::zeroed() }),
+                sem_tokens: a32(),
             })
         };
         let header = Header {
@@ -355,8 +380,7 @@ impl LoomMem {
                 type_size: a32(),
                 type_align: a32(),
                 type_fingerprint: a64(),
-                producers_seen: a64(),
-                live_producers: a32(),
+                producers: a64(),
                 producers_died: a32(),
             }),
             prod: CachePadded::new(a64()),

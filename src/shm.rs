@@ -121,66 +121,146 @@ pub fn remove(name: &str) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Where glibc's `shm_open` keeps its objects; `rename` and `list` work on
+/// the files there directly.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Prefix (after [`PREFIX`]) of the private name a creator builds a segment
+/// under before publishing it: `shmq..new.PID.N.NAME`. It is not a valid
+/// user name (it starts with '.'), so no opener ever finds it.
+pub(crate) const TEMP_MARK: &str = ".new.";
+
+/// A kind of OFD lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Shared (`F_RDLCK`): many holders at once.
+    Shared,
+    /// Exclusive (`F_WRLCK`).
+    Exclusive,
+}
+
 /// One open of a named segment: its own file description (so its own OFD
-/// locks) and its own mapping.
+/// locks) and, once sized, its own mapping.
 pub(crate) struct Segment {
+    /// The user-facing name, or (until published) the private one.
     name: String,
+    /// Set while the segment lives under its private creation name: dropping
+    /// it then removes that name.
+    temp: bool,
     file: File,
-    map: MmapRaw,
+    map: Option<MmapRaw>,
     dev: u64,
     ino: u64,
 }
 
-/// What `Segment::create` and `Segment::open` need to know.
-pub(crate) struct CreateParams {
-    pub size: u64,
-    pub mode: u32,
-}
-
 impl Segment {
-    /// Creates `name` exclusively, sized and space-reserved, zero-filled, mapped.
-    pub(crate) fn create(name: &str, p: &CreateParams) -> Result<Segment, OpenError> {
+    /// Creates a segment of `size` bytes under a private name, holding the
+    /// init lock from the moment the file exists (so that nobody takes it
+    /// for a dead creator's), sized, space-reserved, zero-filled, mapped.
+    /// [`publish`](Self::publish) then gives it its user-facing name.
+    pub(crate) fn create_private(name: &str, size: u64, mode: u32) -> Result<Segment, OpenError> {
         validate_name(name)?;
+        let size_i = i64::try_from(size)
+            .map_err(|_| OpenError::InvalidOptions(format!("segment size {size} is too large")))?;
+        let n = crate::sync::unique_id();
+        let private = format!("{TEMP_MARK}{}.{n}.{name}", std::process::id());
         let fd = shm_open(
-            name,
+            &private,
             libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            p.mode as libc::mode_t,
-        )?;
+            mode as libc::mode_t,
+        )
+        .map_err(|e| rename_err(e, name))?;
         let file = File::from(fd);
-        let cleanup = |e: OpenError| {
-            let _ = remove(name);
-            e
+        let md = file.metadata().map_err(|e| io_err(name, "fstat", e))?;
+        let mut seg = Segment {
+            name: private,
+            temp: true,
+            file,
+            map: None,
+            dev: md.dev(),
+            ino: md.ino(),
         };
+        // From here on, dropping `seg` removes the private name.
+        if !seg
+            .try_lock(crate::layout::LOCK_INIT, Lock::Exclusive)
+            .unwrap_or(false)
+        {
+            return Err(OpenError::Io {
+                name: name.to_owned(),
+                op: "fcntl(F_OFD_SETLK)",
+                source: io::Error::last_os_error(),
+            });
+        }
+        let fd = seg.file.as_raw_fd();
         // The umask may have cleared bits the caller asked for; set exactly.
         // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::fchmod(file.as_raw_fd(), p.mode as libc::mode_t) } != 0 {
-            return Err(cleanup(io_err(name, "fchmod", io::Error::last_os_error())));
+        if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+            return Err(io_err(name, "fchmod", io::Error::last_os_error()));
         }
-        let size = i64::try_from(p.size).map_err(|_| {
-            cleanup(OpenError::InvalidOptions(format!(
-                "segment size {} is too large",
-                p.size
-            )))
-        })?;
         // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::ftruncate(file.as_raw_fd(), size) } != 0 {
+        if unsafe { libc::ftruncate(fd, size_i) } != 0 {
             let e = io_err(name, "ftruncate", io::Error::last_os_error());
-            return Err(cleanup(no_space(e, name, p.size)));
+            return Err(no_space(e, name, size));
         }
         // Reserve the pages now, so a full /dev/shm fails here with a clear
         // error instead of SIGBUS on first touch later.
         // SAFETY: plain syscall on a descriptor we own.
-        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size) };
+        let rc = unsafe { libc::posix_fallocate(fd, 0, size_i) };
         if rc != 0 {
             let e = io_err(name, "posix_fallocate", io::Error::from_raw_os_error(rc));
-            return Err(cleanup(no_space(e, name, p.size)));
+            return Err(no_space(e, name, size));
         }
-        let seg = Self::map(name, file).map_err(cleanup)?;
+        seg.map = Some(MmapRaw::map_raw(&seg.file).map_err(|e| io_err(name, "mmap", e))?);
         Ok(seg)
     }
 
+    /// Gives a segment made by [`create_private`](Self::create_private) its
+    /// user-facing name, atomically and only if the name is free
+    /// (`renameat2(RENAME_NOREPLACE)`): an opener finds either nothing or a
+    /// finished segment, never one being made.
+    ///
+    /// # Errors
+    /// [`OpenError::AlreadyExists`] if the name is taken (the segment keeps
+    /// its private name and can be published again).
+    pub(crate) fn publish(&mut self, name: &str) -> Result<(), OpenError> {
+        let from = CString::new(format!("{SHM_DIR}/{PREFIX}{}", self.name))
+            .expect("validated names contain no NUL");
+        let to = CString::new(format!("{SHM_DIR}/{PREFIX}{name}"))
+            .expect("validated names contain no NUL");
+        // SAFETY: two valid NUL-terminated paths that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(io_err(name, "renameat2", e));
+            }
+            // No RENAME_NOREPLACE here: link (which also refuses an existing
+            // name), then drop the private name.
+            // SAFETY: as above.
+            if unsafe { libc::link(from.as_ptr(), to.as_ptr()) } != 0 {
+                return Err(io_err(name, "link", io::Error::last_os_error()));
+            }
+            // SAFETY: as above.
+            unsafe { libc::unlink(from.as_ptr()) };
+        }
+        self.name = name.to_owned();
+        self.temp = false;
+        Ok(())
+    }
+
     /// Opens an existing segment and checks what `fstat` can tell: a regular
-    /// file, ours, not more permissive than `max_mode`, at least `min_size`.
+    /// file, ours, not more permissive than `max_mode`. It is mapped only if
+    /// it holds at least `min_size` bytes; a shorter file (a creator of an
+    /// older layout at work, or one that died before sizing it) is left
+    /// unmapped for the caller to judge.
     pub(crate) fn open(name: &str, max_mode: u32, min_size: u64) -> Result<Segment, OpenError> {
         validate_name(name)?;
         let fd = shm_open(name, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)?;
@@ -213,23 +293,14 @@ impl Segment {
                 ),
             });
         }
-        if md.len() < min_size {
-            return Err(OpenError::NotShmq {
-                name: name.into(),
-                detail: format!(
-                    "it has {} bytes, fewer than a header ({min_size})",
-                    md.len()
-                ),
-            });
-        }
-        Self::map(name, file)
-    }
-
-    fn map(name: &str, file: File) -> Result<Segment, OpenError> {
-        let md = file.metadata().map_err(|e| io_err(name, "fstat", e))?;
-        let map = MmapRaw::map_raw(&file).map_err(|e| io_err(name, "mmap", e))?;
+        let map = if md.len() >= min_size && md.len() > 0 {
+            Some(MmapRaw::map_raw(&file).map_err(|e| io_err(name, "mmap", e))?)
+        } else {
+            None
+        };
         Ok(Segment {
             name: name.to_owned(),
+            temp: false,
             file,
             map,
             dev: md.dev(),
@@ -237,18 +308,43 @@ impl Segment {
         })
     }
 
+    /// Whether the file was too short to map when opened.
+    pub(crate) fn is_short(&self) -> bool {
+        self.map.is_none()
+    }
+
+    /// The file's current size.
+    pub(crate) fn file_len(&self) -> u64 {
+        self.file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Reads up to `buf.len()` bytes from the start of the file (for files
+    /// too short to map).
+    pub(crate) fn read_start(&self, buf: &mut [u8]) -> usize {
+        use std::os::unix::fs::FileExt;
+        self.file.read_at(buf, 0).unwrap_or(0)
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.map.as_ref().map_or(0, |m| m.len())
     }
 
+    /// # Panics
+    /// If the segment is not mapped (see [`is_short`](Self::is_short)).
     pub(crate) fn ptr(&self) -> NonNull<u8> {
-        NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null")
+        let map = self.map.as_ref().expect("segment is mapped");
+        NonNull::new(map.as_mut_ptr()).expect("mmap never returns null")
     }
 
-    /// Takes a write lock on `byte` of the file for this file description,
-    /// without blocking. `Ok(false)` when someone else holds it.
-    pub(crate) fn try_lock(&self, byte: u64) -> io::Result<bool> {
-        let mut fl = flock(libc::F_WRLCK as libc::c_short, byte);
+    /// Takes a lock on `byte` of the file for this file description,
+    /// without blocking. `Ok(false)` when another description holds a
+    /// conflicting lock.
+    pub(crate) fn try_lock(&self, byte: u64, kind: Lock) -> io::Result<bool> {
+        let t = match kind {
+            Lock::Shared => libc::F_RDLCK,
+            Lock::Exclusive => libc::F_WRLCK,
+        };
+        let mut fl = flock(t as libc::c_short, byte);
         // SAFETY: `fl` is a valid, initialised flock for the duration of the call.
         let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
         if rc == 0 {
@@ -261,7 +357,21 @@ impl Segment {
         }
     }
 
-    /// Releases a lock taken with `try_lock`.
+    /// [`try_lock`](Self::try_lock) until it succeeds or `deadline` passes
+    /// (looking every 50 µs: holders keep these locks for microseconds).
+    pub(crate) fn lock_until(&self, byte: u64, kind: Lock, deadline: std::time::Instant) -> bool {
+        loop {
+            match self.try_lock(byte, kind) {
+                Ok(true) => return true,
+                Ok(false) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Releases a lock taken with `try_lock` (nothing if none is held).
     pub(crate) fn unlock(&self, byte: u64) {
         let mut fl = flock(libc::F_UNLCK as libc::c_short, byte);
         // SAFETY: `fl` is a valid, initialised flock for the duration of the call.
@@ -279,27 +389,89 @@ impl Segment {
         rc != 0 || fl.l_type != libc::F_UNLCK as libc::c_short
     }
 
+    /// Whether the file has lost its name (removed since we opened it).
+    pub(crate) fn is_unlinked(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
     /// `fstat` of the open file.
     pub(crate) fn metadata(&self) -> io::Result<std::fs::Metadata> {
         self.file.metadata()
     }
 
     /// Unlinks the name if it still refers to this very segment (and not to a
-    /// newer one created under the same name since).
-    pub(crate) fn unlink_if_same(&self) {
-        if let Ok(fd) = shm_open(
-            &self.name,
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0,
-        ) {
-            let f = File::from(fd);
-            if let Ok(md) = f.metadata() {
-                if md.dev() == self.dev && md.ino() == self.ino {
-                    let _ = remove(&self.name);
-                }
-            }
+    /// newer one created under the same name since). Returns whether it did.
+    ///
+    /// Callers hold the segment's exclusive gate lock, which every remover
+    /// takes: so nobody else can remove this file between the check and the
+    /// unlink, and no new file can take the name before it is gone.
+    pub(crate) fn unlink_if_same(&self) -> bool {
+        let Ok(md) = std::fs::symlink_metadata(format!("{SHM_DIR}/{PREFIX}{}", self.name)) else {
+            return false;
+        };
+        md.dev() == self.dev && md.ino() == self.ino && remove(&self.name).is_ok()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.temp {
+            // Never published: nobody else knows this private name.
+            let c = os_name(&self.name);
+            // SAFETY: a valid NUL-terminated string that outlives the call.
+            unsafe { libc::shm_unlink(c.as_ptr()) };
         }
     }
+}
+
+/// Errors of a private create, named after the user's name.
+fn rename_err(e: OpenError, name: &str) -> OpenError {
+    match e {
+        OpenError::Io { op, source, .. } => OpenError::Io {
+            name: name.to_owned(),
+            op,
+            source,
+        },
+        OpenError::PermissionDenied { detail, .. } => OpenError::PermissionDenied {
+            name: name.to_owned(),
+            detail,
+        },
+        OpenError::NoSpace { size, .. } => OpenError::NoSpace {
+            name: name.to_owned(),
+            size,
+        },
+        other => other,
+    }
+}
+
+/// Private creation names in `/dev/shm` (the part after [`PREFIX`]) whose
+/// creator is gone: the init lock is free. A creator holds it from the
+/// moment the file exists until its endpoint is attached.
+pub(crate) fn dead_private_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_prefix(PREFIX).map(str::to_owned))
+        .filter(|n| n.starts_with(TEMP_MARK))
+        .filter(|n| {
+            let Ok(fd) = shm_open(n, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0) else {
+                return false;
+            };
+            let f = File::from(fd);
+            let mut fl = flock(libc::F_WRLCK as libc::c_short, crate::layout::LOCK_INIT);
+            // SAFETY: `fl` is a valid, initialised flock for the call.
+            let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+            rc == 0 && fl.l_type == libc::F_UNLCK as libc::c_short
+        })
+        .collect()
+}
+
+/// Removes a private creation name found by [`dead_private_names`].
+pub(crate) fn remove_private(private: &str) -> bool {
+    let c = os_name(private);
+    // SAFETY: a valid NUL-terminated string that outlives the call.
+    unsafe { libc::shm_unlink(c.as_ptr()) == 0 }
 }
 
 fn flock(kind: libc::c_short, byte: u64) -> libc::flock {
@@ -333,7 +505,9 @@ pub fn list() -> io::Result<Vec<String>> {
         let entry = entry?;
         if let Some(n) = entry.file_name().to_str() {
             if let Some(rest) = n.strip_prefix(PREFIX) {
-                out.push(rest.to_owned());
+                if !rest.starts_with(TEMP_MARK) {
+                    out.push(rest.to_owned());
+                }
             }
         }
     }

@@ -21,12 +21,12 @@
 //! message read under it with one store when it drops.
 
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::endpoint::{self, Attachment, Peer, Role, Spec, TypeInfo};
 use crate::error::{Error, OpenError};
 use crate::layout::{Kind, WakeWord};
-use crate::notify::{self, Stats, WaitCfg, Waitable};
+use crate::notify::{self, Stats, Wait, WaitCfg, Waitable};
 use crate::options::Options;
 use crate::ring::spsc::{ConsumerRing, ProducerRing, Record, Reservation};
 
@@ -76,7 +76,6 @@ pub(crate) fn channel_typed(
 pub struct Producer {
     at: Attachment,
     ring: ProducerRing,
-    batching: bool,
     poisoned: Option<Error>,
     name: Option<String>,
 }
@@ -85,7 +84,6 @@ pub struct Producer {
 pub struct Consumer {
     at: Attachment,
     ring: ConsumerRing,
-    batching: bool,
     poisoned: Option<Error>,
     name: Option<String>,
 }
@@ -120,12 +118,26 @@ macro_rules! named_ctors {
                 self.at.stats
             }
 
+            /// Test hook: a peer scribbles `v` at byte `off` of the region.
+            #[doc(hidden)]
+            #[cfg(not(loom))]
+            pub fn __poke(&self, off: usize, v: u64) {
+                self.at.mem.poke(off, v);
+            }
+
+            /// Test hook: byte offset of the data area in the region.
+            #[doc(hidden)]
+            pub fn __data_offset(&self) -> usize {
+                self.at.mem.geometry().data_offset()
+            }
+
             /// Ring size in bytes.
             pub fn capacity(&self) -> usize {
                 self.at.mem.geometry().capacity as usize
             }
 
-            /// Largest message this ring accepts: `capacity / 2 - 8`.
+            /// Largest message this ring accepts: `capacity / 2 - 8`, and at
+            /// most `u32::MAX` bytes (a record header's length field).
             pub fn max_message_len(&self) -> usize {
                 crate::ring::spsc::max_message_len(self.at.mem.geometry().capacity)
             }
@@ -135,6 +147,143 @@ macro_rules! named_ctors {
 
 named_ctors!(Producer);
 named_ctors!(Consumer);
+
+/// The reserving and sending methods of [`Producer`] and [`WriteBatch`]:
+/// `$batch` says whether a commit waits for the batch to publish it.
+macro_rules! sending {
+    ($batch:literal, |$s:ident| $p:expr) => {
+        /// Reserves `len` bytes for a message, without waiting.
+        ///
+        /// # Errors
+        /// `Full`, `TooLarge`, `Disconnected` (the consumer detached),
+        /// `Corrupted`.
+        pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
+            let $s = self;
+            $p.reserve_with(len, Wait::No, $batch)
+        }
+
+        /// Reserves `len` bytes, waiting while the ring is full.
+        ///
+        /// # Errors
+        /// `TooLarge`, `Disconnected`, `PeerDied` (the consumer's process
+        /// died while we waited), `Corrupted`.
+        pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
+            let $s = self;
+            $p.reserve_with(len, Wait::Forever, $batch)
+        }
+
+        /// Reserves `len` bytes, waiting at most `timeout`.
+        ///
+        /// # Errors
+        /// As [`reserve`](Self::reserve), plus `Timeout`.
+        pub fn reserve_timeout(
+            &mut self,
+            len: usize,
+            timeout: Duration,
+        ) -> Result<WriteGrant<'_>, Error> {
+            let $s = self;
+            $p.reserve_with(len, Wait::at_most(timeout), $batch)
+        }
+
+        /// Copies `msg` into the ring as one message, without waiting.
+        ///
+        /// # Errors
+        /// As [`try_reserve`](Self::try_reserve); on error nothing was sent.
+        pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
+            let $s = self;
+            $p.send_with(msg, Wait::No, $batch)
+        }
+
+        /// Copies `msg` into the ring, waiting for room.
+        ///
+        /// # Errors
+        /// As [`reserve`](Self::reserve); on error nothing was sent.
+        pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+            let $s = self;
+            $p.send_with(msg, Wait::Forever, $batch)
+        }
+
+        /// Copies `msg` into the ring, waiting at most `timeout` for room.
+        ///
+        /// # Errors
+        /// As [`reserve_timeout`](Self::reserve_timeout); on error nothing
+        /// was sent.
+        pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
+            let $s = self;
+            $p.send_with(msg, Wait::at_most(timeout), $batch)
+        }
+    };
+}
+
+/// The receiving methods of [`Consumer`] and [`ReadBatch`]: `$batch` says
+/// whether a release waits for the batch to free the space.
+macro_rules! receiving {
+    ($batch:literal, |$s:ident| $c:expr) => {
+        /// The next message, without waiting.
+        ///
+        /// # Errors
+        /// `Empty`, `Disconnected` (the producer detached and everything it
+        /// sent was received), `Corrupted`.
+        pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
+            let $s = self;
+            $c.recv_with(Wait::No, $batch)
+        }
+
+        /// The next message, waiting for one.
+        ///
+        /// # Errors
+        /// `Disconnected`, `PeerDied` (the producer's process died;
+        /// everything it committed was received first), `Corrupted`.
+        pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
+            let $s = self;
+            $c.recv_with(Wait::Forever, $batch)
+        }
+
+        /// The next message, waiting at most `timeout`.
+        ///
+        /// # Errors
+        /// As [`recv`](Self::recv), plus `Timeout`.
+        pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
+            let $s = self;
+            $c.recv_with(Wait::at_most(timeout), $batch)
+        }
+
+        /// Copies the next message into `buf` without waiting; returns its
+        /// length.
+        ///
+        /// # Errors
+        /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall` (the
+        /// message stays queued).
+        pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+            let $s = self;
+            $c.recv_with(Wait::No, $batch)?.copy_to(buf)
+        }
+
+        /// Copies the next message into `buf`, waiting for one; returns its
+        /// length.
+        ///
+        /// # Errors
+        /// As [`recv`](Self::recv), plus `BufferTooSmall` (the message stays
+        /// queued).
+        pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+            let $s = self;
+            $c.recv_with(Wait::Forever, $batch)?.copy_to(buf)
+        }
+
+        /// Copies the next message into `buf`, waiting at most `timeout`.
+        ///
+        /// # Errors
+        /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
+        pub fn recv_into_timeout(
+            &mut self,
+            buf: &mut [u8],
+            timeout: Duration,
+        ) -> Result<usize, Error> {
+            let $s = self;
+            $c.recv_with(Wait::at_most(timeout), $batch)?.copy_to(buf)
+        }
+    };
+}
 endpoint::named_constructors!(Producer, Kind::Spsc);
 endpoint::named_constructors!(Consumer, Kind::Spsc);
 
@@ -160,7 +309,6 @@ impl Producer {
         Ok(Producer {
             at,
             ring,
-            batching: false,
             poisoned: None,
             name: (name != "<heap>").then(|| name.to_owned()),
         })
@@ -205,69 +353,26 @@ impl Producer {
         }
     }
 
-    fn grant(&mut self, res: Reservation) -> WriteGrant<'_> {
-        WriteGrant { p: self, res }
-    }
-
-    /// Reserves `len` bytes for a message, without waiting.
-    ///
-    /// # Errors
-    /// `Full`, `TooLarge`, `Disconnected` (the consumer detached), `Corrupted`.
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
-        let res = self.attempt(len, 0)?;
-        Ok(self.grant(res))
-    }
-
-    /// Reserves `len` bytes, waiting while the ring is full.
-    ///
-    /// # Errors
-    /// `TooLarge`, `Disconnected`, `PeerDied` (the consumer's process died
-    /// while we waited), `Corrupted`.
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
-        let res = notify::block_on(&mut ReserveOp { p: self, len }, None)?;
-        Ok(self.grant(res))
-    }
-
-    /// Reserves `len` bytes, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`reserve`](Self::reserve), plus `Timeout`.
-    pub fn reserve_timeout(
+    fn reserve_with(
         &mut self,
         len: usize,
-        timeout: Duration,
+        wait: Wait,
+        batch: bool,
     ) -> Result<WriteGrant<'_>, Error> {
-        let deadline = Instant::now() + timeout;
-        let res = notify::block_on(&mut ReserveOp { p: self, len }, Some(deadline))?;
-        Ok(self.grant(res))
+        let res = notify::wait_for(&mut ReserveOp { p: self, len }, wait)?;
+        Ok(WriteGrant {
+            p: self,
+            res,
+            batch,
+        })
     }
 
-    /// Copies `msg` into the ring as one message, without waiting.
-    ///
-    /// # Errors
-    /// As [`try_reserve`](Self::try_reserve); on error nothing was sent.
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.try_reserve(msg.len())?.write(msg);
+    fn send_with(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
+        self.reserve_with(msg.len(), wait, batch)?.write(msg);
         Ok(())
     }
 
-    /// Copies `msg` into the ring, waiting for room.
-    ///
-    /// # Errors
-    /// As [`reserve`](Self::reserve); on error nothing was sent.
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.reserve(msg.len())?.write(msg);
-        Ok(())
-    }
-
-    /// Copies `msg` into the ring, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    /// As [`reserve_timeout`](Self::reserve_timeout); on error nothing was sent.
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.reserve_timeout(msg.len(), timeout)?.write(msg);
-        Ok(())
-    }
+    sending!(false, |p| p);
 
     /// Starts a batch: messages committed through the returned guard are
     /// published together, with one store and at most one wake, when it drops.
@@ -284,7 +389,6 @@ impl Producer {
     /// assert_eq!(&*rx.try_recv().unwrap(), &[0]);
     /// ```
     pub fn batch(&mut self) -> WriteBatch<'_> {
-        self.batching = true;
         WriteBatch { p: self }
     }
 
@@ -340,9 +444,15 @@ impl Waitable for ReserveOp<'_> {
 /// Room for one message, written in place. Deref to `[u8]` of the reserved
 /// length; [`commit`](Self::commit) publishes the first `n` bytes. Dropping the
 /// grant without committing writes nothing.
+///
+/// The bytes are in shared memory: writing them through the slice is sound
+/// while the consumer keeps to the protocol (it does not look at them before
+/// the commit). [`Producer::send`] copies in without forming a slice.
 pub struct WriteGrant<'a> {
     p: &'a mut Producer,
     res: Reservation,
+    /// Inside a [`WriteBatch`]: the commit waits for the batch to publish.
+    batch: bool,
 }
 
 impl WriteGrant<'_> {
@@ -356,13 +466,17 @@ impl WriteGrant<'_> {
         p.ring.commit(&p.at.mem, &self.res, n);
         p.at.stats.messages += 1;
         p.at.stats.bytes += n as u64;
-        if !p.batching {
+        if !self.batch {
             p.publish();
         }
     }
 
-    fn write(mut self, msg: &[u8]) {
-        self.copy_from_slice(msg);
+    fn write(self, msg: &[u8]) {
+        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        // SAFETY: the reservation covers `msg.len()` bytes of the data area
+        // that the consumer does not read before we publish them; `msg` is
+        // our caller's memory, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ptr, msg.len()) };
         self.commit(msg.len());
     }
 }
@@ -386,35 +500,27 @@ impl DerefMut for WriteGrant<'_> {
     }
 }
 
-/// A producer whose commits are published together when this guard drops.
-/// Derefs to the [`Producer`], so every sending method works on it.
+/// A run of sends published together, with one store and at most one wake,
+/// when this guard drops (or at [`publish`](Self::publish)). It borrows the
+/// [`Producer`] and has the same sending methods.
+///
+/// Given to `mem::forget`, the batch's commits are published by the
+/// producer's next send, or when it drops.
 pub struct WriteBatch<'a> {
     p: &'a mut Producer,
 }
 
 impl WriteBatch<'_> {
+    sending!(true, |b| b.p);
+
     /// Publishes what was committed so far; the batch goes on.
     pub fn publish(&mut self) {
         self.p.publish();
     }
 }
 
-impl Deref for WriteBatch<'_> {
-    type Target = Producer;
-    fn deref(&self) -> &Producer {
-        self.p
-    }
-}
-
-impl DerefMut for WriteBatch<'_> {
-    fn deref_mut(&mut self) -> &mut Producer {
-        self.p
-    }
-}
-
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
-        self.p.batching = false;
         self.p.publish();
     }
 }
@@ -448,7 +554,6 @@ impl Consumer {
         Ok(Consumer {
             at,
             ring,
-            batching: false,
             poisoned: None,
             name: (name != "<heap>").then(|| name.to_owned()),
         })
@@ -492,66 +597,16 @@ impl Consumer {
         r
     }
 
-    fn grant(&mut self, rec: Record) -> ReadGrant<'_> {
-        ReadGrant { c: self, rec }
+    fn recv_with(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
+        let rec = notify::wait_for(&mut RecvOp { c: self }, wait)?;
+        Ok(ReadGrant {
+            c: self,
+            rec,
+            batch,
+        })
     }
 
-    /// The next message, without waiting.
-    ///
-    /// # Errors
-    /// `Empty`, `Disconnected` (the producer detached and everything it sent
-    /// was received), `Corrupted`.
-    pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        let rec = self.attempt()?;
-        Ok(self.grant(rec))
-    }
-
-    /// The next message, waiting for one.
-    ///
-    /// # Errors
-    /// `Disconnected`, `PeerDied` (the producer's process died; everything it
-    /// committed was received first), `Corrupted`.
-    pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        let rec = notify::block_on(&mut RecvOp { c: self }, None)?;
-        Ok(self.grant(rec))
-    }
-
-    /// The next message, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv), plus `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
-        let deadline = Instant::now() + timeout;
-        let rec = notify::block_on(&mut RecvOp { c: self }, Some(deadline))?;
-        Ok(self.grant(rec))
-    }
-
-    /// Copies the next message into `buf`, waiting for one; returns its length.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv), plus `BufferTooSmall` (the message stays queued).
-    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let g = self.recv()?;
-        g.copy_to(buf)
-    }
-
-    /// Copies the next message into `buf` without waiting; returns its length.
-    ///
-    /// # Errors
-    /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall`.
-    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let g = self.try_recv()?;
-        g.copy_to(buf)
-    }
-
-    /// Copies the next message into `buf`, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
-    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
-        let g = self.recv_timeout(timeout)?;
-        g.copy_to(buf)
-    }
+    receiving!(false, |c| c);
 
     /// Starts a batch: messages released under the returned guard are freed
     /// for the producer with one store when it drops.
@@ -565,15 +620,14 @@ impl Consumer {
     /// assert_eq!(seen, [0, 1, 2, 3]);
     /// ```
     pub fn batch(&mut self) -> ReadBatch<'_> {
-        self.batching = true;
         ReadBatch { c: self }
     }
 
-    fn release(&mut self, rec: &Record) {
+    fn release(&mut self, rec: &Record, batch: bool) {
         self.ring.release(rec);
         self.at.stats.messages += 1;
         self.at.stats.bytes += rec.len as u64;
-        if !self.batching {
+        if !batch {
             self.free();
         }
     }
@@ -625,12 +679,16 @@ impl Waitable for RecvOp<'_> {
 /// One received message, read in place. Derefs to its bytes; dropping the
 /// grant frees its space (unless inside a batch, which frees on drop).
 ///
-/// The bytes live in shared memory: a misbehaving peer could rewrite them
-/// while you read. If that matters, copy them out first
-/// ([`Consumer::recv_into`]).
+/// **Trusted peers only.** The bytes live in shared memory, and the slice
+/// is only sound while the producer keeps to the protocol: one that
+/// rewrites a message while you hold its slice is undefined behaviour in
+/// your process. With a peer you do not trust, copy messages out with
+/// [`Consumer::recv_into`], which never reads the ring through a reference.
 pub struct ReadGrant<'a> {
     c: &'a mut Consumer,
     rec: Record,
+    /// Inside a [`ReadBatch`]: the release waits for the batch to free it.
+    batch: bool,
 }
 
 impl ReadGrant<'_> {
@@ -641,10 +699,15 @@ impl ReadGrant<'_> {
                 needed: n,
                 capacity: buf.len(),
             };
+            // The message stays queued: not released.
             std::mem::forget(self);
             return Err(e);
         }
-        buf[..n].copy_from_slice(&self);
+        let src = self.c.ring.payload(&self.c.at.mem, &self.rec);
+        // SAFETY: the record was validated to lie inside the data area, its
+        // payload 8-aligned and padded to a multiple of 8 bytes (the ring
+        // invariant), so the rounded-up length is readable.
+        unsafe { crate::sync::copy_out(src, &mut buf[..n]) };
         Ok(n)
     }
 }
@@ -656,7 +719,7 @@ impl Deref for ReadGrant<'_> {
         // SAFETY: the record was validated to lie inside the data area and
         // below the published tail; the producer does not write it until we
         // release it (protocol). A hostile peer could, which the type's docs
-        // state; the bytes are plain `u8`, so any value is valid.
+        // state (trusted peers only); the bytes are plain `u8`.
         unsafe { std::slice::from_raw_parts(ptr, self.rec.len) }
     }
 }
@@ -664,39 +727,31 @@ impl Deref for ReadGrant<'_> {
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
         let rec = self.rec;
-        self.c.release(&rec);
+        self.c.release(&rec, self.batch);
     }
 }
 
-/// A consumer whose releases are freed together when this guard drops.
-/// Derefs to the [`Consumer`].
+/// A run of receives whose space is freed for the producer with one store
+/// when this guard drops (or at [`release`](Self::release)). It borrows the
+/// [`Consumer`] and has the same receiving methods.
+///
+/// Given to `mem::forget`, the batch's space is freed by the consumer's next
+/// receive, or when it drops.
 pub struct ReadBatch<'a> {
     c: &'a mut Consumer,
 }
 
 impl ReadBatch<'_> {
+    receiving!(true, |b| b.c);
+
     /// Frees what was released so far; the batch goes on.
     pub fn release(&mut self) {
         self.c.free();
     }
 }
 
-impl Deref for ReadBatch<'_> {
-    type Target = Consumer;
-    fn deref(&self) -> &Consumer {
-        self.c
-    }
-}
-
-impl DerefMut for ReadBatch<'_> {
-    fn deref_mut(&mut self) -> &mut Consumer {
-        self.c
-    }
-}
-
 impl Drop for ReadBatch<'_> {
     fn drop(&mut self) {
-        self.c.batching = false;
         self.c.free();
     }
 }

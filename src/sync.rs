@@ -60,3 +60,54 @@ impl<T> RawCell<T> {
 // libc functions that are themselves safe for concurrent use (sem_post,
 // sem_timedwait); Rust code never forms a reference to them.
 unsafe impl<T> Sync for RawCell<T> {}
+
+/// Copies `dst.len()` bytes of ring memory at `src` into `dst` with atomic
+/// word loads, never through a reference: a peer that rewrites the bytes
+/// meanwhile makes us copy a mix of old and new words, not undefined
+/// behaviour. (Loom keeps payload bytes in plain memory it does not track:
+/// there this is a plain copy.)
+///
+/// # Safety
+/// `src` is 8-aligned, and the `dst.len()` bytes from it, rounded up to a
+/// multiple of 8, lie inside one live mapping or allocation.
+#[inline]
+pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
+    #[cfg(loom)]
+    {
+        // SAFETY: in bounds (caller), and `dst` is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+    }
+    #[cfg(not(loom))]
+    {
+        let words = dst.len() / 8;
+        let d = dst.as_mut_ptr();
+        let load = |i: usize| {
+            // SAFETY: word `i` is 8-aligned and in bounds (caller: the
+            // length rounded up to 8 is readable); atomics may be read while
+            // others write them.
+            let w =
+                unsafe { std::sync::atomic::AtomicU64::from_ptr(src.add(8 * i).cast_mut().cast()) };
+            // Relaxed: the caller's Acquire load of the record or slot
+            // header ordered the producer's writes before this read.
+            w.load(Ordering::Relaxed)
+        };
+        for i in 0..words {
+            // SAFETY: `8 * i + 8 <= dst.len()`; unaligned stores are allowed.
+            unsafe { d.add(8 * i).cast::<u64>().write_unaligned(load(i)) };
+        }
+        let rest = dst.len() % 8;
+        if rest != 0 {
+            let tail = load(words).to_ne_bytes();
+            // SAFETY: the last `rest` bytes of `dst`.
+            unsafe { std::ptr::copy_nonoverlapping(tail.as_ptr(), d.add(8 * words), rest) };
+        }
+    }
+}
+
+/// A number unique within this process, for names of private files. Not
+/// shared memory and not part of any protocol, so not a loom atomic.
+pub(crate) fn unique_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Relaxed: only uniqueness matters, which the RMW gives.
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

@@ -130,6 +130,9 @@ mod sealed {
         ) -> Result<Self::WriteGrant<'_>, Error>;
         fn commit(g: Self::WriteGrant<'_>, n: usize);
         fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error>;
+        /// Copies the next message into `buf` without a reference to the
+        /// ring (`recv_into` and friends).
+        fn recv_copy(c: &mut Self::Consumer, w: Wait, buf: &mut [u8]) -> Result<usize, Error>;
         fn producer_name(p: &Self::Producer) -> Option<&str>;
         fn consumer_name(c: &Self::Consumer) -> Option<&str>;
     }
@@ -183,6 +186,14 @@ macro_rules! sealed_impl {
                     Wait::No => c.try_recv(),
                     Wait::Forever => c.recv(),
                     Wait::For(d) => c.recv_timeout(d),
+                }
+            }
+
+            fn recv_copy(c: &mut Self::Consumer, w: Wait, buf: &mut [u8]) -> Result<usize, Error> {
+                match w {
+                    Wait::No => c.try_recv_into(buf),
+                    Wait::Forever => c.recv_into(buf),
+                    Wait::For(d) => c.recv_into_timeout(buf, d),
                 }
             }
 
@@ -535,9 +546,21 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         Ok(g)
     }
 
+    /// The next value, copied out of the ring through raw pointers (never a
+    /// reference to ring memory): sound even if a peer rewrites it meanwhile.
     fn copy(&mut self, w: Wait) -> Result<T, Error> {
-        let g = self.take(w)?;
-        Ok(bytemuck::pod_read_unaligned(&g))
+        if self.poisoned {
+            return Err(WRONG_SIZE);
+        }
+        let mut v = T::zeroed();
+        match K::recv_copy(&mut self.inner, w, bytemuck::bytes_of_mut(&mut v)) {
+            Ok(n) if n == size_of::<T>() => Ok(v),
+            Ok(_) | Err(Error::BufferTooSmall { .. }) => {
+                self.poisoned = true;
+                Err(WRONG_SIZE)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn grant(&mut self, w: Wait) -> Result<ReadGrant<'_, T, K>, Error> {

@@ -144,6 +144,65 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(600));
         }
         "small_tmpfs" => small_tmpfs_child(),
+        "churn_consumer" => {
+            let secs: u64 = env("SHMQ_SECS").parse().unwrap();
+            let end = Instant::now() + Duration::from_secs(secs);
+            let (mut n, mut orphans, mut errors) = (0u64, 0u64, 0u64);
+            while Instant::now() < end {
+                match spsc::Consumer::open_or_create(&name, &churn_opts()) {
+                    Ok(rx) => {
+                        n += 1;
+                        orphans += u64::from(common::orphaned(&name));
+                        drop(rx);
+                    }
+                    Err(e) => {
+                        eprintln!("churn consumer: {e}");
+                        errors += 1;
+                    }
+                }
+            }
+            println!("CHURN {n} {orphans} {errors}");
+        }
+        "big_producer" => {
+            let o = Options::new().capacity(512 << 20).reclaim_stale(true);
+            let mut tx = spsc::Producer::open_or_create(&name, &o).unwrap();
+            println!("ATTACHED {}", common::orphaned(&name));
+            tx.send(b"hello").unwrap();
+            // Stay attached until the parent has checked.
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "race_consumer" => {
+            let count: u64 = env("SHMQ_COUNT").parse().unwrap();
+            let (mut errors, mut orphans) = (0u64, 0u64);
+            println!("READY");
+            for i in 0..count {
+                let n = format!("{name}-{i}");
+                match spsc::Consumer::open_or_create(&n, &Options::new().capacity(4096)) {
+                    Ok(mut rx) => {
+                        orphans += u64::from(common::orphaned(&n));
+                        match rx.recv_timeout(Duration::from_secs(5)) {
+                            Ok(m) if *m == i.to_le_bytes() => {}
+                            Ok(_) => errors += 1,
+                            Err(e) => {
+                                eprintln!("{n}: recv: {e}");
+                                errors += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{n}: open_or_create: {e}");
+                        errors += 1;
+                    }
+                }
+            }
+            println!("RACE {errors} {orphans}");
+        }
+        "sem_consumer" => {
+            let mut rx = mpmc::Consumer::open(&name, &sem_opts()).unwrap();
+            println!("READY");
+            let m = rx.recv().unwrap().to_vec();
+            println!("GOT {}", String::from_utf8_lossy(&m));
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -539,11 +598,11 @@ fn wrong_size_garbage_magic_and_future_version_are_refused() {
     assert_untouched(&name, &bad);
 
     let mut future = image.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    future[8..12].copy_from_slice(&99u32.to_le_bytes());
     name.write_file(&future);
     let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
     assert!(
-        matches!(err, OpenError::VersionMismatch { found: 2, .. }),
+        matches!(err, OpenError::VersionMismatch { found: 99, .. }),
         "version: {err}"
     );
     assert_untouched(&name, &future);
@@ -711,4 +770,254 @@ fn full_dev_shm_is_no_space_at_create_never_sigbus_later() {
     // The failed creates left nothing behind (the one that fitted was
     // dropped, and removed, at exit).
     assert!(text.contains("LEFT 0") || text.contains("LEFT 1"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Defects found by the hostile review (issue 12): races between processes
+// that open, create, reclaim and remove segments, and a semaphore wakeup
+// lost between sleepers.
+
+fn churn_opts() -> Options {
+    Options::new().capacity(4096)
+}
+
+/// Review 3: the last endpoint to leave unlinked the segment while another
+/// process was between `shm_open` and taking its endpoint lock: that
+/// process attached to an orphan, and every later opener made a new
+/// segment (about 18% of attaches in a 5 s churn). Two processes attach and
+/// detach as fast as they can; every attach must land on the linked
+/// segment.
+#[test]
+fn review_03_attach_detach_churn_never_orphans() {
+    let name = Name::new("churn");
+    let secs = 4;
+    let child = spawn_child(
+        "child_entry",
+        "churn_consumer",
+        &[
+            ("SHMQ_NAME", name.0.clone()),
+            ("SHMQ_SECS", secs.to_string()),
+        ],
+    );
+    let end = Instant::now() + Duration::from_secs(secs);
+    let (mut n, mut orphans, mut errors) = (0u64, 0u64, 0u64);
+    while Instant::now() < end {
+        match spsc::Producer::open_or_create(&name, &churn_opts()) {
+            Ok(tx) => {
+                n += 1;
+                orphans += u64::from(common::orphaned(&name));
+                drop(tx);
+            }
+            Err(e) => {
+                eprintln!("churn producer: {e}");
+                errors += 1;
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("CHURN "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    println!(
+        "producer: {n} attaches, {orphans} orphaned, {errors} errors; consumer: {} attaches, {} orphaned, {} errors",
+        v[0], v[1], v[2]
+    );
+    assert!(n > 100 && v[0] > 100, "too few attaches to mean anything");
+    assert_eq!((orphans, errors, v[1], v[2]), (0, 0, 0, 0));
+}
+
+/// Review 4: the creator took its init lock only after sizing and mapping
+/// the file (and released it before attaching), so `gc` and
+/// `open_or_create(reclaim_stale)` saw a segment still being created as
+/// stale, removed it and made their own: the creator ended on an orphan.
+/// A 512 MiB ring makes the creation slow enough to race every time.
+#[test]
+fn review_04_reclaim_and_gc_never_remove_a_segment_being_created() {
+    for gc in [false, true] {
+        let name = Name::new(if gc { "big-gc" } else { "big-reclaim" });
+        let mut child = spawn_child(
+            "child_entry",
+            "big_producer",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        let lines = common::line_channel(&mut child);
+        // Strike as soon as anything of the segment shows under its name.
+        let t0 = Instant::now();
+        while !std::path::Path::new(&name.path()).exists() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never created");
+            std::hint::spin_loop();
+        }
+        let attached = || loop {
+            let l = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("child reports");
+            if l.starts_with("ATTACHED") {
+                return l;
+            }
+        };
+        let rx = if gc {
+            // Sweep while the creator works, until it reports.
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let sweeper = {
+                let n = name.0.clone();
+                std::thread::spawn(move || {
+                    let mut removed = 0;
+                    while stopped.try_recv().is_err() {
+                        if let shmq::GcOutcome::Removed = shmq::gc_one(&n) {
+                            removed += 1;
+                        }
+                    }
+                    removed
+                })
+            };
+            let a = attached();
+            stop.send(()).unwrap();
+            assert_eq!(
+                sweeper.join().unwrap(),
+                0,
+                "gc removed a segment being created"
+            );
+            assert_eq!(a, "ATTACHED false", "the creator is on an orphan");
+            spsc::Consumer::open(&name, &Options::new()).unwrap()
+        } else {
+            let o = Options::new().reclaim_stale(true);
+            let rx = spsc::Consumer::open_or_create(&name, &o).unwrap();
+            assert_eq!(attached(), "ATTACHED false", "the creator is on an orphan");
+            rx
+        };
+        let mut rx = rx;
+        assert!(!common::orphaned(&name));
+        // Both ends on one segment: the message arrives.
+        assert_eq!(&*rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"hello");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+/// Review 5: `open_or_create` from two processes at once: the loser opened
+/// the winner's file between its `O_EXCL` create and its `ftruncate` and
+/// failed with `NotShmq` ("0 bytes, fewer than a header"), 7 of 4000
+/// times. Thousands of fresh names, a producer here and a consumer in a
+/// child: every pair must meet, with no error and no orphan.
+#[test]
+fn review_05_open_or_create_race_across_processes() {
+    let count: u64 = 2000;
+    let base = Name::new("race");
+    let names: Vec<Name> = (0..count)
+        .map(|i| Name(format!("{}-{i}", base.0)))
+        .collect();
+    let child = spawn_child(
+        "child_entry",
+        "race_consumer",
+        &[
+            ("SHMQ_NAME", base.0.clone()),
+            ("SHMQ_COUNT", count.to_string()),
+        ],
+    );
+    let (mut errors, mut orphans) = (0u64, 0u64);
+    for (i, n) in names.iter().enumerate() {
+        match spsc::Producer::open_or_create(n, &Options::new().capacity(4096)) {
+            Ok(mut tx) => {
+                orphans += u64::from(common::orphaned(n));
+                if let Err(e) = tx.send(&(i as u64).to_le_bytes()) {
+                    eprintln!("{}: send: {e}", n.0);
+                    errors += 1;
+                }
+                drop(tx);
+                // Lockstep: the consumer removes the segment when it leaves;
+                // then both race for the next name at once.
+                let t0 = Instant::now();
+                while std::path::Path::new(&n.path()).exists()
+                    && t0.elapsed() < Duration::from_secs(5)
+                {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: open_or_create: {e}", n.0);
+                errors += 1;
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RACE "))
+        .unwrap_or_else(|| panic!("{text}"));
+    println!("producer: {errors} errors, {orphans} orphans; consumer: {line}");
+    assert_eq!((errors, orphans), (0, 0));
+    assert_eq!(line, "RACE 0 0");
+}
+
+fn sem_opts() -> Options {
+    Options::new()
+        .slots(8)
+        .slot_size(32)
+        .wait(shmq::WaitStrategy::Semaphore)
+        .spin(Duration::ZERO)
+        .liveness_interval(Duration::from_secs(30))
+}
+
+/// Review 7: with the semaphore backend, a sleeper that registered after a
+/// wake could take the token posted for an earlier sleeper, and then
+/// unregister itself too: two sleepers, one counted. The next message then
+/// waited a whole liveness interval (30 s here) while a consumer slept.
+///
+/// Scripted with SIGSTOP: A sleeps; A is stopped; a message is sent (its
+/// wake takes A's registration and posts one token) and taken by a third,
+/// non-sleeping consumer; B registers, finds nothing, and its wait takes
+/// A's token; A continues and sleeps again. Two more messages must each
+/// reach a sleeping consumer at once.
+#[test]
+fn review_07_semaphore_token_taken_by_a_later_sleeper_is_not_lost() {
+    let name = Name::new("semsteal");
+    let mut tx = mpmc::Producer::create(&name, &sem_opts()).unwrap();
+    let mut stealer = mpmc::Consumer::open(&name, &sem_opts()).unwrap();
+    let env = [("SHMQ_NAME", name.0.clone())];
+    let mut a = spawn_child("child_entry", "sem_consumer", &env);
+    wait_for_line(&mut a, "READY");
+    std::thread::sleep(Duration::from_millis(300)); // A is asleep
+    let a_pid = a.id() as libc::pid_t;
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(a_pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    tx.send(b"m1").unwrap();
+    assert_eq!(&*stealer.try_recv().unwrap(), b"m1");
+    let mut b = spawn_child("child_entry", "sem_consumer", &env);
+    wait_for_line(&mut b, "READY");
+    std::thread::sleep(Duration::from_millis(300)); // B took the token, sleeps
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(a_pid, libc::SIGCONT) }, 0);
+    std::thread::sleep(Duration::from_millis(300)); // A sleeps again
+    let (la, lb) = (common::line_channel(&mut a), common::line_channel(&mut b));
+    let got = |want: &str| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            for l in [&la, &lb] {
+                if let Ok(line) = l.try_recv() {
+                    assert_eq!(line, format!("GOT {want}"));
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    };
+    tx.send(b"m2").unwrap();
+    let m2 = got("m2");
+    tx.send(b"m3").unwrap();
+    let m3 = got("m3");
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    assert!(
+        m2 && m3,
+        "a message waited while a consumer slept (m2 {m2}, m3 {m3})"
+    );
 }

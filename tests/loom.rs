@@ -85,9 +85,32 @@ fn msg(id: u8, len: usize) -> Vec<u8> {
     vec![id; len]
 }
 
-fn spsc_send(tx: &mut spsc::Producer, m: &[u8]) {
+/// What the models send and receive through: an endpoint, or a batch of it.
+trait Ends {
+    fn send_once(&mut self, m: &[u8]) -> Result<(), Error>;
+    fn recv_once(&mut self) -> Result<Vec<u8>, Error>;
+}
+
+macro_rules! ends {
+    (send $($t:ty),*) => {$(
+        impl Ends for $t {
+            fn send_once(&mut self, m: &[u8]) -> Result<(), Error> { self.try_send(m) }
+            fn recv_once(&mut self) -> Result<Vec<u8>, Error> { unreachable!() }
+        }
+    )*};
+    (recv $($t:ty),*) => {$(
+        impl Ends for $t {
+            fn send_once(&mut self, _: &[u8]) -> Result<(), Error> { unreachable!() }
+            fn recv_once(&mut self) -> Result<Vec<u8>, Error> { self.try_recv().map(|g| g.to_vec()) }
+        }
+    )*};
+}
+ends!(send spsc::Producer, spsc::WriteBatch<'_>);
+ends!(recv spsc::Consumer, spsc::ReadBatch<'_>);
+
+fn spsc_send(tx: &mut impl Ends, m: &[u8]) {
     loop {
-        match tx.try_send(m) {
+        match tx.send_once(m) {
             Ok(()) => return,
             Err(Error::Full) => thread::yield_now(),
             Err(e) => panic!("spsc send: {e}"),
@@ -96,10 +119,10 @@ fn spsc_send(tx: &mut spsc::Producer, m: &[u8]) {
 }
 
 /// The next message, copied out; `Err` for anything but "empty, try again".
-fn spsc_recv(rx: &mut spsc::Consumer) -> Result<Vec<u8>, Error> {
+fn spsc_recv(rx: &mut impl Ends) -> Result<Vec<u8>, Error> {
     loop {
-        match rx.try_recv() {
-            Ok(g) => return Ok(g.to_vec()),
+        match rx.recv_once() {
+            Ok(m) => return Ok(m),
             Err(Error::Empty) => thread::yield_now(),
             Err(e) => return Err(e),
         }

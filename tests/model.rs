@@ -174,9 +174,14 @@ impl SpscModel {
 }
 
 /// Sends `bytes` in both the ring and the model; the results must agree.
-fn spsc_send(tx: &mut spsc::Producer, m: &mut SpscModel, bytes: Vec<u8>, publish: bool) {
+fn spsc_send(
+    try_send: impl FnOnce(&[u8]) -> Result<(), Error>,
+    m: &mut SpscModel,
+    bytes: Vec<u8>,
+    publish: bool,
+) {
     let want = m.reserve(bytes.len());
-    let got = tx.try_send(&bytes);
+    let got = try_send(&bytes);
     match want {
         Ok(start) => {
             assert_eq!(got, Ok(()), "model: fits at {start}; {m:?}");
@@ -190,12 +195,15 @@ fn spsc_send(tx: &mut spsc::Producer, m: &mut SpscModel, bytes: Vec<u8>, publish
 }
 
 /// One `try_recv`, compared with the model. Returns whether it got a message.
-fn spsc_recv(rx: &mut spsc::Consumer, m: &mut SpscModel, publish_release: bool) -> bool {
+fn spsc_recv(
+    try_recv: impl FnOnce() -> Result<Vec<u8>, Error>,
+    m: &mut SpscModel,
+    publish_release: bool,
+) -> bool {
     let want = m.recv();
-    match rx.try_recv() {
+    match try_recv() {
         Ok(g) => {
-            assert_eq!(Ok(&*g), want.as_deref().map_err(|e| *e), "{m:?}");
-            drop(g);
+            assert_eq!(Ok(&g[..]), want.as_deref().map_err(|e| *e), "{m:?}");
             if publish_release {
                 m.released = m.head;
             }
@@ -214,7 +222,9 @@ fn run_spsc(cap: u64, ops: Vec<SpscOp>) {
     assert_eq!(tx.max_message_len(), m.max());
     for op in ops {
         match op {
-            SpscOp::Send { len, tag } => spsc_send(&mut tx, &mut m, payload(tag, len), true),
+            SpscOp::Send { len, tag } => {
+                spsc_send(|x| tx.try_send(x), &mut m, payload(tag, len), true)
+            }
             SpscOp::ReserveCommit { len, n, tag } => {
                 let want = m.reserve(len);
                 match tx.try_reserve(len) {
@@ -243,15 +253,15 @@ fn run_spsc(cap: u64, ops: Vec<SpscOp>) {
             SpscOp::WriteBatch(sends) => {
                 let mut b = tx.batch();
                 for (len, tag) in sends {
-                    spsc_send(&mut b, &mut m, payload(tag, len), false);
+                    spsc_send(|x| b.try_send(x), &mut m, payload(tag, len), false);
                     // The consumer sees only what a full ring forced out.
-                    spsc_recv(&mut rx, &mut m, true);
+                    spsc_recv(|| rx.try_recv().map(|g| g.to_vec()), &mut m, true);
                 }
                 drop(b);
                 m.publish();
             }
             SpscOp::Recv => {
-                spsc_recv(&mut rx, &mut m, true);
+                spsc_recv(|| rx.try_recv().map(|g| g.to_vec()), &mut m, true);
             }
             SpscOp::RecvInto { cap } => {
                 let mut buf = vec![0u8; cap];
@@ -283,7 +293,7 @@ fn run_spsc(cap: u64, ops: Vec<SpscOp>) {
                         assert_eq!(Ok(&*g), want.as_deref().map_err(|e| *e));
                         for (len, tag) in sends {
                             // The held record is not free yet.
-                            spsc_send(&mut tx, &mut m, payload(tag, len), true);
+                            spsc_send(|x| tx.try_send(x), &mut m, payload(tag, len), true);
                         }
                         assert_eq!(Ok(&*g), want.as_deref().map_err(|e| *e));
                         drop(g);
@@ -299,9 +309,9 @@ fn run_spsc(cap: u64, ops: Vec<SpscOp>) {
             } => {
                 let mut b = rx.batch();
                 for i in 0..k {
-                    spsc_recv(&mut b, &mut m, false);
+                    spsc_recv(|| b.try_recv().map(|g| g.to_vec()), &mut m, false);
                     // Space freed under the batch is not visible yet.
-                    spsc_send(&mut tx, &mut m, payload(i as u8, send_len), true);
+                    spsc_send(|x| tx.try_send(x), &mut m, payload(i as u8, send_len), true);
                     if release_midway && i == k / 2 {
                         b.release();
                         m.released = m.head;

@@ -7,7 +7,9 @@ mod common;
 use std::io::{Seek, SeekFrom, Write};
 
 use common::Name;
-use shmq::{Error, Options, mpmc, spsc};
+use std::time::Duration;
+
+use shmq::{Error, Options, WaitStrategy, mpmc, spsc};
 
 /// Byte offsets in the segment header (see `layout.rs`).
 const PROD_CURSOR: u64 = 128;
@@ -39,6 +41,7 @@ fn mpmc_opts() -> Options {
 /// A dequeue cursor of `u64::MAX` made `try_take` compute `pos + 1` and
 /// panic on overflow instead of reporting corruption.
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn mpmc_dequeue_cursor_at_u64_max_is_corrupted_not_a_panic() {
     let name = Name::new("reg-deq-max");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
@@ -52,6 +55,7 @@ fn mpmc_dequeue_cursor_at_u64_max_is_corrupted_not_a_panic() {
 /// fuzz: the same overflow on the producer side (`try_claim` stores
 /// `pos + 1` once the slot's sequence matches the cursor).
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn mpmc_enqueue_cursor_at_u64_max_is_corrupted_not_a_panic() {
     let name = Name::new("reg-enq-max");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
@@ -66,6 +70,7 @@ fn mpmc_enqueue_cursor_at_u64_max_is_corrupted_not_a_panic() {
 /// just below `u64::MAX` (valid as far as attach checks go) made
 /// `try_reserve` overflow computing the record's start after padding.
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn spsc_write_cursor_near_u64_max_is_corrupted_not_a_panic() {
     let name = Name::new("reg-tail-max");
     let opts = Options::new().capacity(256).keep(true);
@@ -82,6 +87,7 @@ fn spsc_write_cursor_near_u64_max_is_corrupted_not_a_panic() {
 /// report `Full`: `send_timeout(0)` took seconds under the fuzzer and the
 /// producer was wedged instead of poisoned.
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn mpmc_sequence_ahead_of_enqueue_cursor_is_corrupted() {
     let name = Name::new("reg-seq-ahead-p");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
@@ -93,6 +99,7 @@ fn mpmc_sequence_ahead_of_enqueue_cursor_is_corrupted() {
 
 /// fuzz: the consumer-side twin (`try_take`).
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn mpmc_sequence_ahead_of_dequeue_cursor_is_corrupted() {
     let name = Name::new("reg-seq-ahead-c");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
@@ -107,6 +114,7 @@ fn mpmc_sequence_ahead_of_dequeue_cursor_is_corrupted() {
 /// any wake (here the one in the consumer's detach) loop on `sem_post` for
 /// minutes. Wakes now post at most once per possible endpoint.
 #[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     let name = Name::new("reg-sem-waiters");
     let opts = Options::new().capacity(256).keep(true);
@@ -119,4 +127,216 @@ fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     // Detaching wakes `not_full`: this must return (before the fix it
     // posted the semaphore 2^32 - 1 times).
     drop(rx);
+}
+
+// ---------------------------------------------------------------------------
+// Defects found by the hostile review (issue 12). Each test failed on the
+// code before its fix.
+
+/// Review 1: a consumer that decided late (after a preemption) to abandon
+/// position 0 stored `ABD!` into the slot's info word before its CAS on the
+/// sequence, without checking that the slot still served position 0. By
+/// then another consumer had abandoned and skipped position 0 and a
+/// producer had published position 2 into the same slot: that real message
+/// was dropped as "abandoned".
+#[test]
+fn review_01_late_abandon_does_not_touch_the_next_lap() {
+    let o = Options::new()
+        .slots(2)
+        .slot_size(32)
+        .abandon_timeout(std::time::Duration::ZERO);
+    let (mut dying, mut c1) = mpmc::channel(&o).unwrap();
+    let mut live = dying.try_clone().unwrap();
+    let mut c2 = c1.try_clone().unwrap();
+    // Position 0: claimed by a producer that dies before committing.
+    dying.try_reserve().unwrap().__simulate_crash();
+    live.send(b"one").unwrap(); // position 1
+    // C1 finds position 0 stalled, its claimer dead: abandons and skips it.
+    assert_eq!(&*c1.try_recv().unwrap(), b"one");
+    assert_eq!(c1.stats().abandoned, 1);
+    live.send(b"two").unwrap(); // position 2: slot 0 again
+    // C2 acts on its stale decision about position 0.
+    assert!(!c2.__abandon(0), "position 0 was resolved long ago");
+    assert_eq!(&*c1.try_recv().unwrap(), b"two");
+    assert_eq!(c1.stats().abandoned + c2.stats().abandoned, 1);
+}
+
+/// Review 2: a spinning reserve added the full-ring back-off slack (an
+/// eighth of the ring) to a need that already included the wrap padding,
+/// so a message above about 3/8 of the ring that had to wrap never fit,
+/// even in an empty ring: `send` spun forever.
+#[test]
+fn review_02_spin_reserve_of_a_wrapping_large_message_succeeds() {
+    for wait in [WaitStrategy::Spin, WaitStrategy::SpinThenYield] {
+        let o = Options::new().capacity(1024).wait(wait);
+        let (mut tx, mut rx) = spsc::channel(&o).unwrap();
+        tx.send(&[1; 504]).unwrap();
+        tx.send(&[2; 8]).unwrap(); // write position 528
+        // The consumer drains both while the producer already spins: 504
+        // bytes need a 512-byte record, after 496 bytes of padding.
+        let c = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(rx.try_recv().unwrap().len(), 504);
+            assert_eq!(rx.try_recv().unwrap().len(), 8);
+            rx
+        });
+        let r = tx.send_timeout(&[3; 504], Duration::from_secs(2));
+        let mut rx = c.join().unwrap();
+        r.unwrap_or_else(|e| panic!("{wait:?}: {e}"));
+        assert_eq!(&*rx.try_recv().unwrap(), &[3; 504][..]);
+    }
+}
+
+/// Review 6: `attach` counted a producer in `producers_seen` before
+/// `live_producers`, so a consumer polling while the first producer
+/// attached could read "none alive, one seen" and report `Disconnected`
+/// (38 of 2000 trials in the review).
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review_06_first_producer_attach_is_not_disconnected() {
+    let o = Options::new().slots(4).slot_size(32);
+    let mut spurious = 0;
+    for _ in 0..2000 {
+        let name = Name::new("reg-first-attach");
+        let mut rx = mpmc::Consumer::create(&name, &o).unwrap();
+        let n = name.0.clone();
+        let o2 = o.clone();
+        let p = std::thread::spawn(move || {
+            let mut tx = mpmc::Producer::open(&n, &o2).unwrap();
+            tx.send(b"x").unwrap();
+            tx
+        });
+        loop {
+            match rx.try_recv() {
+                Ok(_) => break,
+                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(Error::Disconnected) => {
+                    spurious += 1;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drop(p.join().unwrap());
+    }
+    assert_eq!(spurious, 0, "Disconnected before the first producer sent");
+}
+
+/// Review 8: a write grant given to `mem::forget` (safe code) left its
+/// slot claimed forever: the producer's next claim overwrote its claim
+/// record, so the slot could never be abandoned, and every consumer
+/// stopped there. Likewise a forgotten read grant held its slot from the
+/// producers, and a forgotten SPSC batch left the producer unpublished.
+#[test]
+fn review_08_forgotten_grants_and_batches_do_not_wedge() {
+    let t = Duration::from_secs(2);
+    let o = Options::new().slots(2).slot_size(32);
+    // MPMC write grant.
+    let (mut tx, mut rx) = mpmc::channel(&o).unwrap();
+    std::mem::forget(tx.try_reserve().unwrap());
+    tx.send(b"after").unwrap();
+    assert_eq!(&*rx.recv_timeout(t).unwrap(), b"after");
+    std::mem::forget(tx.try_reserve().unwrap());
+    drop(tx);
+    assert_eq!(rx.recv_timeout(t).err(), Some(Error::Disconnected));
+    // MPMC read grant: the consumer's next call frees the slot.
+    let (mut tx, mut rx) = mpmc::channel(&o).unwrap();
+    tx.send(b"a").unwrap();
+    tx.send(b"b").unwrap();
+    std::mem::forget(rx.try_recv().unwrap());
+    assert_eq!(&*rx.try_recv().unwrap(), b"b");
+    tx.send_timeout(b"c", t).unwrap();
+    tx.send_timeout(b"d", t).unwrap();
+    // SPSC write batch: the next send publishes what it committed.
+    let (mut tx, mut rx) = spsc::channel(&Options::new().capacity(256)).unwrap();
+    let mut b = tx.batch();
+    b.send(b"in batch").unwrap();
+    std::mem::forget(b);
+    tx.send(b"after").unwrap();
+    assert_eq!(&*rx.recv_timeout(t).unwrap(), b"in batch");
+    assert_eq!(&*rx.recv_timeout(t).unwrap(), b"after");
+    // SPSC read batch: the next release frees what it released.
+    for _ in 0..6 {
+        tx.send(&[0; 24]).unwrap();
+    }
+    let mut b = rx.batch();
+    for _ in 0..6 {
+        drop(b.try_recv().unwrap());
+    }
+    std::mem::forget(b);
+    tx.send(&[1; 24]).unwrap();
+    drop(rx.try_recv().unwrap());
+    for _ in 0..6 {
+        tx.send_timeout(&[2; 24], t).unwrap();
+    }
+}
+
+/// Review 9: the SPSC record header stores the length in 32 bits, but the
+/// largest message of a ring above 2^33 bytes was larger: a message of
+/// 4 GiB + 16 bytes was accepted and arrived as 16 bytes. (The ring's
+/// pages are reserved lazily: the test touches only a few of them.)
+#[test]
+#[cfg_attr(miri, ignore = "16 GiB of address space")]
+fn review_09_message_longer_than_the_header_can_say_is_too_large() {
+    let (mut tx, mut rx) = spsc::channel(&Options::new().capacity(1 << 34)).unwrap();
+    assert!(tx.max_message_len() <= u32::MAX as usize);
+    let len = (1usize << 32) + 16;
+    match tx.try_reserve(len) {
+        Err(Error::TooLarge { len: l, max }) => assert_eq!((l, max), (len, tx.max_message_len())),
+        Err(e) => panic!("{e}"),
+        Ok(g) => {
+            g.commit(len);
+            assert_eq!(rx.try_recv().unwrap().len(), len, "length truncated");
+        }
+    }
+}
+
+/// Review 10: `recv_into` (and the typed `recv`) copied a message out
+/// through a `&[u8]` over ring memory, which a peer may write at any time.
+/// Run under Miri (`scripts/ci-miri.sh`), a peer rewriting the payload with
+/// atomic word stores while it is copied out is a data race unless the copy
+/// reads the ring with atomic loads through raw pointers.
+#[test]
+fn review_10_copy_out_reads_the_ring_without_references() {
+    // SPSC: the first record's payload starts 8 bytes into the data area.
+    let (mut tx, mut rx) = spsc::channel(&Options::new().capacity(256)).unwrap();
+    tx.send(&[7; 64]).unwrap();
+    let off = tx.__data_offset() + 8;
+    let peer = std::thread::spawn(move || {
+        for k in 0..8 {
+            tx.__poke(off + 8 * k, u64::MAX);
+        }
+        tx
+    });
+    let mut buf = [0u8; 64];
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), 64);
+    assert!(buf.iter().all(|&b| b == 7 || b == 0xff));
+    drop(peer.join().unwrap());
+    // MPMC: the slot's payload follows its 16-byte header.
+    let (mut tx, mut rx) = mpmc::channel(&Options::new().slots(2).slot_size(80)).unwrap();
+    tx.send(&[7; 64]).unwrap();
+    let off = tx.__data_offset() + 16;
+    let peer = std::thread::spawn(move || {
+        for k in 0..8 {
+            tx.__poke(off + 8 * k, u64::MAX);
+        }
+        tx
+    });
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), 64);
+    assert!(buf.iter().all(|&b| b == 7 || b == 0xff));
+    drop(peer.join().unwrap());
+    // Typed `recv` copies out the same way.
+    let (mut tx, mut rx) =
+        shmq::typed::channel::<[u64; 8], shmq::typed::Spsc>(&Options::new()).unwrap();
+    tx.send([7; 8]).unwrap();
+    let off = tx.raw().__data_offset() + 8;
+    let peer = std::thread::spawn(move || {
+        for k in 0..8 {
+            tx.raw().__poke(off + 8 * k, u64::MAX);
+        }
+        tx
+    });
+    let v = rx.recv().unwrap();
+    assert!(v.iter().all(|&w| w == 7 || w == u64::MAX));
+    drop(peer.join().unwrap());
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shmq::Error;
-use shmq::spsc::{Consumer, Producer};
+use shmq::spsc::{Consumer, Producer, ReadBatch, ReadGrant, WriteBatch, WriteGrant};
 
 /// Nesting depth beyond which nested operations are ignored.
 const MAX_DEPTH: u32 = 4;
@@ -197,7 +197,72 @@ fn expect_err<T>(what: &str, r: Result<T, Error>, want: Error) {
     }
 }
 
-fn prod_op(p: &mut Producer, mut c: Option<&mut Consumer>, m: &mut Model, op: &ProdOp, depth: u32) {
+/// A producer, or a batch of it: the same sending methods.
+trait Prod {
+    fn try_send(&mut self, msg: &[u8]) -> Result<(), Error>;
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error>;
+    fn send_timeout(&mut self, msg: &[u8], t: Duration) -> Result<(), Error>;
+    fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error>;
+    /// A new batch; `None` inside one (batches do not nest).
+    fn begin(&mut self) -> Option<WriteBatch<'_>>;
+    fn publish(&mut self);
+}
+
+/// A consumer, or a batch of it.
+trait Cons {
+    fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error>;
+    fn recv(&mut self) -> Result<ReadGrant<'_>, Error>;
+    fn recv_timeout(&mut self, t: Duration) -> Result<ReadGrant<'_>, Error>;
+    fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
+    fn begin(&mut self) -> Option<ReadBatch<'_>>;
+    fn release(&mut self);
+}
+
+macro_rules! prod {
+    ($t:ty, |$s:ident| $begin:expr, |$q:ident| $publish:expr) => {
+        impl Prod for $t {
+            fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> { <$t>::try_send(self, msg) }
+            fn send(&mut self, msg: &[u8]) -> Result<(), Error> { <$t>::send(self, msg) }
+            fn send_timeout(&mut self, msg: &[u8], t: Duration) -> Result<(), Error> {
+                <$t>::send_timeout(self, msg, t)
+            }
+            fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
+                <$t>::try_reserve(self, len)
+            }
+            fn begin(&mut self) -> Option<WriteBatch<'_>> { let $s = self; $begin }
+            fn publish(&mut self) { let $q = self; $publish }
+        }
+    };
+}
+prod!(Producer, |p| Some(p.batch()), |_p| ());
+prod!(WriteBatch<'_>, |_b| None, |b| WriteBatch::publish(b));
+
+macro_rules! cons {
+    ($t:ty, |$s:ident| $begin:expr, |$q:ident| $release:expr) => {
+        impl Cons for $t {
+            fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> { <$t>::try_recv(self) }
+            fn recv(&mut self) -> Result<ReadGrant<'_>, Error> { <$t>::recv(self) }
+            fn recv_timeout(&mut self, t: Duration) -> Result<ReadGrant<'_>, Error> {
+                <$t>::recv_timeout(self, t)
+            }
+            fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+                <$t>::try_recv_into(self, buf)
+            }
+            fn begin(&mut self) -> Option<ReadBatch<'_>> { let $s = self; $begin }
+            fn release(&mut self) { let $q = self; $release }
+        }
+    };
+}
+cons!(Consumer, |c| Some(c.batch()), |_c| ());
+cons!(ReadBatch<'_>, |_b| None, |b| ReadBatch::release(b));
+
+fn prod_op<'c>(
+    p: &mut dyn Prod,
+    mut c: Option<&mut (dyn Cons + 'c)>,
+    m: &mut Model,
+    op: &ProdOp,
+    depth: u32,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -268,20 +333,26 @@ fn prod_op(p: &mut Producer, mut c: Option<&mut Consumer>, m: &mut Model, op: &P
             }
         }
         ProdOp::Batch { ops, publish_at } => {
-            let mut b = p.batch();
-            m.p_batching = true;
-            for (i, op) in ops.iter().enumerate() {
-                if *publish_at == Some(i as u8) {
-                    b.publish();
-                    m.pub_tail = m.tail;
+            let mut run = |b: &mut dyn Prod, m: &mut Model| {
+                for (i, op) in ops.iter().enumerate() {
+                    if *publish_at == Some(i as u8) {
+                        b.publish();
+                        m.pub_tail = m.tail;
+                    }
+                    prod_op(b, c.as_deref_mut(), m, op, depth + 1);
                 }
-                // A nested batch's end stops batching for the rest of this
-                // one too (as the crate does); the model follows.
-                prod_op(&mut b, c.as_deref_mut(), m, op, depth + 1);
+            };
+            // Batches do not nest: inside one, these ops continue it.
+            if m.p_batching {
+                run(p, m);
+            } else {
+                let mut b = p.begin().expect("not in a batch");
+                m.p_batching = true;
+                run(&mut b, m);
+                drop(b);
+                m.p_batching = false;
+                m.pub_tail = m.tail;
             }
-            drop(b);
-            m.p_batching = false;
-            m.pub_tail = m.tail;
         }
     }
 }
@@ -291,7 +362,13 @@ fn check_msg(got: &[u8], m: &Model) {
     assert_eq!(got, &want[..], "message bytes differ from the model");
 }
 
-fn cons_op(c: &mut Consumer, mut p: Option<&mut Producer>, m: &mut Model, op: &ConsOp, depth: u32) {
+fn cons_op<'p>(
+    c: &mut dyn Cons,
+    mut p: Option<&mut (dyn Prod + 'p)>,
+    m: &mut Model,
+    op: &ConsOp,
+    depth: u32,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -346,18 +423,25 @@ fn cons_op(c: &mut Consumer, mut p: Option<&mut Producer>, m: &mut Model, op: &C
             }
         }
         ConsOp::Batch { ops, release_at } => {
-            let mut b = c.batch();
-            m.c_batching = true;
-            for (i, op) in ops.iter().enumerate() {
-                if *release_at == Some(i as u8) {
-                    b.release();
-                    m.cons_pub = m.head;
+            let mut run = |b: &mut dyn Cons, m: &mut Model| {
+                for (i, op) in ops.iter().enumerate() {
+                    if *release_at == Some(i as u8) {
+                        b.release();
+                        m.cons_pub = m.head;
+                    }
+                    cons_op(b, p.as_deref_mut(), m, op, depth + 1);
                 }
-                cons_op(&mut b, p.as_deref_mut(), m, op, depth + 1);
+            };
+            if m.c_batching {
+                run(c, m);
+            } else {
+                let mut b = c.begin().expect("not in a batch");
+                m.c_batching = true;
+                run(&mut b, m);
+                drop(b);
+                m.c_batching = false;
+                m.cons_pub = m.head;
             }
-            drop(b);
-            m.c_batching = false;
-            m.cons_pub = m.head;
         }
     }
 }

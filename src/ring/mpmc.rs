@@ -21,6 +21,13 @@
 //! dead, finish its work: a consumer marks an unpublished slot abandoned and
 //! publishes it (consumers skip it); a producer frees a slot whose consumer
 //! died holding it.
+//!
+//! Abandonment is one CAS of the sequence from `p` to `(p + 1) |
+//! ABANDONED`: it succeeds only while the slot still waits for position
+//! `p`'s producer, so a late decision (a consumer preempted after its
+//! liveness probe, while others resolved `p` and the slot moved on to
+//! `p + n`) cannot touch a later message. Nothing else is written into a
+//! slot that has not been won.
 
 use crate::error::Error;
 use crate::region::Mem;
@@ -33,21 +40,30 @@ pub(crate) const SLOT_HEADER: usize = 16;
 pub(crate) const KIND_MSG: u32 = 0x2147_534d; // "MSG!"
 /// A grant dropped without commit: consumers drop it silently.
 pub(crate) const KIND_SKIP: u32 = 0x2150_4b53; // "SKP!"
-/// Claimed by a producer that died before committing.
+/// Not an info word value: the kind `try_take` reports for a slot whose
+/// sequence says abandoned (its info word is never read).
 pub(crate) const KIND_ABANDONED: u32 = 0x2144_4241; // "ABD!"
+
+/// Sequence flag: position `p`'s producer died before publishing, and a
+/// consumer resolved the slot as `(p + 1) | ABANDONED`. Positions stay below
+/// `CURSOR_LIMIT`, far from this bit.
+const ABANDONED: u64 = 1 << 63;
+
+/// Cursors count messages one at a time from 0 and cannot legitimately get
+/// anywhere near this (centuries at any rate); a value this high comes from
+/// a scribbling peer. Below it, `pos + 1` and `pos + n` never overflow into
+/// the `ABANDONED` bit.
+const CURSOR_LIMIT: u64 = 1 << 62;
 
 /// How many times a claim loop retries under contention before reporting
 /// "not now" to its caller (who retries within its deadline). Bounds the work
 /// a peer that keeps moving cursors can make us do.
 const MAX_TRIES: u32 = 1 << 16;
 
-/// Whether `pos`, a cursor value read from the region, is in range. Cursors
-/// count messages from 0 one at a time and cannot legitimately get anywhere
-/// near `u64::MAX` (centuries at any rate); a value this high comes from a
-/// scribbling peer. Keeping positions below `u64::MAX - 2n` lets the
-/// protocol compute `pos + 1` and `pos + n` without overflow.
-fn cursor_in_range(s: &Slots, pos: u64) -> bool {
-    pos < u64::MAX - 2 * s.n
+/// Whether `pos`, a cursor value read from the region, is in range (see
+/// [`CURSOR_LIMIT`]).
+fn cursor_in_range(pos: u64) -> bool {
+    pos < CURSOR_LIMIT
 }
 
 fn corrupted(mem: &Mem, what: &'static str) -> Error {
@@ -116,7 +132,7 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
     let mut pos = h.prod.load(Ordering::Relaxed);
     for _ in 0..MAX_TRIES {
-        if !cursor_in_range(s, pos) {
+        if !cursor_in_range(pos) {
             // Relaxed: nothing is claimed (a failed CAS may have left our
             // record of an earlier guess).
             claiming.store(0, Ordering::Relaxed);
@@ -124,7 +140,9 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
         }
         // Acquire: pairs with the consumer's Release store of `p + n` in
         // `release`: its reads of the old payload happen-before our writes.
-        let seq = s.seq(mem, pos).load(Ordering::Acquire);
+        // An abandoned last lap (`(p - n + 1) | ABANDONED`) is not released
+        // yet: without its flag it reads as "full", as it should.
+        let seq = s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED;
         let diff = seq.wrapping_sub(pos) as i64;
         if diff == 0 {
             // Relaxed: published by the AcqRel CAS below.
@@ -188,14 +206,16 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let mut pos = h.cons.load(Ordering::Relaxed);
     for _ in 0..MAX_TRIES {
-        if !cursor_in_range(s, pos) {
+        if !cursor_in_range(pos) {
             // Relaxed: nothing is claimed (as in `try_claim`).
             claiming.store(0, Ordering::Relaxed);
             return Err(corrupted(mem, "dequeue cursor out of range"));
         }
         // Acquire: pairs with the producer's Release publish in `publish`
-        // (and the Release in `abandon`).
-        let seq = s.seq(mem, pos).load(Ordering::Acquire);
+        // (and the Release CAS in `abandon`).
+        let raw = s.seq(mem, pos).load(Ordering::Acquire);
+        let abandoned = raw & ABANDONED != 0;
+        let seq = raw & !ABANDONED;
         let diff = seq.wrapping_sub(pos + 1) as i64;
         if diff == 0 {
             // Relaxed: published by the AcqRel CAS below.
@@ -205,11 +225,19 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
                 .cons
                 .compare_exchange_weak(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
             {
+                Ok(_) if abandoned => {
+                    // Its producer died before writing: nothing to read.
+                    return Ok(Taken {
+                        pos,
+                        len: 0,
+                        kind: KIND_ABANDONED,
+                    });
+                }
                 Ok(_) => {
                     // Relaxed: ordered after the Acquire sequence load above.
                     let info = s.info(mem, pos).load(Ordering::Relaxed);
                     let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
-                    let ok_kind = matches!(kind, KIND_MSG | KIND_SKIP | KIND_ABANDONED);
+                    let ok_kind = matches!(kind, KIND_MSG | KIND_SKIP);
                     if !ok_kind || len > s.max_message_len() {
                         // Free the slot so producers are not wedged, then report.
                         release(mem, s, me, pos);
@@ -284,8 +312,9 @@ pub(crate) fn producer_stall(mem: &Mem, s: &Slots) -> Option<u64> {
     let pos = h.prod.load(Ordering::Acquire);
     let deq = h.cons.load(Ordering::Acquire);
     let prev = pos.checked_sub(s.n)?;
-    // Acquire: pairs with `release`.
-    let seq = s.seq(mem, pos).load(Ordering::Acquire);
+    // Acquire: pairs with `release`. (A taken abandoned slot counts too: its
+    // consumer may die before releasing it.)
+    let seq = s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED;
     (deq > prev && seq == prev + 1).then_some(prev)
 }
 
@@ -299,18 +328,26 @@ pub(crate) fn claimers(mem: &Mem, range: std::ops::Range<usize>, pos: u64) -> Ve
         .collect()
 }
 
-/// Consumer-side recovery: publishes the unpublished slot `pos` as abandoned.
-/// Call only when every producer claiming `pos` is dead. Returns whether this
-/// call did it (another consumer may have been first).
+/// Consumer-side recovery: resolves the unpublished slot `pos` as abandoned,
+/// with one CAS of its sequence from `pos` (still waiting for `pos`'s
+/// producer) to `(pos + 1) | ABANDONED`. Call only when every producer
+/// claiming `pos` is dead. Returns whether this call did it: it does nothing
+/// once `pos` was resolved (published, or abandoned by another consumer),
+/// however late the call comes.
 pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
-    // Relaxed: published by the Release CAS below; the dead producer can no
-    // longer write.
-    s.info(mem, pos)
-        .store((KIND_ABANDONED as u64) << 32, Ordering::Relaxed);
-    // Release: pairs with the Acquire sequence load in `try_take`.
+    if !cursor_in_range(pos) {
+        return false;
+    }
+    // Release: pairs with the Acquire sequence load in `try_take`. (Nothing
+    // else is written: the info word of an abandoned slot is never read.)
     let done = s
         .seq(mem, pos)
-        .compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed)
+        .compare_exchange(
+            pos,
+            (pos + 1) | ABANDONED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
         .is_ok();
     for &i in dead {
         // Relaxed: clears a stale hint; the claim is resolved now.
@@ -325,13 +362,17 @@ pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
 }
 
 /// Producer-side recovery: frees the slot at `prev` that a dead consumer took
-/// and never released. Returns whether this call did it.
+/// and never released (a message, or an abandoned slot). Returns whether
+/// this call did it: a CAS from the taken sequence, so it does nothing once
+/// the slot was released.
 pub(crate) fn reclaim(mem: &Mem, s: &Slots, prev: u64, dead: &[usize]) -> bool {
-    // Release: pairs with the Acquire sequence load in `try_claim`.
-    let done = s
-        .seq(mem, prev)
-        .compare_exchange(prev + 1, prev + s.n, Ordering::Release, Ordering::Relaxed)
-        .is_ok();
+    let seq = s.seq(mem, prev);
+    let release = |from: u64| {
+        // Release: pairs with the Acquire sequence load in `try_claim`.
+        seq.compare_exchange(from, prev + s.n, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    };
+    let done = release(prev + 1) || release((prev + 1) | ABANDONED);
     for &i in dead {
         // Relaxed: clears a stale hint.
         let _ = mem.endpoint(i).claiming.compare_exchange(
@@ -357,7 +398,7 @@ pub(crate) fn claim_unresolved(mem: &Mem, s: &Slots, claim: u64, producer: bool)
     if producer {
         h.prod.load(Ordering::Acquire) > pos && seq == pos
     } else {
-        h.cons.load(Ordering::Acquire) > pos && seq == pos + 1
+        h.cons.load(Ordering::Acquire) > pos && seq & !ABANDONED == pos + 1
     }
 }
 

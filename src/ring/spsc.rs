@@ -31,11 +31,18 @@ pub(crate) const fn record_size(len: u64) -> u64 {
 }
 
 /// Largest payload a ring of `capacity` bytes accepts: half the ring minus a
-/// record header. Half, because a record must be contiguous: wherever the
-/// write position is, a record of at most half the ring fits either before the
-/// end or, after a padding record, at the start once the consumer has caught up.
+/// record header, and no more than the header's 32-bit length field can say
+/// (`u32::MAX`, for rings above 8 GiB). Half, because a record must be
+/// contiguous: wherever the write position is, a record of at most half the
+/// ring fits either before the end or, after a padding record, at the start
+/// once the consumer has caught up.
 pub(crate) const fn max_message_len(capacity: u64) -> usize {
-    (capacity / 2) as usize - RECORD_HEADER
+    let half = capacity / 2 - RECORD_HEADER as u64;
+    if half > u32::MAX as u64 {
+        u32::MAX as usize
+    } else {
+        half as usize
+    }
 }
 
 fn corrupted(mem: &Mem, what: &'static str) -> Error {
@@ -137,10 +144,12 @@ impl ProducerRing {
         let contiguous = self.cap - pos;
         let pad = if need <= contiguous { 0 } else { contiguous };
         let total = pad + need;
-        // `need <= cap / 2`, so `total + slack` stays below `cap` for any
-        // `slack <= cap / 4`: the wait always ends once the consumer drains.
-        let slack = slack.min(self.cap / 4);
-        if self.tail - self.head_cache + total + slack > self.cap {
+        // The room to wait for: the record (with its padding) and the
+        // slack, but never more than the whole ring, so that the wait ends
+        // once the consumer drains. (`pad < need <= cap / 2`, so the record
+        // alone always fits an empty ring.)
+        let want = (total + slack).min(self.cap);
+        if self.tail - self.head_cache + want > self.cap {
             // Possibly full: refresh the cached head, then check again.
             // Acquire: pairs with the consumer's Release store of `head` in
             // `ConsumerRing::publish`; its reads of the bytes it released
@@ -150,7 +159,7 @@ impl ProducerRing {
                 return Err(corrupted(mem, "consumer cursor out of range"));
             }
             self.head_cache = head;
-            if self.tail - head + total + slack > self.cap {
+            if self.tail - head + want > self.cap {
                 return Err(Error::Full);
             }
         }

@@ -125,3 +125,37 @@ pub fn leftovers() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Whether this process maps segment `name` through a file that is no
+/// longer linked under that name: an endpoint attached to an orphan, which
+/// no later opener can find. (`/proc/self/maps` marks such mappings
+/// "(deleted)".)
+pub fn orphaned(name: &str) -> bool {
+    let path = format!("/dev/shm/shmq.{name}");
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .any(|l| {
+            l.contains(&path) && l.ends_with("(deleted)") && {
+                // Exactly this name, not a longer one with it as a prefix.
+                l.split_whitespace().nth(5) == Some(path.as_str())
+            }
+        })
+}
+
+/// Forwards the child's stdout lines over a channel, so a test can wait
+/// for one with a timeout.
+pub fn line_channel(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
