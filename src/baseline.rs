@@ -97,6 +97,9 @@ pub fn to_io(e: Error) -> io::Error {
         Error::TooLarge { .. } | Error::BufferTooSmall { .. } => io::ErrorKind::InvalidInput,
         Error::Corrupted(_) => io::ErrorKind::InvalidData,
         Error::Full | Error::Empty => io::ErrorKind::WouldBlock,
+        Error::Interrupted => io::ErrorKind::Interrupted,
+        // `Error` is non_exhaustive: new kinds map to Other.
+        _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, e)
 }

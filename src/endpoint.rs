@@ -10,7 +10,7 @@ use crate::error::OpenError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::layout::{
     EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LAYOUT_HASH, LOCK_INIT, MAGIC,
-    PRODUCERS_EVER, STATE_READY, VERSION,
+    STATE_READY, VERSION,
 };
 use crate::notify::{self, Backend, Stats, WaitCfg};
 use crate::options::Options;
@@ -136,36 +136,53 @@ pub(crate) fn create_heap(spec: &Spec, opts: &Options) -> Result<Mem, OpenError>
     Ok(mem)
 }
 
-/// Creates the named segment exclusively: it is built and initialised under
-/// a private name (holding the init lock from the start) and only then
-/// published under `name` with an atomic no-replace rename, so an opener
-/// never sees it half made. The init lock stays held until the creator's
-/// endpoint is attached ([`Attachment::attach`] releases it), so no one
-/// takes the fresh segment for a stale one in between.
-#[cfg(not(loom))]
+/// Creates the named segment exclusively: it is built and initialised as an
+/// unnamed file (holding the init lock from the start) and only then given
+/// its name, atomically and only if the name is free, so an opener never
+/// sees it half made. The init lock stays held until the creator's endpoint
+/// is attached ([`Attachment::attach`] releases it), so no one takes the
+/// fresh segment for a stale one in between.
+///
+/// With `reclaim` (the `reclaim_stale` option of `create`), a stale segment
+/// in the way is removed first.
 pub(crate) fn create_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
+    create_named(name, spec, opts, opts.reclaim_stale)
+}
+
+fn create_named(name: &str, spec: &Spec, opts: &Options, reclaim: bool) -> Result<Mem, OpenError> {
     use crate::shm::Segment;
     let geo = geometry(spec, opts)?;
-    let size = geo
-        .total_size()
-        .ok_or_else(|| OpenError::InvalidOptions("segment size overflows".into()))?;
-    let seg = Segment::create_private(name, size, opts.mode)?;
+    let seg = Segment::create_private(name, &geo, opts.mode)?;
     let mut mem = Mem::shm(seg, geo);
     init_header(&mem, spec, creation_backend(opts), opts.mode);
     let seg = mem.segment_mut().expect("a segment");
     match seg.publish(name) {
-        Err(OpenError::AlreadyExists { .. }) if opts.reclaim_stale => {
-            if let crate::inspect::GcOutcome::Removed = crate::inspect::gc_one(name) {
-                seg.publish(name)?;
-            } else {
-                return Err(OpenError::AlreadyExists {
-                    name: name.to_owned(),
-                });
+        Err(e @ OpenError::AlreadyExists { .. }) if reclaim => {
+            if !remove_if_stale(name) {
+                return Err(e);
             }
+            seg.publish(name)?;
         }
         r => r?,
     }
     Ok(mem)
+}
+
+/// Removes `name` if no live process uses it (see [`gc_one`]).
+///
+/// [`gc_one`]: crate::inspect::gc_one
+#[cfg(not(loom))]
+fn remove_if_stale(name: &str) -> bool {
+    matches!(
+        crate::inspect::gc_one(name),
+        crate::inspect::GcOutcome::Removed
+    )
+}
+
+/// The loom models do not reclaim (`inspect` reads files directly).
+#[cfg(loom)]
+fn remove_if_stale(_name: &str) -> bool {
+    false
 }
 
 /// Reads and validates the geometry of a READY header against `file_len`.
@@ -253,12 +270,11 @@ pub(crate) fn read_geometry(
 /// segment holds the gate exclusive while it decides and unlinks, so an
 /// opener either attaches before the decision (and is counted in it) or
 /// finds the file unlinked and looks again.
-#[cfg(not(loom))]
 pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
     use crate::layout::{Header, LOCK_GATE};
     use crate::shm::{Lock, Segment};
     let start = Instant::now();
-    let deadline = start + opts.open_timeout;
+    let deadline = crate::notify::deadline(start, opts.open_timeout);
     let timeout = || OpenError::Timeout {
         name: name.to_owned(),
         waited_ms: start.elapsed().as_millis(),
@@ -291,14 +307,12 @@ pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, O
                 return Err(timeout());
             }
             drop(seg);
-            std::thread::sleep(Duration::from_millis(1));
+            crate::sync::pause(Duration::from_millis(1));
             continue;
         }
         break seg;
     };
-    // SAFETY: the file has at least a header's bytes (it was mapped) and
-    // the mapping is page-aligned; every header field is an atomic.
-    let header = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
+    let header = seg.header();
     loop {
         // Acquire: pairs with the creator's Release store of READY in
         // `init_header`.
@@ -317,7 +331,7 @@ pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, O
         if Instant::now() >= deadline {
             return Err(timeout());
         }
-        std::thread::sleep(Duration::from_millis(1));
+        crate::sync::pause(Duration::from_millis(1));
     }
     let (geo, backend, ty) = read_geometry(name, &header.meta, seg.len() as u64)?;
     check_spec(name, spec, opts, geo, backend, ty)?;
@@ -410,11 +424,12 @@ pub(crate) fn open_image(image: &[u8], spec: &Spec) -> Result<Mem, OpenError> {
 }
 
 /// Opens the segment, or creates it if there is none (race-free: a creator
-/// publishes a finished segment with a no-replace rename, so of two racing
+/// publishes a finished segment only under a free name, so of two racing
 /// creators one wins and the other opens the winner's). With
 /// `reclaim_stale`, a segment that cannot be opened because its creator died
-/// (never ready, or too short) and that no live process uses is replaced.
-#[cfg(not(loom))]
+/// (never ready, or too short) and that no live process uses is replaced;
+/// one that can be opened is never replaced, even if stale: it may hold
+/// messages for this very endpoint.
 pub(crate) fn open_or_create_shm(
     name: &str,
     spec: &Spec,
@@ -427,16 +442,13 @@ pub(crate) fn open_or_create_shm(
             Err(e @ (OpenError::Timeout { .. } | OpenError::NotShmq { .. }))
                 if opts.reclaim_stale =>
             {
-                if !matches!(
-                    crate::inspect::gc_one(name),
-                    crate::inspect::GcOutcome::Removed
-                ) {
+                if !remove_if_stale(name) {
                     return Err(e);
                 }
             }
             r => return r,
         }
-        match create_shm(name, spec, opts) {
+        match create_named(name, spec, opts, false) {
             // Created by someone else since we looked: open theirs.
             Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
             r => return r,
@@ -445,28 +457,6 @@ pub(crate) fn open_or_create_shm(
     Err(last.unwrap_or(OpenError::NotFound {
         name: name.to_owned(),
     }))
-}
-
-#[cfg(loom)]
-fn no_segments_under_loom() -> OpenError {
-    OpenError::InvalidOptions(
-        "named segments are not modelled under loom; use heap channels".into(),
-    )
-}
-
-#[cfg(loom)]
-pub(crate) fn create_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
-    Err(no_segments_under_loom())
-}
-
-#[cfg(loom)]
-pub(crate) fn open_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
-    Err(no_segments_under_loom())
-}
-
-#[cfg(loom)]
-pub(crate) fn open_or_create_shm(_: &str, _: &Spec, _: &Options) -> Result<Mem, OpenError> {
-    Err(no_segments_under_loom())
 }
 
 /// How a constructor finds its segment.
@@ -499,6 +489,40 @@ pub(crate) fn role_range(geo: &Geometry, role: Role) -> Range<usize> {
     }
 }
 
+/// Before a dead MPMC endpoint's slot `i` (whose lock we now hold) is
+/// reused, its claim record must be resolved, or the record that lets
+/// survivors recover its position would be lost. Resolves it here if that
+/// is safe: every endpoint recording a claim of that position is dead
+/// (`abandon` for a producer's unpublished slot, `reclaim` for a consumer's
+/// unreleased one, the same CASes survivors use). Returns whether the slot
+/// may be reused.
+fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool {
+    use crate::ring::mpmc as ring;
+    let s = ring::Slots::of(mem);
+    // Relaxed: ordered after the Acquire state load of the caller.
+    let claim = mem.endpoint(i).claiming.load(Ordering::Relaxed);
+    let producer = role == Role::Producer;
+    if !ring::claim_unresolved(mem, &s, claim, producer) {
+        return true;
+    }
+    let pos = claim - 1;
+    let who = ring::claimers(mem, role_range(mem.geometry(), role), pos);
+    // Our own slot reads as dead: its lock is ours, and ours do not count.
+    if who.iter().any(|&j| mem.endpoint_alive(j)) {
+        return false;
+    }
+    let (done, word) = if producer {
+        (ring::abandon(mem, &s, pos, &who), &mem.header().not_empty)
+    } else {
+        (ring::reclaim(mem, &s, pos, &who), &mem.header().not_full)
+    };
+    if done {
+        // Whoever waits on that position can go on now.
+        notify::wake(word, backend, &mut Stats::default());
+    }
+    !ring::claim_unresolved(mem, &s, claim, producer)
+}
+
 /// An attached endpoint: the region, our endpoint slot (whose liveness lock we
 /// hold), and what to do on drop.
 pub(crate) struct Attachment {
@@ -510,6 +534,11 @@ pub(crate) struct Attachment {
     keep: bool,
     pub wait: WaitCfg,
     pub stats: Stats,
+    /// Shared with this endpoint's interrupters.
+    pub interrupt: std::sync::Arc<crate::interrupt::Shared>,
+    /// The fork generation this endpoint was attached in.
+    #[cfg(not(loom))]
+    fork_gen: u64,
     /// Set by the crash-simulation hooks: drop as if the process had died.
     pub crashed: bool,
 }
@@ -551,15 +580,9 @@ impl Attachment {
                 if !mem.lock_endpoint(i) {
                     continue;
                 }
-                if geo.kind == Kind::Mpmc {
-                    let s = crate::ring::mpmc::Slots::of(&mem);
-                    // Relaxed: ordered after the Acquire state load above.
-                    let claim = ep.claiming.load(Ordering::Relaxed);
-                    if crate::ring::mpmc::claim_unresolved(&mem, &s, claim, role == Role::Producer)
-                    {
-                        mem.unlock_endpoint(i);
-                        continue;
-                    }
+                if geo.kind == Kind::Mpmc && !resolve_dead_claim(&mem, i, role, backend) {
+                    mem.unlock_endpoint(i);
+                    continue;
                 }
                 let new = (old & !EP_MASK).wrapping_add(4) | EP_ATTACHED;
                 // AcqRel: on the heap this CAS is the mutual exclusion (no
@@ -577,18 +600,6 @@ impl Attachment {
                 ep.pid.store(std::process::id(), Ordering::Relaxed);
                 // Relaxed: the claim is resolved (checked above).
                 ep.claiming.store(0, Ordering::Relaxed);
-                if role == Role::Producer && !dead_owner {
-                    // (Taking a dead producer's slot over keeps its count:
-                    // it was never reaped.) One RMW counts us and sets
-                    // "ever attached", so no consumer can see the second
-                    // without the first. Release: pairs with the
-                    // consumers' Acquire load in the disconnect check.
-                    let _ = mem.header().meta.producers.fetch_update(
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                        |p| Some((p + 1) | PRODUCERS_EVER),
-                    );
-                }
                 if let Some(seg) = mem.segment() {
                     // Attached: a remover now counts us through our slot
                     // lock. Let go of the gate (openers) and the init lock
@@ -596,7 +607,12 @@ impl Attachment {
                     seg.unlock(crate::layout::LOCK_GATE);
                     seg.unlock(LOCK_INIT);
                 }
+                let interrupt =
+                    crate::interrupt::Shared::new(mem.backing(), role == Role::Consumer, backend);
                 return Ok(Attachment {
+                    interrupt,
+                    #[cfg(not(loom))]
+                    fork_gen: crate::fork::generation(),
                     mem,
                     slot: i,
                     role,
@@ -623,6 +639,27 @@ impl Attachment {
 }
 
 impl Attachment {
+    /// Whether this endpoint was inherited through `fork()` (it belongs to
+    /// the parent; see `fork.rs`).
+    #[inline]
+    pub(crate) fn forked(&self) -> bool {
+        #[cfg(not(loom))]
+        return self.fork_gen != crate::fork::generation();
+        #[cfg(loom)]
+        return false;
+    }
+
+    /// Whether drops must leave the ring alone: the endpoint's process
+    /// "died" (a test hook), or this is a forked child's copy.
+    pub(crate) fn inert(&self) -> bool {
+        self.crashed || self.forked()
+    }
+
+    /// An interrupter for this endpoint's blocking calls.
+    pub(crate) fn interrupter(&self) -> crate::Interrupter {
+        crate::Interrupter::new(self.interrupt.clone())
+    }
+
     /// Leaves the endpoint slot as a dying process would: attached, with its
     /// claim record, but no longer alive. Segments: drop the lock (closing
     /// the descriptor would do the same). Heap: mark the slot crashed.
@@ -643,7 +680,7 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        if self.crashed {
+        if self.inert() {
             return;
         }
         let ep = self.mem.endpoint(self.slot);
@@ -651,18 +688,9 @@ impl Drop for Attachment {
         // Release: pairs with the peer's Acquire state load in its disconnect
         // check: everything we published before is visible once it sees
         // DETACHED.
-        let was_ours = ep
-            .state
-            .compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed)
-            .is_ok();
-        if was_ours && self.role == Role::Producer {
-            // Release: pairs with the consumers' Acquire load of the count.
-            self.mem
-                .header()
-                .meta
-                .producers
-                .fetch_sub(1, Ordering::Release);
-        }
+        let _ =
+            ep.state
+                .compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed);
         // Whoever sleeps must notice the detach now, not at its next check.
         let mut st = Stats::default();
         notify::wake(&self.mem.header().not_empty, self.wait.backend, &mut st);

@@ -202,8 +202,64 @@ pub enum Error {
     /// everything it committed has been received).
     #[error("the peer process died")]
     PeerDied,
+    /// A blocking call was ended by
+    /// [`Interrupter::interrupt`](crate::Interrupter::interrupt); nothing
+    /// was sent or received.
+    #[error("interrupted")]
+    Interrupted,
+    /// This endpoint was inherited through `fork()`: it belongs to the
+    /// parent process. A forked child must open its own endpoints.
+    #[error(
+        "this endpoint belongs to the process that opened it, not to this forked child; open a new one here"
+    )]
+    Forked,
     /// A value in the segment broke the protocol. The channel is poisoned:
     /// every later call returns this error.
     #[error("the shared segment is corrupted: {0}")]
-    Corrupted(&'static str),
+    Corrupted(Corruption),
+}
+
+/// What a peer-written value in a segment got wrong: which value, where it
+/// is, and what it held. Carried by [`Error::Corrupted`].
+///
+/// ```
+/// let c = shmq::Corruption::new("bad record tag", Some(0x300), 0xdead_beef);
+/// assert_eq!(
+///     c.to_string(),
+///     "bad record tag (value 0xdeadbeef at byte 0x300 of the segment)"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// What is wrong, e.g. "bad record tag".
+    pub what: &'static str,
+    /// Byte offset of the value in the segment (header, endpoint table or
+    /// data area), when it is one word of it.
+    pub offset: Option<u64>,
+    /// The value read.
+    pub value: u64,
+}
+
+impl Corruption {
+    /// A description of a bad value.
+    pub const fn new(what: &'static str, offset: Option<u64>, value: u64) -> Corruption {
+        Corruption {
+            what,
+            offset,
+            value,
+        }
+    }
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(off) => write!(
+                f,
+                "{} (value {:#x} at byte {off:#x} of the segment)",
+                self.what, self.value
+            ),
+            None => write!(f, "{} (value {:#x})", self.what, self.value),
+        }
+    }
 }

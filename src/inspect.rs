@@ -228,16 +228,12 @@ pub enum GcOutcome {
 }
 
 /// Removes every shmq segment that no live process uses. Never removes one
-/// with a live endpoint, nor one being created or opened. Also removes
-/// what creators that died left under their private creation names (not
-/// listed in the result). Returns what it did with each segment.
+/// with a live endpoint, nor one being created or opened. Returns what it
+/// did with each segment.
 ///
 /// # Errors
 /// If `/dev/shm` cannot be listed.
 pub fn gc() -> std::io::Result<Vec<(String, GcOutcome)>> {
-    for private in crate::shm::dead_private_names() {
-        crate::shm::remove_private(&private);
-    }
     let mut out = Vec::new();
     for name in crate::shm::list()? {
         if crate::shm::validate_name(&name).is_err() {

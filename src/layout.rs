@@ -110,11 +110,6 @@ pub(crate) struct Meta {
     pub type_size: AtomicU32,
     pub type_align: AtomicU32,
     pub type_fingerprint: AtomicU64,
-    /// MPMC disconnect rule, in one word so that a consumer reads both
-    /// halves at once: the low 32 bits count the producers attached now
-    /// (a clean detach, or reaping a dead one, decrements), bit 32
-    /// ([`PRODUCERS_EVER`]) says that a producer ever attached.
-    pub producers: AtomicU64,
     /// Producers found dead and reaped, ever (lets a consumer tell a
     /// producer's death from a clean detach).
     pub producers_died: AtomicU32,
@@ -129,9 +124,12 @@ pub(crate) struct Meta {
 pub(crate) struct WakeWord {
     pub state: AtomicU64,
     pub sem: RawCell<libc::sem_t>,
-    /// Loom's stand-in for the semaphore's count (see `notify::sys`).
+    /// Loom's stand-in for the kernel side: the semaphore's token count
+    /// and a condition variable that sleepers block on (see `notify::sys`).
     #[cfg(loom)]
-    pub sem_tokens: AtomicU32,
+    pub kernel: loom::sync::Mutex<u32>,
+    #[cfg(loom)]
+    pub kernel_cv: loom::sync::Condvar,
 }
 
 /// The segment header. Each part sits on its own 128-byte line so that the
@@ -162,13 +160,13 @@ pub(crate) struct EndpointSlot {
     pub claiming: AtomicU64,
 }
 
-/// `Meta::producers`: the count of producers attached now.
-pub(crate) const PRODUCERS_LIVE: u64 = 0xffff_ffff;
-/// `Meta::producers`: set by the first producer that attaches.
-pub(crate) const PRODUCERS_EVER: u64 = 1 << 32;
-
 /// Line size used for padding the table and aligning the data area.
 pub(crate) const LINE: usize = 128;
+
+/// Byte offsets of `Header::prod` and `Header::cons` (for error reports;
+/// asserted below).
+pub(crate) const PROD_AT: Option<u64> = Some(LINE as u64);
+pub(crate) const CONS_AT: Option<u64> = Some(2 * LINE as u64);
 
 #[cfg(not(loom))]
 mod asserts {
@@ -221,7 +219,7 @@ const WAKE_PROTOCOL: u64 = 2;
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 18] = [
+    let parts: [u64; 17] = [
         VERSION as u64,
         WAKE_PROTOCOL,
         size_of::<Header>() as u64,
@@ -233,7 +231,6 @@ pub(crate) const LAYOUT_HASH: u64 = {
         offset_of!(Meta, max_consumers) as u64,
         offset_of!(Meta, total_size) as u64,
         offset_of!(Meta, type_fingerprint) as u64,
-        offset_of!(Meta, producers) as u64,
         offset_of!(Meta, producers_died) as u64,
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,

@@ -45,11 +45,14 @@
 pub mod baseline;
 mod endpoint;
 mod error;
+#[cfg(not(loom))]
+mod fork;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(not(loom))]
 mod inspect;
+mod interrupt;
 mod layout;
 pub mod mpmc;
 mod notify;
@@ -61,10 +64,18 @@ pub mod spsc;
 mod sync;
 pub mod typed;
 
-pub use error::{Error, OpenError};
+pub use error::{Corruption, Error, OpenError};
 #[cfg(not(loom))]
 pub use inspect::{EndpointInfo, EndpointState, GcOutcome, SegmentInfo, gc, gc_one, inspect};
+pub use interrupt::Interrupter;
 pub use layout::Kind;
 pub use notify::{Stats, WaitStrategy};
 pub use options::{DEFAULT_SPIN, Options};
 pub use shm::{MAX_NAME_LEN, PREFIX, list, remove, validate_name};
+
+/// Loom test hook: the names in the model of `/dev/shm`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn __model_shm_names() -> Vec<String> {
+    shm::model_names()
+}

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, Attachment, Role, Spec, TypeInfo, role_range};
 use crate::error::{Error, OpenError};
-use crate::layout::{EP_DETACHED, EP_MASK, Kind, PRODUCERS_EVER, PRODUCERS_LIVE, WakeWord};
-use crate::notify::{self, Stats, WaitCfg, Waitable};
+use crate::layout::{EP_DETACHED, EP_FREE, EP_MASK, Kind, WakeWord};
+use crate::notify::{self, Stats, Wait, WaitCfg, Waitable};
 use crate::options::Options;
 use crate::region::Mem;
 use crate::ring::mpmc::{self as ring, KIND_ABANDONED, KIND_MSG, KIND_SKIP, Slots, Stall, Taken};
@@ -62,6 +62,17 @@ pub(crate) fn channel_typed(
     Ok((p, c))
 }
 
+/// Test hook: a heap ring with a consumer and no producer yet (attach one
+/// with [`Consumer::__attach_producer`]).
+#[doc(hidden)]
+pub fn __heap_consumer(opts: &Options) -> Result<Consumer, OpenError> {
+    let spec = Spec {
+        kind: Kind::Mpmc,
+        ty: TypeInfo::default(),
+    };
+    Consumer::from_mem(endpoint::create_heap(&spec, opts)?, opts, "<heap>")
+}
+
 /// Common state of both MPMC endpoint kinds.
 struct Inner {
     at: Attachment,
@@ -72,6 +83,10 @@ struct Inner {
     ty: TypeInfo,
     /// Position we have seen stuck, and since when.
     stall: Option<(u64, Instant)>,
+    /// Consumers: empty looks since the last time check, and the last
+    /// liveness probe of the producers.
+    empties: u32,
+    last_probe: Instant,
 }
 
 impl Inner {
@@ -92,6 +107,8 @@ impl Inner {
             opts: opts.clone(),
             ty,
             stall: None,
+            empties: 0,
+            last_probe: Instant::now(),
         })
     }
 
@@ -103,7 +120,14 @@ impl Inner {
             kind: Kind::Mpmc,
             ty: self.ty,
         };
-        endpoint::open_shm(self.name.as_deref().unwrap_or(""), &spec, &self.opts)
+        let name = self.name.as_deref().unwrap_or("");
+        let mem = endpoint::open_shm(name, &spec, &self.opts)?;
+        match (mem.segment(), self.at.mem.segment()) {
+            (Some(new), Some(old)) if !new.same_file(old) => Err(OpenError::NotFound {
+                name: name.to_owned(),
+            }),
+            _ => Ok(mem),
+        }
     }
 
     fn note(&mut self, e: Error) -> Error {
@@ -134,7 +158,9 @@ impl Inner {
         all_dead.then_some(who)
     }
 
-    /// Marks dead producers detached so `Meta::producers` counts the living.
+    /// Marks producers found dead (with a liveness probe, a syscall per
+    /// attached producer on segments) detached, so that the slot states
+    /// alone say who is left.
     fn reap_producers(&self) {
         let mem = &self.at.mem;
         for i in role_range(mem.geometry(), Role::Producer) {
@@ -150,8 +176,6 @@ impl Inner {
                     .compare_exchange(st, detached, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    // Release: pairs with the consumers' Acquire count load.
-                    mem.header().meta.producers.fetch_sub(1, Ordering::Release);
                     // Relaxed: a statistic; read after Disconnected, which
                     // needed this reaping first.
                     mem.header()
@@ -163,14 +187,43 @@ impl Inner {
         }
     }
 
-    /// All producers gone (and at least one ever attached)?
+    /// All producers gone (and at least one ever attached)? Read from the
+    /// producer slots' states (no syscall): every slot never used or
+    /// detached (cleanly, or reaped after death), and one at least used.
+    ///
+    /// (An earlier design kept a counter beside the states; a producer
+    /// killed between its state change and the counter's update left the
+    /// two disagreeing for good. The states are the one truth.)
     fn producers_gone(&self) -> bool {
-        // Acquire: pairs with the Release RMWs of attach, detach and
-        // reaping: all publishes before a detach are visible to our re-check
-        // of the queue. Both halves come from one load, so "one ever
-        // attached" cannot be seen without its count.
-        let p = self.at.mem.header().meta.producers.load(Ordering::Acquire);
-        p & PRODUCERS_LIVE == 0 && p & PRODUCERS_EVER != 0
+        let mem = &self.at.mem;
+        let mut ever = false;
+        for i in role_range(mem.geometry(), Role::Producer) {
+            // Acquire: pairs with the Release state stores of detach (after
+            // the producer's last publish) and of reaping, so a re-check of
+            // the queue after seeing every slot detached sees all publishes.
+            match mem.endpoint(i).state.load(Ordering::Acquire) & EP_MASK {
+                EP_FREE => {}
+                EP_DETACHED => ever = true,
+                // Attached (alive or not reaped yet), or crashed (heap).
+                _ => return false,
+            }
+        }
+        ever
+    }
+
+    /// On an empty queue, probes the producers' liveness at most once per
+    /// liveness interval, so a consumer that only polls `try_recv` also
+    /// learns that they died.
+    fn maybe_reap(&mut self) {
+        self.empties = self.empties.wrapping_add(1);
+        if self.empties % 64 != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last_probe) >= self.at.wait.check_every {
+            self.last_probe = now;
+            self.reap_producers();
+        }
     }
 }
 
@@ -228,11 +281,32 @@ macro_rules! mpmc_common {
                 self.i.at.stats
             }
 
+            /// A handle that makes this endpoint's blocking calls return
+            /// [`Error::Interrupted`], from another thread or a signal
+            /// handler (see [`Interrupter`](crate::Interrupter)).
+            ///
+            /// ```
+            /// let (_tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new())?;
+            /// rx.interrupter().interrupt();
+            /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn interrupter(&self) -> crate::Interrupter {
+                self.i.at.interrupter()
+            }
+
             /// Test hook: a peer scribbles `v` at byte `off` of the region.
             #[doc(hidden)]
             #[cfg(not(loom))]
             pub fn __poke(&self, off: usize, v: u64) {
                 self.i.at.mem.poke(off, v);
+            }
+
+            /// Test hook: byte offset of endpoint slot `i` (producers
+            /// first, then consumers) in the region.
+            #[doc(hidden)]
+            pub fn __endpoint_offset(&self, i: usize) -> usize {
+                self.i.at.mem.geometry().table_offset() + i * 16
             }
 
             /// Test hook: byte offset of the data area in the region.
@@ -311,6 +385,9 @@ impl Producer {
         if let Some(e) = i.poisoned {
             return Err(e);
         }
+        if i.at.forked() {
+            return Err(Error::Forked);
+        }
         match ring::try_claim(&i.at.mem, &i.slots, i.at.slot) {
             Ok(pos) => {
                 i.stall = None;
@@ -340,6 +417,20 @@ impl Producer {
         }
     }
 
+    /// Test hook: overwrites this producer's claim record, as a producer
+    /// that lost a claim race and died before clearing it leaves it.
+    #[doc(hidden)]
+    pub fn __set_claim_record(&self, pos: u64) {
+        // Relaxed: a simulated stale record; published, like the real ones,
+        // by the cursor CASes of later claims.
+        self.i
+            .at
+            .mem
+            .endpoint(self.i.at.slot)
+            .claiming
+            .store(pos + 1, Ordering::Relaxed);
+    }
+
     fn grant(&mut self, pos: u64) -> WriteGrant<'_> {
         WriteGrant {
             p: self,
@@ -363,7 +454,7 @@ impl Producer {
     /// # Errors
     /// `Disconnected` (every consumer detached or died), `Corrupted`.
     pub fn reserve(&mut self) -> Result<WriteGrant<'_>, Error> {
-        let pos = notify::block_on(&mut ClaimOp { p: self }, None)?;
+        let pos = notify::wait_for(&mut ClaimOp { p: self }, Wait::Forever)?;
         Ok(self.grant(pos))
     }
 
@@ -372,7 +463,7 @@ impl Producer {
     /// # Errors
     /// As [`reserve`](Self::reserve), plus `Timeout`.
     pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGrant<'_>, Error> {
-        let pos = notify::block_on(&mut ClaimOp { p: self }, Some(Instant::now() + timeout))?;
+        let pos = notify::wait_for(&mut ClaimOp { p: self }, Wait::at_most(timeout))?;
         Ok(self.grant(pos))
     }
 
@@ -450,6 +541,9 @@ impl Waitable for ClaimOp<'_> {
         }
         r
     }
+    fn interrupted(&mut self) -> bool {
+        self.p.i.at.interrupt.take()
+    }
     fn peer_gone(&mut self) -> Option<Error> {
         let mem = &self.p.i.at.mem;
         let mut any_ever = false;
@@ -495,6 +589,10 @@ impl WriteGrant<'_> {
             self.p.max_message_len()
         );
         self.committed = true;
+        if self.p.i.at.inert() {
+            // A grant inherited through fork(): the parent's to commit.
+            return;
+        }
         self.p.publish(self.pos, n, KIND_MSG);
     }
 
@@ -542,7 +640,7 @@ impl WriteGrant<'_> {
 
 impl Drop for WriteGrant<'_> {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.p.i.at.inert() {
             self.p.publish(self.pos, 0, KIND_SKIP);
         }
     }
@@ -556,6 +654,9 @@ impl Consumer {
         }
         if let Some(e) = self.i.poisoned {
             return Err(e);
+        }
+        if self.i.at.forked() {
+            return Err(Error::Forked);
         }
         // Skip records are consumed here; at most one lap of them per call.
         for _ in 0..=self.i.slots.n {
@@ -578,12 +679,21 @@ impl Consumer {
                     );
                 }
                 Err(Error::Empty) => {
+                    i.maybe_reap();
                     let gone = i.producers_gone();
                     if let Stall::InFlight(pos) = ring::consumer_stall(&i.at.mem, &i.slots) {
                         // With every producer gone there is nobody to wait for.
                         if i.stalled_long(pos, gone) {
                             if let Some(dead) = i.claimers_dead(Role::Producer, pos) {
-                                ring::abandon(&i.at.mem, &i.slots, pos, &dead);
+                                if ring::abandon(&i.at.mem, &i.slots, pos, &dead) {
+                                    // Other consumers may sleep with
+                                    // messages waiting behind this slot.
+                                    notify::wake(
+                                        &i.at.mem.header().not_empty,
+                                        i.at.wait.backend,
+                                        &mut i.at.stats,
+                                    );
+                                }
                                 i.stall = None;
                                 continue;
                             }
@@ -616,6 +726,14 @@ impl Consumer {
     #[doc(hidden)]
     pub fn __abandon(&mut self, pos: u64) -> bool {
         ring::abandon(&self.i.at.mem, &self.i.slots, pos, &[])
+    }
+
+    /// Test hook: attaches a producer to this consumer's ring.
+    #[doc(hidden)]
+    pub fn __attach_producer(&self) -> Result<Producer, OpenError> {
+        let mem = self.i.clone_mem()?;
+        let name = self.i.name.clone().unwrap_or_else(|| "<heap>".into());
+        Producer::from_mem_typed(mem, &self.i.opts, &name, self.i.ty)
     }
 
     /// How many producers of this ring were found dead (killed without
@@ -652,7 +770,7 @@ impl Consumer {
     /// # Errors
     /// `Disconnected`, `Corrupted`.
     pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        let t = notify::block_on(&mut TakeOp { c: self }, None)?;
+        let t = notify::wait_for(&mut TakeOp { c: self }, Wait::Forever)?;
         Ok(self.grant(t))
     }
 
@@ -661,7 +779,7 @@ impl Consumer {
     /// # Errors
     /// As [`recv`](Self::recv), plus `Timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
-        let t = notify::block_on(&mut TakeOp { c: self }, Some(Instant::now() + timeout))?;
+        let t = notify::wait_for(&mut TakeOp { c: self }, Wait::at_most(timeout))?;
         Ok(self.grant(t))
     }
 
@@ -713,6 +831,9 @@ impl Waitable for TakeOp<'_> {
     type Output = Taken;
     fn attempt(&mut self) -> Result<Taken, Error> {
         self.c.attempt()
+    }
+    fn interrupted(&mut self) -> bool {
+        self.c.i.at.interrupt.take()
     }
     fn peer_gone(&mut self) -> Option<Error> {
         self.c.i.reap_producers();
@@ -780,6 +901,9 @@ impl ReadGrant<'_> {
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
+        if self.c.i.at.inert() {
+            return;
+        }
         let t = self.t;
         self.c.release(&t);
     }
@@ -787,7 +911,7 @@ impl Drop for ReadGrant<'_> {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        if !self.i.at.crashed {
+        if !self.i.at.inert() {
             self.resolve_forgotten();
         }
     }
@@ -795,7 +919,7 @@ impl Drop for Producer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let (Some(t), false) = (self.held, self.i.at.crashed) {
+        if let (Some(t), false) = (self.held, self.i.at.inert()) {
             self.release(&t);
         }
     }

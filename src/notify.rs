@@ -205,6 +205,8 @@ pub(crate) trait Waitable {
     }
     /// Checks the peer (syscall allowed): `Some(err)` if it is gone for good.
     fn peer_gone(&mut self) -> Option<Error>;
+    /// Takes a pending interrupt (see [`Interrupter`](crate::Interrupter)).
+    fn interrupted(&mut self) -> bool;
     fn word(&self) -> &WakeWord;
     fn cfg(&self) -> &WaitCfg;
     fn stats(&mut self) -> &mut Stats;
@@ -222,10 +224,23 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    /// At most `d` from now.
+    /// At most `d` from now (for ever if that is beyond what `Instant` can
+    /// say, e.g. `Duration::MAX`).
     pub(crate) fn at_most(d: Duration) -> Wait {
-        Wait::Until(Instant::now() + d)
+        match Instant::now().checked_add(d) {
+            Some(t) => Wait::Until(t),
+            None => Wait::Forever,
+        }
     }
+}
+
+/// `start + d`, or a point about a century away when that overflows
+/// (`Duration::MAX` means "no limit").
+pub(crate) fn deadline(start: Instant, d: Duration) -> Instant {
+    start
+        .checked_add(d)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(start)
 }
 
 /// Runs `w` once, or waits for it as `wait` says.
@@ -263,6 +278,9 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
     let blocking = cfg.strategy.backend().is_some();
     let spin_for = if blocking { cfg.spin } else { Duration::MAX };
     let mut spins: u32 = 0;
+    if w.interrupted() {
+        return Err(Error::Interrupted);
+    }
     // Phase 1: spin (and, for SpinThenYield, yield) without syscalls.
     if !blocking || !cfg.spin.is_zero() {
         loop {
@@ -274,6 +292,9 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             match w.attempt_spinning() {
                 Err(e) if not_yet(&e) => {}
                 r => return r,
+            }
+            if w.interrupted() {
+                return Err(Error::Interrupted);
             }
             spins = spins.wrapping_add(1);
             if spins % 128 == 0 {
@@ -293,21 +314,37 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             }
         }
     }
-    // Phase 2: sleep in the kernel, in chunks of at most `check_every`.
+    // Phase 2: sleep in the kernel. The peer's liveness is probed every
+    // `check_every`, however the sleeps end: a sleep cut short (a signal, a
+    // wake for another sleeper on this word) does not start the count anew.
     loop {
         let now = Instant::now();
+        if now.duration_since(last_check) >= cfg.check_every {
+            last_check = now;
+            if let Some(e) = w.peer_gone() {
+                return w.attempt().or(Err(e));
+            }
+        }
         let remaining = match deadline {
             Some(d) if now >= d => return Err(Error::Timeout),
             Some(d) => d - now,
             None => Duration::MAX,
         };
-        let chunk = remaining.min(cfg.check_every);
+        let to_check = cfg
+            .check_every
+            .saturating_sub(now.duration_since(last_check));
+        let chunk = remaining.min(to_check);
         // SeqCst: registration, part of the Dekker pair with `wake` (see the
         // module docs); as an Acquire it also pairs with the Release epoch
         // bump in `wake_slow`: seeing a bumped epoch, we see its publish.
         let epoch = epoch_of(w.word().state.fetch_add(ONE_SLEEPER, Ordering::SeqCst));
-        // SeqCst fence: pairs with the fence in `wake`.
+        // SeqCst fence: pairs with the fence in `wake` (a publish, or an
+        // interrupt: its flag store precedes the fence there too).
         fence(Ordering::SeqCst);
+        if w.interrupted() {
+            unregister(w.word(), epoch);
+            return Err(Error::Interrupted);
+        }
         match w.attempt() {
             Err(e) if not_yet(&e) => {}
             r => {
@@ -327,20 +364,18 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
         // must stay, standing for that sleeper, now without a token: the
         // next wake posts for it. (Unregistering here made two sleepers
         // count as none, and the robbed one waited a whole timeout.)
-        let timed_out = woke == Woke::TimedOut;
         let slept = t0.elapsed();
         let st = w.stats();
         st.waits += 1;
         st.sleep_ns += slept.as_nanos() as u64;
+        if w.interrupted() {
+            return Err(Error::Interrupted);
+        }
         match w.attempt() {
             Err(e) if not_yet(&e) => {}
             r => return r,
         }
-        if timed_out {
-            if let Some(e) = w.peer_gone() {
-                return w.attempt().or(Err(e));
-            }
-        } else {
+        if woke != Woke::TimedOut {
             w.stats().spurious_wakeups += 1;
         }
     }
@@ -525,13 +560,20 @@ mod sys {
     }
 }
 
-/// Loom stand-ins: a "sleep" is a yield loop until the epoch moves, with no
-/// timeout, so a lost wakeup shows up as a model that never finishes.
+/// Loom stand-ins for the kernel: a mutex and a condition variable per
+/// wake word, so a sleeper is blocked (not spinning) and a lost wakeup is a
+/// deadlock that loom reports.
 ///
-/// The semaphore is a loom counter: a post adds a token, a sleeper waits
-/// until it can take one. So the one-post-per-sleeper accounting is modelled
-/// too, and a token that goes to the wrong sleeper shows up as a sleeper
-/// that waits forever.
+/// * Futex: a sleeper blocks while the epoch is still the one it registered
+///   under, checked under the mutex; a waker bumps the epoch (in
+///   `wake_slow`), then notifies under the mutex. That is FUTEX_WAIT's
+///   atomic compare-and-sleep.
+/// * Semaphore: a token count under the mutex; a post adds one, a sleeper
+///   blocks until it can take one. So the one-post-per-sleeper accounting is
+///   modelled too: a token taken by the wrong sleeper leaves another blocked
+///   for ever.
+///
+/// Loom sleeps never time out.
 #[cfg(loom)]
 mod sys {
     use std::time::Duration;
@@ -540,35 +582,33 @@ mod sys {
     use crate::layout::WakeWord;
     use crate::sync::Ordering;
 
-    pub(super) fn futex_wake(_word: &WakeWord) {}
+    pub(super) fn futex_wake(word: &WakeWord) {
+        let _g = word.kernel.lock().unwrap();
+        word.kernel_cv.notify_all();
+    }
     pub(super) fn sem_post(word: &WakeWord) {
-        // Release: pairs with the Acquire token take in `sleep`, as a real
-        // semaphore orders a post before the wait it ends.
-        word.sem_tokens.fetch_add(1, Ordering::Release);
+        let mut tokens = word.kernel.lock().unwrap();
+        *tokens += 1;
+        word.kernel_cv.notify_all();
     }
     pub(super) fn sem_init(_word: &WakeWord) {}
     pub(super) fn sleep(word: &WakeWord, b: super::Backend, epoch: u32, _t: Duration) -> Woke {
+        let mut tokens = word.kernel.lock().unwrap();
         match b {
             super::Backend::Futex => {
                 // Acquire: pairs with the Release epoch bump in `wake_slow`.
                 while super::epoch_of(word.state.load(Ordering::Acquire)) == epoch {
-                    loom::thread::yield_now();
+                    tokens = word.kernel_cv.wait(tokens).unwrap();
                 }
                 Woke::Woken
             }
-            super::Backend::Semaphore => loop {
-                // Acquire: pairs with the Release post.
-                let n = word.sem_tokens.load(Ordering::Acquire);
-                if n > 0
-                    && word
-                        .sem_tokens
-                        .compare_exchange(n, n - 1, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Woke::Token;
+            super::Backend::Semaphore => {
+                while *tokens == 0 {
+                    tokens = word.kernel_cv.wait(tokens).unwrap();
                 }
-                loom::thread::yield_now();
-            },
+                *tokens -= 1;
+                Woke::Token
+            }
         }
     }
 }

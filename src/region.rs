@@ -20,14 +20,40 @@ pub(crate) struct Mem {
     data_len: u64,
     #[cfg(not(loom))]
     base: NonNull<u8>,
-    backing: Backing,
+    backing: Arc<Backing>,
     /// Endpoints are `Send` but not `Sync`: each keeps private cursor caches.
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
-enum Backing {
-    Heap(Arc<HeapBuf>),
+/// The bytes behind a [`Mem`]: shared by the endpoints of a heap ring, and
+/// by an endpoint and its [`Interrupter`](crate::Interrupter)s (which must
+/// keep the wake words mapped).
+pub(crate) enum Backing {
+    Heap(HeapBuf),
     Shm(Segment),
+}
+
+impl Backing {
+    /// The header.
+    #[cfg(not(loom))]
+    pub(crate) fn header(&self) -> &Header {
+        match self {
+            // SAFETY: the allocation starts with a header, 128-aligned; every
+            // field is an atomic (or a RawCell never read by Rust), so a
+            // shared reference is sound while others write them; it lives as
+            // long as `self`.
+            Backing::Heap(b) => unsafe { b.base.cast::<Header>().as_ref() },
+            Backing::Shm(s) => s.header(),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn header(&self) -> &Header {
+        match self {
+            Backing::Heap(b) => &b.loom.header,
+            Backing::Shm(s) => &s.heap().loom.header,
+        }
+    }
 }
 
 // SAFETY: `Mem` only holds pointers into an allocation or a mapping that it
@@ -39,8 +65,7 @@ unsafe impl Send for Mem {}
 impl Mem {
     /// A fresh zeroed heap region for `geo`.
     pub(crate) fn heap(geo: Geometry) -> Mem {
-        let buf = Arc::new(HeapBuf::new(geo));
-        Mem::from_heap(buf, geo)
+        Mem::from_backing(Arc::new(Backing::Heap(HeapBuf::new(geo))), geo)
     }
 
     /// A heap region holding a copy of `image` (a whole segment's bytes, as a
@@ -58,7 +83,7 @@ impl Mem {
         // SAFETY: `buf` has `need` bytes (its layout is `geo.total_size()`),
         // nobody else sees it yet, and `image` has at least `need` bytes.
         unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), buf.base.as_ptr(), need) };
-        Mem::from_heap(Arc::new(buf), geo)
+        Mem::from_backing(Arc::new(Backing::Heap(buf)), geo)
     }
 
     /// Stores `v` at byte `off` of the whole region (header, table or data)
@@ -81,20 +106,30 @@ impl Mem {
 
     /// Another view of the same heap region (the other endpoint).
     pub(crate) fn share(&self) -> Option<Mem> {
-        match &self.backing {
-            Backing::Heap(buf) => Some(Mem::from_heap(buf.clone(), self.geo)),
+        match &*self.backing {
+            Backing::Heap(_) => Some(Mem::from_backing(self.backing.clone(), self.geo)),
             Backing::Shm(_) => None,
         }
     }
 
-    fn from_heap(buf: Arc<HeapBuf>, geo: Geometry) -> Mem {
+    /// What keeps the bytes alive (for interrupters).
+    pub(crate) fn backing(&self) -> Arc<Backing> {
+        self.backing.clone()
+    }
+
+    fn from_backing(backing: Arc<Backing>, geo: Geometry) -> Mem {
+        #[cfg(not(loom))]
+        let base = match &*backing {
+            Backing::Heap(b) => b.base,
+            Backing::Shm(s) => s.ptr(),
+        };
         Mem {
             geo,
             data_off: geo.data_offset(),
             data_len: geo.data_len(),
             #[cfg(not(loom))]
-            base: buf.base,
-            backing: Backing::Heap(buf),
+            base,
+            backing,
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -103,30 +138,29 @@ impl Mem {
     /// segment's size (`geo.total_size() <= seg.len()`).
     pub(crate) fn shm(seg: Segment, geo: Geometry) -> Mem {
         assert!(geo.total_size().is_some_and(|t| t <= seg.len() as u64));
-        Mem {
-            geo,
-            data_off: geo.data_offset(),
-            data_len: geo.data_len(),
-            #[cfg(not(loom))]
-            base: seg.ptr(),
-            backing: Backing::Shm(seg),
-            _not_sync: std::marker::PhantomData,
-        }
+        Mem::from_backing(Arc::new(Backing::Shm(seg)), geo)
+    }
+
+    /// Byte offset in the region of the data-area word at `off` (for error
+    /// reports).
+    pub(crate) fn at_data(&self, off: u64) -> Option<u64> {
+        Some(self.data_off as u64 + off)
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
         &self.geo
     }
 
+    /// The segment, while this is the only view of it (a fresh creation).
     pub(crate) fn segment_mut(&mut self) -> Option<&mut Segment> {
-        match &mut self.backing {
+        match Arc::get_mut(&mut self.backing)? {
             Backing::Shm(s) => Some(s),
             Backing::Heap(_) => None,
         }
     }
 
     pub(crate) fn segment(&self) -> Option<&Segment> {
-        match &self.backing {
+        match &*self.backing {
             Backing::Shm(s) => Some(s),
             Backing::Heap(_) => None,
         }
@@ -144,13 +178,19 @@ impl Mem {
         unsafe { self.base.cast::<Header>().as_ref() }
     }
 
+    /// Under loom, heap and (fake) segment regions alike are a `LoomMem`.
+    #[cfg(loom)]
+    fn loom(&self) -> &LoomMem {
+        match &*self.backing {
+            Backing::Heap(b) => &b.loom,
+            Backing::Shm(s) => &s.heap().loom,
+        }
+    }
+
     #[cfg(loom)]
     #[inline]
     pub(crate) fn header(&self) -> &Header {
-        match &self.backing {
-            Backing::Heap(b) => &b.loom.header,
-            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
-        }
+        &self.loom().header
     }
 
     /// Endpoint slot `i`.
@@ -174,10 +214,7 @@ impl Mem {
 
     #[cfg(loom)]
     pub(crate) fn endpoint(&self, i: usize) -> &EndpointSlot {
-        match &self.backing {
-            Backing::Heap(b) => &b.loom.endpoints[i],
-            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
-        }
+        &self.loom().endpoints[i]
     }
 
     /// The 8-byte word at byte `off` of the data area, as an atomic.
@@ -203,10 +240,7 @@ impl Mem {
     #[cfg(loom)]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
         assert!(off % 8 == 0 && off + 8 <= self.data_len);
-        match &self.backing {
-            Backing::Heap(b) => &b.loom.words[(off / 8) as usize],
-            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
-        }
+        &self.loom().words[(off / 8) as usize]
     }
 
     /// Pointer to `len` payload bytes at byte `off` of the data area.
@@ -225,10 +259,9 @@ impl Mem {
             unsafe { self.base.as_ptr().add(self.data_off + off as usize) }
         }
         #[cfg(loom)]
-        match &self.backing {
-            // SAFETY: in bounds of the loom byte buffer, checked above.
-            Backing::Heap(b) => unsafe { b.loom.bytes.as_ptr().add(off as usize) },
-            Backing::Shm(_) => unreachable!("loom models use heap regions only"),
+        // SAFETY: in bounds of the loom byte buffer, checked above.
+        unsafe {
+            self.loom().bytes.as_ptr().add(off as usize)
         }
     }
 
@@ -238,7 +271,7 @@ impl Mem {
     /// segment asks the kernel whether the slot's lock is held; our own locks
     /// do not count, so `i` must not be our own slot.
     pub(crate) fn endpoint_alive(&self, i: usize) -> bool {
-        match &self.backing {
+        match &*self.backing {
             Backing::Heap(_) => {
                 // Relaxed: a liveness hint; callers re-check cursors with their
                 // own orderings afterwards.
@@ -252,7 +285,7 @@ impl Mem {
     /// Takes endpoint slot `i`'s liveness lock. Heap regions: always `true`
     /// (the state CAS decides).
     pub(crate) fn lock_endpoint(&self, i: usize) -> bool {
-        match &self.backing {
+        match &*self.backing {
             Backing::Heap(_) => true,
             Backing::Shm(s) => s
                 .try_lock(LOCK_ENDPOINT_BASE + i as u64, crate::shm::Lock::Exclusive)
@@ -261,13 +294,13 @@ impl Mem {
     }
 
     pub(crate) fn unlock_endpoint(&self, i: usize) {
-        if let Backing::Shm(s) = &self.backing {
+        if let Backing::Shm(s) = &*self.backing {
             s.unlock(LOCK_ENDPOINT_BASE + i as u64);
         }
     }
 
     pub(crate) fn is_heap(&self) -> bool {
-        matches!(self.backing, Backing::Heap(_))
+        matches!(*self.backing, Backing::Heap(_))
     }
 }
 
@@ -276,7 +309,7 @@ impl Mem {
 /// Outside Miri it is an anonymous private mapping: the kernel hands out
 /// zero pages lazily, so a large ring costs address space, not memory, until
 /// it is written (`alloc_zeroed` would memset over-aligned allocations).
-struct HeapBuf {
+pub(crate) struct HeapBuf {
     #[cfg(not(loom))]
     base: NonNull<u8>,
     #[cfg(all(not(loom), miri))]
@@ -317,10 +350,18 @@ impl HeapBuf {
     }
 
     #[cfg(loom)]
-    fn new(geo: Geometry) -> HeapBuf {
+    pub(crate) fn new(geo: Geometry) -> HeapBuf {
         HeapBuf {
             loom: LoomMem::new(geo),
         }
+    }
+}
+
+#[cfg(loom)]
+impl HeapBuf {
+    /// The header (the loom segment model reads it before a `Mem` exists).
+    pub(crate) fn header(&self) -> &Header {
+        &self.loom.header
     }
 }
 
@@ -337,7 +378,7 @@ impl Drop for HeapBuf {
 /// as loom atomics, and the payload bytes in a separate buffer at the same
 /// offsets. The protocols cannot tell the difference: they use `Mem`.
 #[cfg(loom)]
-struct LoomMem {
+pub(crate) struct LoomMem {
     header: Header,
     endpoints: Box<[EndpointSlot]>,
     words: Box<[AtomicU64]>,
@@ -358,7 +399,8 @@ impl LoomMem {
                 // SAFETY: sem_t is a plain C type; zero is a valid placeholder
                 // (never used under loom).
                 sem: crate::sync::RawCell::new(unsafe { std::mem::zeroed() }),
-                sem_tokens: a32(),
+                kernel: loom::sync::Mutex::new(0),
+                kernel_cv: loom::sync::Condvar::new(),
             })
         };
         let header = Header {
@@ -380,7 +422,6 @@ impl LoomMem {
                 type_size: a32(),
                 type_align: a32(),
                 type_fingerprint: a64(),
-                producers: a64(),
                 producers_died: a32(),
             }),
             prod: CachePadded::new(a64()),

@@ -103,6 +103,10 @@ fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedF
 /// Removes the segment `name` from `/dev/shm`. Endpoints that have it mapped
 /// keep working; new opens fail with `NotFound`.
 ///
+/// The removal waits (up to a second) for endpoints that are just opening
+/// the segment to finish attaching, so none of them ends up on the removed
+/// segment without knowing; one that attached keeps working, as above.
+///
 /// # Errors
 /// [`OpenError::NotFound`] if there is no such segment, or the OS error.
 ///
@@ -113,6 +117,20 @@ fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedF
 /// ```
 pub fn remove(name: &str) -> Result<(), OpenError> {
     validate_name(name)?;
+    #[cfg(not(loom))]
+    if let Ok(seg) = Segment::open(name, 0o777, u64::MAX) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        if seg.lock_until(crate::layout::LOCK_GATE, Lock::Exclusive, deadline)
+            && seg.unlink_if_same()
+        {
+            return Ok(());
+        }
+    }
+    unlink(name)
+}
+
+/// `shm_unlink` by name.
+fn unlink(name: &str) -> Result<(), OpenError> {
     let c = os_name(name);
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
@@ -121,14 +139,15 @@ pub fn remove(name: &str) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Where glibc's `shm_open` keeps its objects; `rename` and `list` work on
+#[cfg(loom)]
+#[path = "shm_loom.rs"]
+mod model;
+#[cfg(loom)]
+pub(crate) use model::{Segment, names as model_names};
+
+/// Where glibc's `shm_open` keeps its objects; `linkat` and `list` work on
 /// the files there directly.
 const SHM_DIR: &str = "/dev/shm";
-
-/// Prefix (after [`PREFIX`]) of the private name a creator builds a segment
-/// under before publishing it: `shmq..new.PID.N.NAME`. It is not a valid
-/// user name (it starts with '.'), so no opener ever finds it.
-pub(crate) const TEMP_MARK: &str = ".new.";
 
 /// A kind of OFD lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,55 +160,71 @@ pub(crate) enum Lock {
 
 /// One open of a named segment: its own file description (so its own OFD
 /// locks) and, once sized, its own mapping.
+///
+/// Under loom the same API is served by a model of the namespace and its
+/// locks (`shm_loom.rs`), so the models run the real create, open, attach
+/// and remove protocols.
+#[cfg(not(loom))]
 pub(crate) struct Segment {
-    /// The user-facing name, or (until published) the private one.
+    /// The user-facing name (empty until a new segment is published).
     name: String,
-    /// Set while the segment lives under its private creation name: dropping
-    /// it then removes that name.
-    temp: bool,
     file: File,
     map: Option<MmapRaw>,
     dev: u64,
     ino: u64,
 }
 
+#[cfg(not(loom))]
 impl Segment {
-    /// Creates a segment of `size` bytes under a private name, holding the
-    /// init lock from the moment the file exists (so that nobody takes it
-    /// for a dead creator's), sized, space-reserved, zero-filled, mapped.
-    /// [`publish`](Self::publish) then gives it its user-facing name.
-    pub(crate) fn create_private(name: &str, size: u64, mode: u32) -> Result<Segment, OpenError> {
+    /// Creates a segment for `geo` as an anonymous file in `/dev/shm`
+    /// (`O_TMPFILE`: it has no name yet, so no opener, `gc` or reclaim can
+    /// see it half made), holding the init lock, sized, space-reserved,
+    /// zero-filled and mapped. [`publish`](Self::publish) then gives it its
+    /// name.
+    pub(crate) fn create_private(
+        name: &str,
+        geo: &crate::layout::Geometry,
+        mode: u32,
+    ) -> Result<Segment, OpenError> {
         validate_name(name)?;
+        let size = geo
+            .total_size()
+            .ok_or_else(|| OpenError::InvalidOptions("segment size overflows".into()))?;
         let size_i = i64::try_from(size)
             .map_err(|_| OpenError::InvalidOptions(format!("segment size {size} is too large")))?;
-        let n = crate::sync::unique_id();
-        let private = format!("{TEMP_MARK}{}.{n}.{name}", std::process::id());
-        let fd = shm_open(
-            &private,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::mode_t,
-        )
-        .map_err(|e| rename_err(e, name))?;
-        let file = File::from(fd);
+        let dir = CString::new(SHM_DIR).expect("no NUL");
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        let fd = unsafe {
+            libc::open(
+                dir.as_ptr(),
+                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io_err(
+                name,
+                "open(/dev/shm, O_TMPFILE) (needs Linux 3.11+ and a tmpfs /dev/shm)",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: open returned a fresh descriptor that nothing else owns.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let md = file.metadata().map_err(|e| io_err(name, "fstat", e))?;
         let mut seg = Segment {
-            name: private,
-            temp: true,
+            name: String::new(),
             file,
             map: None,
             dev: md.dev(),
             ino: md.ino(),
         };
-        // From here on, dropping `seg` removes the private name.
+        // Held until the creator's endpoint is attached: a published segment
+        // that is not attached yet is still being created, not stale.
         if !seg
             .try_lock(crate::layout::LOCK_INIT, Lock::Exclusive)
-            .unwrap_or(false)
+            .map_err(|e| io_err(name, "fcntl(F_OFD_SETLK)", e))?
         {
-            return Err(OpenError::Io {
-                name: name.to_owned(),
-                op: "fcntl(F_OFD_SETLK)",
-                source: io::Error::last_os_error(),
-            });
+            unreachable!("nobody else can see an unnamed file");
         }
         let fd = seg.file.as_raw_fd();
         // The umask may have cleared bits the caller asked for; set exactly.
@@ -211,48 +246,60 @@ impl Segment {
             return Err(no_space(e, name, size));
         }
         seg.map = Some(MmapRaw::map_raw(&seg.file).map_err(|e| io_err(name, "mmap", e))?);
+        seg.register();
         Ok(seg)
     }
 
+    /// Records the segment for the fork handler (see `fork.rs`).
+    fn register(&self) {
+        let (addr, len) = self
+            .map
+            .as_ref()
+            .map_or((0, 0), |m| (m.as_mut_ptr() as usize, m.len()));
+        crate::fork::register(self.file.as_raw_fd(), addr, len);
+    }
+
     /// Gives a segment made by [`create_private`](Self::create_private) its
-    /// user-facing name, atomically and only if the name is free
-    /// (`renameat2(RENAME_NOREPLACE)`): an opener finds either nothing or a
+    /// name, atomically and only if the name is free (`linkat`, which
+    /// refuses an existing name): an opener finds either nothing or a
     /// finished segment, never one being made.
     ///
     /// # Errors
-    /// [`OpenError::AlreadyExists`] if the name is taken (the segment keeps
-    /// its private name and can be published again).
+    /// [`OpenError::AlreadyExists`] if the name is taken (the segment stays
+    /// unnamed and can be published again).
     pub(crate) fn publish(&mut self, name: &str) -> Result<(), OpenError> {
-        let from = CString::new(format!("{SHM_DIR}/{PREFIX}{}", self.name))
-            .expect("validated names contain no NUL");
         let to = CString::new(format!("{SHM_DIR}/{PREFIX}{name}"))
             .expect("validated names contain no NUL");
+        let from =
+            CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd())).expect("no NUL");
         // SAFETY: two valid NUL-terminated paths that outlive the call.
-        let rc = unsafe {
-            libc::renameat2(
+        let mut rc = unsafe {
+            libc::linkat(
                 libc::AT_FDCWD,
                 from.as_ptr(),
                 libc::AT_FDCWD,
                 to.as_ptr(),
-                libc::RENAME_NOREPLACE,
+                libc::AT_SYMLINK_FOLLOW,
             )
         };
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            // No /proc: link the descriptor itself (needs
+            // CAP_DAC_READ_SEARCH).
+            // SAFETY: as above; an empty path with AT_EMPTY_PATH names `fd`.
+            rc = unsafe {
+                libc::linkat(
+                    self.file.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+        }
         if rc != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(io_err(name, "renameat2", e));
-            }
-            // No RENAME_NOREPLACE here: link (which also refuses an existing
-            // name), then drop the private name.
-            // SAFETY: as above.
-            if unsafe { libc::link(from.as_ptr(), to.as_ptr()) } != 0 {
-                return Err(io_err(name, "link", io::Error::last_os_error()));
-            }
-            // SAFETY: as above.
-            unsafe { libc::unlink(from.as_ptr()) };
+            return Err(io_err(name, "linkat", io::Error::last_os_error()));
         }
         self.name = name.to_owned();
-        self.temp = false;
         Ok(())
     }
 
@@ -266,6 +313,13 @@ impl Segment {
         let fd = shm_open(name, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)?;
         let file = File::from(fd);
         let md = file.metadata().map_err(|e| io_err(name, "fstat", e))?;
+        let mut seg = Segment {
+            name: name.to_owned(),
+            file,
+            map: None,
+            dev: md.dev(),
+            ino: md.ino(),
+        };
         if !md.file_type().is_file() {
             return Err(OpenError::NotShmq {
                 name: name.into(),
@@ -293,19 +347,11 @@ impl Segment {
                 ),
             });
         }
-        let map = if md.len() >= min_size && md.len() > 0 {
-            Some(MmapRaw::map_raw(&file).map_err(|e| io_err(name, "mmap", e))?)
-        } else {
-            None
-        };
-        Ok(Segment {
-            name: name.to_owned(),
-            temp: false,
-            file,
-            map,
-            dev: md.dev(),
-            ino: md.ino(),
-        })
+        if md.len() >= min_size && md.len() > 0 {
+            seg.map = Some(MmapRaw::map_raw(&seg.file).map_err(|e| io_err(name, "mmap", e))?);
+        }
+        seg.register();
+        Ok(seg)
     }
 
     /// Whether the file was too short to map when opened.
@@ -327,6 +373,19 @@ impl Segment {
 
     pub(crate) fn len(&self) -> usize {
         self.map.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// The header.
+    ///
+    /// # Panics
+    /// If the segment is not mapped (see [`is_short`](Self::is_short)).
+    pub(crate) fn header(&self) -> &crate::layout::Header {
+        // SAFETY: mapped, so at least a header long (`open` maps only files
+        // of `min_size`, a header, or more; `create_private` maps a whole
+        // segment); page-aligned; every header field is an atomic (or a
+        // RawCell never read by Rust), so a shared reference is sound while
+        // other processes write them; the mapping lives as long as `self`.
+        unsafe { &*(self.ptr().as_ptr() as *const crate::layout::Header) }
     }
 
     /// # Panics
@@ -394,6 +453,11 @@ impl Segment {
         self.file.metadata().is_ok_and(|m| m.nlink() == 0)
     }
 
+    /// Whether `other` is an open of the same file.
+    pub(crate) fn same_file(&self, other: &Segment) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
     /// `fstat` of the open file.
     pub(crate) fn metadata(&self) -> io::Result<std::fs::Metadata> {
         self.file.metadata()
@@ -409,69 +473,26 @@ impl Segment {
         let Ok(md) = std::fs::symlink_metadata(format!("{SHM_DIR}/{PREFIX}{}", self.name)) else {
             return false;
         };
-        md.dev() == self.dev && md.ino() == self.ino && remove(&self.name).is_ok()
+        md.dev() == self.dev && md.ino() == self.ino && unlink(&self.name).is_ok()
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.temp {
-            // Never published: nobody else knows this private name.
-            let c = os_name(&self.name);
-            // SAFETY: a valid NUL-terminated string that outlives the call.
-            unsafe { libc::shm_unlink(c.as_ptr()) };
-        }
+        // Release every lock of this description explicitly: closing the
+        // descriptor does so only once no other process refers to the
+        // description, and a child this process is just spawning (between
+        // its fork and its exec, which closes our CLOEXEC descriptors) still
+        // does. (In a forked child the descriptor is /dev/null by now: see
+        // `fork.rs`.)
+        let mut fl = flock(libc::F_UNLCK as libc::c_short, 0);
+        fl.l_len = 0; // to the end of the file, and beyond
+        // SAFETY: `fl` is a valid, initialised flock for the duration of the call.
+        let _ = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+        // Before the descriptor is closed (the `File` drops after this).
+        crate::fork::unregister(self.file.as_raw_fd());
     }
-}
-
-/// Errors of a private create, named after the user's name.
-fn rename_err(e: OpenError, name: &str) -> OpenError {
-    match e {
-        OpenError::Io { op, source, .. } => OpenError::Io {
-            name: name.to_owned(),
-            op,
-            source,
-        },
-        OpenError::PermissionDenied { detail, .. } => OpenError::PermissionDenied {
-            name: name.to_owned(),
-            detail,
-        },
-        OpenError::NoSpace { size, .. } => OpenError::NoSpace {
-            name: name.to_owned(),
-            size,
-        },
-        other => other,
-    }
-}
-
-/// Private creation names in `/dev/shm` (the part after [`PREFIX`]) whose
-/// creator is gone: the init lock is free. A creator holds it from the
-/// moment the file exists until its endpoint is attached.
-pub(crate) fn dead_private_names() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|n| n.strip_prefix(PREFIX).map(str::to_owned))
-        .filter(|n| n.starts_with(TEMP_MARK))
-        .filter(|n| {
-            let Ok(fd) = shm_open(n, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0) else {
-                return false;
-            };
-            let f = File::from(fd);
-            let mut fl = flock(libc::F_WRLCK as libc::c_short, crate::layout::LOCK_INIT);
-            // SAFETY: `fl` is a valid, initialised flock for the call.
-            let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-            rc == 0 && fl.l_type == libc::F_UNLCK as libc::c_short
-        })
-        .collect()
-}
-
-/// Removes a private creation name found by [`dead_private_names`].
-pub(crate) fn remove_private(private: &str) -> bool {
-    let c = os_name(private);
-    // SAFETY: a valid NUL-terminated string that outlives the call.
-    unsafe { libc::shm_unlink(c.as_ptr()) == 0 }
 }
 
 fn flock(kind: libc::c_short, byte: u64) -> libc::flock {
@@ -505,9 +526,7 @@ pub fn list() -> io::Result<Vec<String>> {
         let entry = entry?;
         if let Some(n) = entry.file_name().to_str() {
             if let Some(rest) = n.strip_prefix(PREFIX) {
-                if !rest.starts_with(TEMP_MARK) {
-                    out.push(rest.to_owned());
-                }
+                out.push(rest.to_owned());
             }
         }
     }

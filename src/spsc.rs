@@ -118,11 +118,44 @@ macro_rules! named_ctors {
                 self.at.stats
             }
 
+            /// A handle that makes this endpoint's blocking calls return
+            /// [`Error::Interrupted`], from another thread or a signal
+            /// handler (see [`Interrupter`](crate::Interrupter)).
+            ///
+            /// ```
+            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+            /// let i = rx.interrupter();
+            /// i.interrupt();
+            /// tx.send(b"x")?;
+            /// // A message is there: it wins over the pending interrupt...
+            /// assert_eq!(&*rx.recv()?, b"x");
+            /// // ...which ends the next wait.
+            /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn interrupter(&self) -> crate::Interrupter {
+                self.at.interrupter()
+            }
+
             /// Test hook: a peer scribbles `v` at byte `off` of the region.
             #[doc(hidden)]
             #[cfg(not(loom))]
             pub fn __poke(&self, off: usize, v: u64) {
                 self.at.mem.poke(off, v);
+            }
+
+            /// Test hook: whether this endpoint's segment still has its name
+            /// (an endpoint on an unlinked segment is orphaned). Heap: true.
+            #[doc(hidden)]
+            pub fn __linked(&self) -> bool {
+                self.at.mem.segment().is_none_or(|s| !s.is_unlinked())
+            }
+
+            /// Test hook: byte offset of endpoint slot `i` (producers
+            /// first, then consumers) in the region.
+            #[doc(hidden)]
+            pub fn __endpoint_offset(&self, i: usize) -> usize {
+                self.at.mem.geometry().table_offset() + i * 16
             }
 
             /// Test hook: byte offset of the data area in the region.
@@ -331,6 +364,9 @@ impl Producer {
         if let Some(e) = self.poisoned {
             return Err(e);
         }
+        if self.at.forked() {
+            return Err(Error::Forked);
+        }
         if endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, false) == Peer::Detached {
             return Err(Error::Disconnected);
         }
@@ -423,6 +459,9 @@ impl Waitable for ReserveOp<'_> {
         }
         r
     }
+    fn interrupted(&mut self) -> bool {
+        self.p.at.interrupt.take()
+    }
     fn peer_gone(&mut self) -> Option<Error> {
         match endpoint::peer_state(&self.p.at.mem, CONSUMER_SLOT, true) {
             Peer::Dead => Some(Error::PeerDied),
@@ -463,6 +502,11 @@ impl WriteGrant<'_> {
     /// If `n` is larger than the reserved length.
     pub fn commit(self, n: usize) {
         let p = self.p;
+        if p.at.inert() {
+            // A grant inherited through fork(): its ring belongs to the
+            // parent. (Its message is the parent's to commit.)
+            return;
+        }
         p.ring.commit(&p.at.mem, &self.res, n);
         p.at.stats.messages += 1;
         p.at.stats.bytes += n as u64;
@@ -527,7 +571,7 @@ impl Drop for WriteBatch<'_> {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        if self.at.crashed {
+        if self.at.inert() {
             return;
         }
         self.publish();
@@ -568,6 +612,9 @@ impl Consumer {
     fn attempt(&mut self) -> Result<Record, Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
+        }
+        if self.at.forked() {
+            return Err(Error::Forked);
         }
         let r = match self.ring.try_peek(&self.at.mem) {
             Err(Error::Empty) => {
@@ -658,6 +705,9 @@ impl Waitable for RecvOp<'_> {
     fn attempt(&mut self) -> Result<Record, Error> {
         self.c.attempt()
     }
+    fn interrupted(&mut self) -> bool {
+        self.c.at.interrupt.take()
+    }
     fn peer_gone(&mut self) -> Option<Error> {
         match endpoint::peer_state(&self.c.at.mem, PRODUCER_SLOT, true) {
             Peer::Dead => Some(Error::PeerDied),
@@ -726,6 +776,9 @@ impl Deref for ReadGrant<'_> {
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
+        if self.c.at.inert() {
+            return;
+        }
         let rec = self.rec;
         self.c.release(&rec, self.batch);
     }
@@ -758,7 +811,7 @@ impl Drop for ReadBatch<'_> {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if self.at.crashed {
+        if self.at.inert() {
             return;
         }
         self.free();

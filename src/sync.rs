@@ -104,10 +104,25 @@ pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
     }
 }
 
-/// A number unique within this process, for names of private files. Not
-/// shared memory and not part of any protocol, so not a loom atomic.
+/// A number unique within this process (the loom segment model's file
+/// descriptions). Not shared memory and not part of any protocol, so not a
+/// loom atomic.
+#[cfg(loom)]
 pub(crate) fn unique_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     // Relaxed: only uniqueness matters, which the RMW gives.
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits a little for another process or thread (an opener's retry while a
+/// creator or remover is at work). Under loom, a yield to the model's
+/// scheduler.
+pub(crate) fn pause(d: std::time::Duration) {
+    #[cfg(not(loom))]
+    std::thread::sleep(d);
+    #[cfg(loom)]
+    {
+        let _ = d;
+        loom::thread::yield_now();
+    }
 }

@@ -134,6 +134,10 @@ mod sealed {
         /// ring (`recv_into` and friends).
         fn recv_copy(c: &mut Self::Consumer, w: Wait, buf: &mut [u8]) -> Result<usize, Error>;
         fn producer_name(p: &Self::Producer) -> Option<&str>;
+        fn producer_interrupter(p: &Self::Producer) -> crate::Interrupter;
+        fn producer_max(p: &Self::Producer) -> usize;
+        fn consumer_max(c: &Self::Consumer) -> usize;
+        fn consumer_interrupter(c: &Self::Consumer) -> crate::Interrupter;
         fn consumer_name(c: &Self::Consumer) -> Option<&str>;
     }
 }
@@ -199,6 +203,22 @@ macro_rules! sealed_impl {
 
             fn producer_name(p: &Self::Producer) -> Option<&str> {
                 p.name()
+            }
+
+            fn producer_max(p: &Self::Producer) -> usize {
+                p.max_message_len()
+            }
+
+            fn consumer_max(c: &Self::Consumer) -> usize {
+                c.max_message_len()
+            }
+
+            fn producer_interrupter(p: &Self::Producer) -> crate::Interrupter {
+                p.interrupter()
+            }
+
+            fn consumer_interrupter(c: &Self::Consumer) -> crate::Interrupter {
+                c.interrupter()
             }
 
             fn consumer_name(c: &Self::Consumer) -> Option<&str> {
@@ -348,7 +368,7 @@ pub struct Sender<T, K: Ring = Spsc> {
 /// default). `Send`, not `Sync`.
 pub struct Receiver<T, K: Ring = Spsc> {
     inner: K::Consumer,
-    poisoned: bool,
+    poisoned: Option<Error>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -358,10 +378,18 @@ static_assertions::assert_impl_all!(Receiver<u64, Mpmc>: Send);
 static_assertions::assert_not_impl_any!(Receiver<u64, Mpmc>: Sync);
 
 /// Wrong-sized messages: only a misbehaving peer sends them.
-const WRONG_SIZE: Error = Error::Corrupted("a message's length differs from the element size");
+/// A message whose length is not the element size: only a misbehaving peer
+/// sends it.
+fn wrong_size(len: usize) -> Error {
+    Error::Corrupted(crate::error::Corruption::new(
+        "a message's length differs from the element size",
+        None,
+        len as u64,
+    ))
+}
 
 macro_rules! typed_ctors {
-    ($end:literal, $make:ident) => {
+    ($end:literal, $make:ident, $max:ident) => {
         /// Creates the named segment for values of `T` (it must not exist)
         /// and attaches.
         ///
@@ -401,13 +429,27 @@ macro_rules! typed_ctors {
                 How::Open => opts.clone(),
                 How::Create | How::OpenOrCreate => K::options(opts, Elem(ty))?,
             };
-            Ok(Self::wrap(K::$make(how, name, &opts, Elem(ty))?))
+            let end = K::$make(how, name, &opts, Elem(ty))?;
+            // The header's element type matched, but its geometry is the
+            // peer's word too: a ring whose largest message cannot hold a
+            // `T` is inconsistent (and loans would not fit).
+            let max = K::$max(&end);
+            if max < size_of::<T>() {
+                return Err(OpenError::Corrupted {
+                    name: name.to_owned(),
+                    detail: format!(
+                        "its largest message is {max} bytes, less than its element type's {}",
+                        size_of::<T>()
+                    ),
+                });
+            }
+            Ok(Self::wrap(end))
         }
     };
 }
 
 impl<T: Pod, K: Ring> Sender<T, K> {
-    typed_ctors!("ring's producer", producer);
+    typed_ctors!("ring's producer", producer, producer_max);
 
     fn wrap(inner: K::Producer) -> Self {
         Sender {
@@ -419,6 +461,21 @@ impl<T: Pod, K: Ring> Sender<T, K> {
     /// The segment name (`None` for heap channels).
     pub fn name(&self) -> Option<&str> {
         K::producer_name(&self.inner)
+    }
+
+    /// A handle that makes this sender's blocking calls return
+    /// [`Error::Interrupted`] (see [`Interrupter`](crate::Interrupter)).
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shmq::typed::channel::<u64, shmq::typed::Mpmc>(&shmq::Options::new().slots(2))?;
+    /// tx.send(1)?;
+    /// tx.send(2)?; // full
+    /// tx.interrupter().interrupt();
+    /// assert_eq!(tx.send(3).err(), Some(shmq::Error::Interrupted));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn interrupter(&self) -> crate::Interrupter {
+        K::producer_interrupter(&self.inner)
     }
 
     fn lend(&mut self, w: Wait) -> Result<Loan<'_, T, K>, Error> {
@@ -519,12 +576,12 @@ impl<T: Pod> Sender<T, Mpmc> {
 }
 
 impl<T: Pod, K: Ring> Receiver<T, K> {
-    typed_ctors!("ring's consumer", consumer);
+    typed_ctors!("ring's consumer", consumer, consumer_max);
 
     fn wrap(inner: K::Consumer) -> Self {
         Receiver {
             inner,
-            poisoned: false,
+            poisoned: None,
             _t: PhantomData,
         }
     }
@@ -534,14 +591,28 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         K::consumer_name(&self.inner)
     }
 
+    /// A handle that makes this receiver's blocking calls return
+    /// [`Error::Interrupted`] (see [`Interrupter`](crate::Interrupter)).
+    ///
+    /// ```
+    /// let (_tx, mut rx) = shmq::typed::channel::<u64, shmq::typed::Spsc>(&shmq::Options::new())?;
+    /// rx.interrupter().interrupt();
+    /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn interrupter(&self) -> crate::Interrupter {
+        K::consumer_interrupter(&self.inner)
+    }
+
     fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
-        if self.poisoned {
-            return Err(WRONG_SIZE);
+        if let Some(e) = self.poisoned {
+            return Err(e);
         }
         let g = K::recv(&mut self.inner, w)?;
         if g.len() != size_of::<T>() {
-            self.poisoned = true;
-            return Err(WRONG_SIZE);
+            let e = wrong_size(g.len());
+            self.poisoned = Some(e);
+            return Err(e);
         }
         Ok(g)
     }
@@ -549,18 +620,17 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
     /// The next value, copied out of the ring through raw pointers (never a
     /// reference to ring memory): sound even if a peer rewrites it meanwhile.
     fn copy(&mut self, w: Wait) -> Result<T, Error> {
-        if self.poisoned {
-            return Err(WRONG_SIZE);
+        if let Some(e) = self.poisoned {
+            return Err(e);
         }
         let mut v = T::zeroed();
-        match K::recv_copy(&mut self.inner, w, bytemuck::bytes_of_mut(&mut v)) {
-            Ok(n) if n == size_of::<T>() => Ok(v),
-            Ok(_) | Err(Error::BufferTooSmall { .. }) => {
-                self.poisoned = true;
-                Err(WRONG_SIZE)
-            }
-            Err(e) => Err(e),
-        }
+        let bad = match K::recv_copy(&mut self.inner, w, bytemuck::bytes_of_mut(&mut v)) {
+            Ok(n) if n == size_of::<T>() => return Ok(v),
+            Ok(n) | Err(Error::BufferTooSmall { needed: n, .. }) => wrong_size(n),
+            Err(e) => return Err(e),
+        };
+        self.poisoned = Some(bad);
+        Err(bad)
     }
 
     fn grant(&mut self, w: Wait) -> Result<ReadGrant<'_, T, K>, Error> {

@@ -203,6 +203,52 @@ fn child_entry() {
             let m = rx.recv().unwrap().to_vec();
             println!("GOT {}", String::from_utf8_lossy(&m));
         }
+        "producer_churn" => {
+            // Attached once before READY: the kills then land in the churn,
+            // never before the first attach (which would leave the consumer
+            // waiting for a producer that never came, rightly).
+            drop(mpmc::Producer::open(&name, &churn_mpmc()).unwrap());
+            println!("READY");
+            loop {
+                drop(mpmc::Producer::open(&name, &churn_mpmc()).unwrap());
+            }
+        }
+        "forking_consumer" => {
+            let _rx = spsc::Consumer::open(&name, &Options::new().capacity(4096)).unwrap();
+            // SAFETY: the child only sleeps and exits, touching nothing.
+            if unsafe { libc::fork() } == 0 {
+                // SAFETY: async-signal-safe calls only.
+                unsafe {
+                    libc::sleep(8);
+                    libc::_exit(0)
+                }
+            }
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "fork_uses_endpoint" => {
+            let mut tx = spsc::Producer::open(&name, &Options::new().capacity(4096)).unwrap();
+            tx.send(b"from the parent").unwrap();
+            // SAFETY: the child uses only this crate's calls on an endpoint
+            // it inherited (which must refuse), then exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    let r = tx.send(b"from the child");
+                    let code = if r == Err(Error::Forked) { 0 } else { 1 };
+                    drop(tx); // must not detach the parent's endpoint
+                    // SAFETY: plain exit of the child.
+                    unsafe { libc::_exit(code) }
+                }
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: our own child.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                    println!("CHILD {}", libc::WEXITSTATUS(status));
+                    tx.send(b"after the child").unwrap();
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -1020,4 +1066,88 @@ fn review_07_semaphore_token_taken_by_a_later_sleeper_is_not_lost() {
         m2 && m3,
         "a message waited while a consumer slept (m2 {m2}, m3 {m3})"
     );
+}
+
+fn churn_mpmc() -> Options {
+    Options::new()
+        .slots(8)
+        .slot_size(64)
+        .max_producers(2)
+        .max_consumers(2)
+        .liveness_interval(Duration::from_millis(10))
+}
+
+/// Review 2, R2, with real kills: a producer attaching and detaching in a
+/// loop is SIGKILLed at random points (some land between the slot state
+/// change and the count update the first fix kept). Every time, the
+/// consumer must then see every producer gone.
+#[test]
+fn review2_r2_producer_killed_while_attaching_or_detaching() {
+    let mut rng = Rng(99);
+    for it in 0..iters() {
+        let name = Name::new("r2kill");
+        let mut rx = mpmc::Consumer::create(&name, &churn_mpmc()).unwrap();
+        let mut child = spawn_child(
+            "child_entry",
+            "producer_churn",
+            &[("SHMQ_NAME", name.0.clone())],
+        );
+        wait_for_line(&mut child, "READY");
+        std::thread::sleep(Duration::from_micros(200 + rng.below(5000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(5)).map(|g| g.len());
+        assert_eq!(r, Err(Error::Disconnected), "iteration {it}");
+    }
+}
+
+/// Review 2, R6: OFD locks belong to the open file description, which a
+/// forked child shares: a consumer that forked a helper and was then killed
+/// still looked alive while the helper lived.
+#[test]
+fn review2_r6_forked_child_does_not_keep_a_dead_parent_alive() {
+    let name = Name::new("r6");
+    let o = Options::new()
+        .capacity(4096)
+        .liveness_interval(Duration::from_millis(50));
+    let mut tx = spsc::Producer::create(&name, &o).unwrap();
+    let mut child = spawn_child(
+        "child_entry",
+        "forking_consumer",
+        &[("SHMQ_NAME", name.0.clone())],
+    );
+    wait_for_line(&mut child, "READY");
+    while tx.try_send(&[0u8; 100]).is_ok() {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = tx.reserve_timeout(100, Duration::from_secs(3)).map(|_| ());
+    assert_eq!(r, Err(Error::PeerDied));
+}
+
+/// An endpoint inherited through fork() refuses to work in the child
+/// (`Error::Forked`), and the child dropping it leaves the parent's
+/// endpoint attached and working.
+#[test]
+fn forked_child_cannot_use_or_detach_the_parents_endpoint() {
+    let name = Name::new("forkuse");
+    let o = Options::new().capacity(4096);
+    let mut rx = spsc::Consumer::create(&name, &o).unwrap();
+    let mut child = spawn_child(
+        "child_entry",
+        "fork_uses_endpoint",
+        &[("SHMQ_NAME", name.0.clone())],
+    );
+    let lines = common::line_channel(&mut child);
+    let status = loop {
+        let l = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some(code) = l.strip_prefix("CHILD ") {
+            break code.to_owned();
+        }
+    };
+    assert_eq!(status, "0", "the child's send was not refused with Forked");
+    let t = Duration::from_secs(5);
+    assert_eq!(&*rx.recv_timeout(t).unwrap(), b"from the parent");
+    assert_eq!(&*rx.recv_timeout(t).unwrap(), b"after the child");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

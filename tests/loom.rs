@@ -683,3 +683,291 @@ fn mpmc_disconnect_wakes_and_drains() {
         p.join().unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------
+// Review defects (issue 12) and the recovery rule's blind spots: abandonment
+// with a zero timeout, a second lap of a slot, a live producer publishing
+// late, a stale claim record, the first producer's attach, two sleepers on
+// one semaphore, forgotten grants and batches.
+
+/// Review 1. A producer dies holding position 0 of two slots; two consumers
+/// race to abandon it (zero timeout, so every branch of the recovery rule
+/// runs at once). C1 resolves position 0 and takes the live message at 1;
+/// then the producer's next message reuses slot 0 (position 2, a second
+/// lap) while C2 may still act on its own decision about position 0. Both
+/// live messages arrive exactly once and one slot is counted abandoned.
+#[test]
+fn mpmc_late_abandon_spares_the_second_lap() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (mut dying, mut rx1) = mpmc::channel(&opts).unwrap();
+        let mut tx = dying.try_clone().unwrap();
+        let mut rx2 = rx1.try_clone().unwrap();
+        dying.try_reserve().unwrap().__simulate_crash();
+        tx.try_send(&msg(1, 8)).unwrap(); // position 1
+        let c = thread::spawn(move || {
+            let got = mpmc_try_n(&mut rx2, 1);
+            (got, rx2.stats().abandoned)
+        });
+        let mut got = mpmc_try_n(&mut rx1, 1);
+        // Position 2 needs slot 0, free once position 0 is resolved.
+        while tx.try_send(&msg(2, 8)).is_err() {
+            thread::yield_now();
+        }
+        let (got2, abandoned2) = c.join().unwrap();
+        got.extend(got2);
+        while got.len() < 2 {
+            got.push(mpmc_recv(&mut rx1).unwrap());
+        }
+        got.sort();
+        assert_eq!(got, [msg(1, 8), msg(2, 8)]);
+        assert_eq!(rx1.stats().abandoned + abandoned2, 1);
+    });
+}
+
+/// Blind spot: a live producer claims position 0 and publishes late. With
+/// a zero abandon timeout both consumers look at the stalled slot at once;
+/// its claimer is alive, so neither may abandon it, and the message arrives
+/// exactly once.
+#[test]
+fn mpmc_live_late_publish_is_never_abandoned() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (mut tx, mut rx1) = mpmc::channel(&opts).unwrap();
+        let mut rx2 = rx1.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            let mut g = tx.try_reserve().unwrap();
+            g[..4].copy_from_slice(b"late");
+            thread::yield_now();
+            g.commit(4);
+            tx
+        });
+        let c = thread::spawn(move || {
+            let got = mpmc_try_n(&mut rx2, 2);
+            (got, rx2.stats().abandoned)
+        });
+        let mut got = mpmc_try_n(&mut rx1, 2);
+        let (got2, abandoned2) = c.join().unwrap();
+        got.extend(got2);
+        drop(p.join().unwrap());
+        got.extend(mpmc_drain(&mut rx1));
+        assert_eq!(got, [b"late".to_vec()]);
+        assert_eq!(rx1.stats().abandoned + abandoned2, 0);
+    });
+}
+
+/// Blind spot, "at least one dead claimer": a dead producer left a stale
+/// claim record for position 0 (it lost that claim and died before clearing
+/// it); the live producer really claimed position 0 and publishes while a
+/// consumer decides. If the consumer reads the records after the publish
+/// cleared the live one, it sees only the dead claimer: its abandon must
+/// then fail, not drop the live message.
+#[test]
+fn mpmc_stale_dead_claim_record_spares_a_live_publish() {
+    check(|| {
+        let opts = mpmc_tiny().abandon_timeout(Duration::ZERO);
+        let (dying, mut rx) = mpmc::channel(&opts).unwrap();
+        let mut tx = dying.try_clone().unwrap();
+        dying.__set_claim_record(0);
+        dying.__simulate_crash();
+        let p = thread::spawn(move || {
+            let mut g = tx.try_reserve().unwrap();
+            g[..4].copy_from_slice(b"live");
+            g.commit(4);
+            tx
+        });
+        let mut got = mpmc_try_n(&mut rx, 2);
+        drop(p.join().unwrap());
+        if got.is_empty() {
+            got.push(mpmc_recv(&mut rx).unwrap());
+        }
+        assert_eq!(got, [b"live".to_vec()]);
+        assert_eq!(rx.stats().abandoned, 0);
+    });
+}
+
+/// Review 6. The consumer polls while the first producer attaches and
+/// sends: it must never see "every producer gone" before the message.
+#[test]
+fn mpmc_first_producer_attach_is_not_disconnected() {
+    check(|| {
+        let mut rx = mpmc::__heap_consumer(&mpmc_tiny()).unwrap();
+        let spare = rx.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            let mut tx = spare.__attach_producer().unwrap();
+            drop(spare);
+            tx.try_send(b"first").unwrap();
+            tx
+        });
+        match mpmc_recv(&mut rx) {
+            Ok(m) => assert_eq!(m, b"first"),
+            Err(e) => panic!("before the first message: {e}"),
+        }
+        drop(p.join().unwrap());
+        assert_eq!(mpmc_recv(&mut rx).err(), Some(Error::Disconnected));
+    });
+}
+
+/// Review 7, with two sleepers on one semaphore wake word (the semaphore is
+/// a loom token counter). A sleeps; a message is posted for it and taken by
+/// a third consumer that does not sleep; B registers, finds nothing, and its
+/// wait may take the token posted for A. Every later message must still
+/// reach a sleeper: a robbed sleeper whose registration is gone would wait
+/// forever, which loom reports.
+#[test]
+fn mpmc_semaphore_token_robbed_by_a_later_sleeper_is_replaced() {
+    check(|| {
+        let opts = mpmc_tiny()
+            .slots(4)
+            .max_consumers(3)
+            .spin(Duration::ZERO)
+            .wait(WaitStrategy::Semaphore);
+        let (mut tx, mut stealer) = mpmc::channel(&opts).unwrap();
+        let mut a = stealer.try_clone().unwrap();
+        let mut b = stealer.try_clone().unwrap();
+        let ta = thread::spawn(move || a.recv().unwrap().to_vec());
+        tx.try_send(&msg(1, 8)).unwrap();
+        let stolen = stealer.try_recv().map(|g| g.to_vec()).ok();
+        let tb = thread::spawn(move || b.recv().unwrap().to_vec());
+        tx.try_send(&msg(2, 8)).unwrap();
+        if stolen.is_some() {
+            tx.try_send(&msg(3, 8)).unwrap();
+        }
+        let sent = if stolen.is_some() { 3 } else { 2 };
+        let mut got = vec![ta.join().unwrap(), tb.join().unwrap()];
+        got.extend(stolen);
+        got.sort();
+        let want: Vec<_> = (1..=sent).map(|id| msg(id, 8)).collect();
+        assert_eq!(got, want);
+        drop(tx);
+    });
+}
+
+/// Two consumers sleep on the futex wake word at once; one message and a
+/// detach must wake both (one gets the message, the other `Disconnected`).
+#[test]
+fn mpmc_futex_two_sleepers_one_word() {
+    check(|| {
+        let opts = mpmc_tiny().spin(Duration::ZERO).wait(WaitStrategy::Futex);
+        let (mut tx, mut a) = mpmc::channel(&opts).unwrap();
+        let mut b = a.try_clone().unwrap();
+        let tb = thread::spawn(move || b.recv().map(|g| g.to_vec()));
+        let p = thread::spawn(move || {
+            tx.try_send(b"one").unwrap();
+        });
+        let ra = a.recv().map(|g| g.to_vec());
+        let rb = tb.join().unwrap();
+        p.join().unwrap();
+        let (mut oks, mut disc) = (0, 0);
+        for r in [ra, rb] {
+            match r {
+                Ok(m) => {
+                    assert_eq!(m, b"one");
+                    oks += 1;
+                }
+                Err(Error::Disconnected) => disc += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((oks, disc), (1, 1));
+    });
+}
+
+/// Review 8. A write grant given to `mem::forget` must not wedge the queue:
+/// the producer's next claim publishes it as a skip record, and the
+/// consumer, draining concurrently, gets the message after it.
+#[test]
+fn mpmc_forgotten_write_grant_is_skipped() {
+    check(|| {
+        let (mut tx, mut rx) = mpmc::channel(&mpmc_tiny()).unwrap();
+        let c = thread::spawn(move || mpmc_drain(&mut rx));
+        std::mem::forget(tx.try_reserve().unwrap());
+        tx.try_send(&msg(1, 8)).unwrap();
+        drop(tx);
+        assert_eq!(c.join().unwrap(), [msg(1, 8)]);
+    });
+}
+
+/// Review 8. A read grant given to `mem::forget` holds its slot only until
+/// the consumer's next receive: the producer, waiting for that slot, then
+/// goes on.
+#[test]
+fn mpmc_forgotten_read_grant_frees_its_slot() {
+    check(|| {
+        let (mut tx, mut rx) = mpmc::channel(&mpmc_tiny()).unwrap();
+        tx.try_send(&msg(1, 8)).unwrap();
+        tx.try_send(&msg(2, 8)).unwrap();
+        let p = thread::spawn(move || {
+            mpmc_send(&mut tx, &msg(3, 8)); // needs slot 0
+        });
+        std::mem::forget(rx.try_recv().unwrap());
+        assert_eq!(mpmc_drain(&mut rx), [msg(2, 8), msg(3, 8)]);
+        p.join().unwrap();
+    });
+}
+
+/// Review 8. A write batch given to `mem::forget` leaves its records
+/// unpublished only until the producer's next send; a consumer waiting
+/// concurrently gets them all, in order.
+#[test]
+fn spsc_forgotten_batch_is_published_by_the_next_send() {
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let c = thread::spawn(move || {
+            let a = spsc_recv(&mut rx).unwrap();
+            let b = spsc_recv(&mut rx).unwrap();
+            (a, b)
+        });
+        let mut b = tx.batch();
+        b.try_send(&msg(1, 8)).unwrap();
+        std::mem::forget(b);
+        tx.try_send(&msg(2, 8)).unwrap();
+        assert_eq!(c.join().unwrap(), (msg(1, 8), msg(2, 8)));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Named segments (review 3 and 5): the real create, publish, open, attach,
+// detach and remove code over loom's model of /dev/shm and of OFD locks.
+
+/// Review 3. The last endpoint leaves (and removes the segment) while
+/// another opens the name and attaches. The opener must never end on a
+/// segment that lost its name, and nothing may be left behind.
+#[test]
+fn segment_last_leaver_races_an_opener() {
+    check(|| {
+        let opts = spsc_tiny();
+        let rx = spsc::Consumer::create("race", &opts).unwrap();
+        let o2 = opts.clone();
+        let t = thread::spawn(move || {
+            let tx = spsc::Producer::open_or_create("race", &o2).unwrap();
+            assert!(tx.__linked(), "attached to an orphaned segment");
+        });
+        drop(rx);
+        t.join().unwrap();
+        assert_eq!(shmq::__model_shm_names(), Vec::<String>::new());
+    });
+}
+
+/// Review 5. Two endpoints `open_or_create` one name at once: one creates,
+/// the other opens the winner's segment (never a half-made one); a message
+/// gets across, and the last to leave removes the segment.
+#[test]
+fn segment_open_or_create_race() {
+    check(|| {
+        let opts = spsc_tiny();
+        let o2 = opts.clone();
+        let t = thread::spawn(move || {
+            let mut tx = spsc::Producer::open_or_create("oc", &o2).unwrap();
+            assert!(tx.__linked());
+            tx.try_send(b"hi").unwrap();
+            tx
+        });
+        let mut rx = spsc::Consumer::open_or_create("oc", &opts).unwrap();
+        assert!(rx.__linked());
+        let tx = t.join().unwrap();
+        assert_eq!(spsc_recv(&mut rx).unwrap(), b"hi");
+        drop((tx, rx));
+        assert_eq!(shmq::__model_shm_names(), Vec::<String>::new());
+    });
+}

@@ -340,3 +340,335 @@ fn review_10_copy_out_reads_the_ring_without_references() {
     assert!(v.iter().all(|&w| w == 7 || w == u64::MAX));
     drop(peer.join().unwrap());
 }
+
+// ---------------------------------------------------------------------------
+// Found by a second hostile review (of the fixes above), each reproduced
+// first by a test that failed; numbered as in that review.
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// R1: a signal arriving more often than the liveness interval ended every
+/// sleep early (a futex wait returns EINTR), and the wait loop only probed
+/// the peer after a sleep that timed out: a dead producer was never
+/// reported while the signals went on.
+#[test]
+#[cfg_attr(miri, ignore = "signals")]
+fn review2_r1_periodic_signals_do_not_hide_a_dead_peer() {
+    // SAFETY: a handler that does nothing; SA_RESTART as most programs set.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let o = Options::new()
+        .liveness_interval(Duration::from_millis(100))
+        .spin(Duration::ZERO);
+    let (tx, mut rx) = spsc::channel(&o).unwrap();
+    tx.__simulate_crash();
+    let (done, done_rx) = std::sync::mpsc::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        // SAFETY: no preconditions.
+        tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+        done.send(rx.recv().map(|g| g.len())).unwrap();
+    });
+    let tid = tid_rx.recv().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let got = loop {
+        if let Ok(r) = done_rx.try_recv() {
+            break Some(r);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: the thread is alive until it sends its result.
+        unsafe { libc::pthread_kill(tid, libc::SIGUSR1) };
+    };
+    // (Without the signals the thread ends at once: let it.)
+    let late = done_rx.recv_timeout(Duration::from_secs(5)).ok();
+    h.join().unwrap();
+    assert_eq!(
+        got,
+        Some(Err(Error::PeerDied)),
+        "only after the signals stopped: {late:?}"
+    );
+}
+
+/// R2: a producer killed between its attach CAS and the live-producer count
+/// increment (or between its detach CAS and the decrement) left the count
+/// wrong for good: a consumer reported `Disconnected` with a producer
+/// attached, and never once all were gone. Here the slot states left by
+/// such kills are written directly; the states are now the only record.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review2_r2_producer_killed_inside_attach_or_detach() {
+    let o = Options::new()
+        .slots(8)
+        .slot_size(64)
+        .max_producers(2)
+        .max_consumers(2)
+        .liveness_interval(Duration::from_millis(10));
+    // Killed inside attach: slot 0 attached (generation 1), never counted.
+    let name = Name::new("r2-attach");
+    let mut rx = mpmc::Consumer::create(&name, &o).unwrap();
+    rx.__poke(rx.__endpoint_offset(0), 4 | 1);
+    let mut tx = mpmc::Producer::open(&name, &o).unwrap();
+    let idle = rx.recv_timeout(Duration::from_millis(300)).map(|g| g.len());
+    assert_eq!(idle, Err(Error::Timeout), "a live producer is attached");
+    tx.send(b"last").unwrap();
+    drop(tx);
+    assert_eq!(&*rx.recv().unwrap(), b"last");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(2)).map(|g| g.len()),
+        Err(Error::Disconnected)
+    );
+    // Killed inside detach: slot 0 detached, still counted.
+    let name = Name::new("r2-detach");
+    let mut rx = mpmc::Consumer::create(&name, &o).unwrap();
+    let mut tx = mpmc::Producer::open(&name, &o).unwrap();
+    tx.send(b"last").unwrap();
+    rx.__poke(rx.__endpoint_offset(0), 4 | 2);
+    tx.__simulate_crash();
+    assert_eq!(&*rx.recv().unwrap(), b"last");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(2)).map(|g| g.len()),
+        Err(Error::Disconnected)
+    );
+}
+
+/// R3: a dead consumer's slot was not reused while its claim was
+/// unresolved, and only producers wrapping around onto that position could
+/// resolve it: with `max_consumers(1)` and light traffic, a restarted
+/// consumer got `Busy` for ever.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review2_r3_dead_consumer_slot_is_taken_over() {
+    let name = Name::new("r3");
+    let o = Options::new().slots(64).slot_size(64).max_consumers(1);
+    let mut tx = mpmc::Producer::create(&name, &o).unwrap();
+    let mut rx = mpmc::Consumer::open(&name, &o).unwrap();
+    tx.send(b"job 1").unwrap();
+    tx.send(b"job 2").unwrap();
+    rx.recv().unwrap().__simulate_crash();
+    rx.__simulate_crash();
+    let mut rx = mpmc::Consumer::open(&name, &o).expect("the dead consumer's slot");
+    // Job 1 died with its consumer (at most once); job 2 is next.
+    assert_eq!(&*rx.recv().unwrap(), b"job 2");
+}
+
+/// R4: a typed endpoint checked the element type's size against the header
+/// but not against the ring's geometry: a peer that rewrote capacity and
+/// slot size (keeping the file size) made a typed MPMC send panic on a
+/// slice out of range.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review2_r4_typed_open_checks_the_slot_holds_the_type() {
+    use shmq::typed::{Mpmc, Receiver, Sender};
+    let name = Name::new("r4");
+    let o = Options::new().slots(8);
+    let rx = Receiver::<[u8; 64], Mpmc>::create(&name, &o).unwrap(); // 8 x 80
+    rx.raw().__poke(32, 16); // capacity 16
+    rx.raw().__poke(40, 40 | (64 << 32)); // slot size 40, same file size
+    let r = Sender::<[u8; 64], Mpmc>::open(&name, &o);
+    assert!(
+        matches!(r, Err(shmq::OpenError::Corrupted { .. })),
+        "{:?}",
+        r.err()
+    );
+}
+
+/// R5: a timeout of `Duration::MAX` ("no limit") overflowed `Instant` and
+/// panicked, in `recv_timeout` and in `open_timeout`.
+#[test]
+fn review2_r5_duration_max_means_no_limit() {
+    let (mut tx, mut rx) = spsc::channel(&Options::new()).unwrap();
+    tx.send(b"x").unwrap();
+    assert_eq!(&*rx.recv_timeout(Duration::MAX).unwrap(), b"x");
+    if !cfg!(miri) {
+        // (Named segments need shm_open, which Miri cannot run.)
+        let o = Options::new().open_timeout(Duration::MAX);
+        assert!(matches!(
+            spsc::Consumer::open("surely-not-there-r5", &o),
+            Err(shmq::OpenError::NotFound { .. })
+        ));
+    }
+}
+
+/// R8: after a consumer abandoned a slot whose producer died, only
+/// producers were woken: another consumer asleep with a message waiting
+/// behind that slot slept on until its liveness check.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review2_r8_abandoning_a_slot_wakes_the_other_consumers() {
+    let name = Name::new("r8");
+    let base = Options::new()
+        .slots(8)
+        .slot_size(64)
+        .max_producers(2)
+        .max_consumers(2);
+    let fast = base
+        .clone()
+        .liveness_interval(Duration::from_millis(20))
+        .abandon_timeout(Duration::from_millis(100));
+    let slow = base
+        .clone()
+        .liveness_interval(Duration::from_secs(5))
+        .abandon_timeout(Duration::from_millis(100));
+    let mut dead = mpmc::Producer::create(&name, &base).unwrap();
+    let mut live = mpmc::Producer::open(&name, &base).unwrap();
+    let mut a = mpmc::Consumer::open(&name, &fast).unwrap();
+    let mut b = mpmc::Consumer::open(&name, &slow).unwrap();
+    let (done, got) = std::sync::mpsc::channel();
+    let d2 = done.clone();
+    let ha = std::thread::spawn(move || {
+        let g = a.recv().unwrap();
+        d2.send(g.to_vec()).unwrap();
+        std::thread::sleep(Duration::from_secs(3)); // busy with it
+    });
+    let hb = std::thread::spawn(move || {
+        let g = b.recv().unwrap();
+        done.send(g.to_vec()).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    dead.reserve().unwrap().__simulate_crash(); // claims position 0, dies
+    live.send(b"m1").unwrap();
+    live.send(b"m2").unwrap();
+    let first = got.recv_timeout(Duration::from_secs(2)).unwrap();
+    // B must not sleep until its 5 s liveness check with m2 waiting.
+    let second = got.recv_timeout(Duration::from_secs(1));
+    ha.join().unwrap();
+    hb.join().unwrap();
+    assert_eq!((first, second.ok()), (b"m1".to_vec(), Some(b"m2".to_vec())));
+}
+
+/// R9: `open_or_create` with `reclaim_stale` removed a segment it could
+/// open, and the messages a producer had left in it: it lost the race to
+/// publish its own segment and then reclaimed the winner's as stale.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn review2_r9_open_or_create_never_reclaims_an_openable_segment() {
+    let mut lost = 0;
+    for _ in 0..40 {
+        let name = Name::new("r9");
+        let n2 = name.0.clone();
+        let bar = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let b2 = bar.clone();
+        let p = std::thread::spawn(move || {
+            b2.wait();
+            std::thread::sleep(Duration::from_micros(300));
+            let o = Options::new().capacity(4096);
+            let mut tx = spsc::Producer::open_or_create(&n2, &o).unwrap();
+            tx.send(b"committed").unwrap();
+        });
+        bar.wait();
+        let o = Options::new().capacity(64 << 20).reclaim_stale(true);
+        let mut rx = spsc::Consumer::open_or_create(&name, &o).unwrap();
+        p.join().unwrap();
+        if rx.recv_timeout(Duration::from_millis(500)).is_err() {
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 0, "runs that lost the committed message");
+}
+
+// ---------------------------------------------------------------------------
+// API additions of issue 12.
+
+/// A blocked `recv` with no deadline returns `Interrupted` when another
+/// thread interrupts it; a pending interrupt ends the next wait; each
+/// backend wakes the sleeper.
+#[test]
+fn interrupter_ends_blocked_calls() {
+    for wait in [
+        WaitStrategy::Futex,
+        WaitStrategy::Semaphore,
+        WaitStrategy::Spin,
+        WaitStrategy::SpinThenYield,
+    ] {
+        let o = Options::new().wait(wait).spin(Duration::from_micros(10));
+        let (_tx, mut rx) = spsc::channel(&o).unwrap();
+        let i = rx.interrupter();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            i.interrupt();
+        });
+        assert_eq!(rx.recv().err(), Some(Error::Interrupted), "{wait:?}");
+        t.join().unwrap();
+        // Taken: the next wait is a normal one.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(10)).err(),
+            Some(Error::Timeout)
+        );
+    }
+    // MPMC producer waiting on a full queue.
+    let (mut tx, _rx) = mpmc::channel(&Options::new().slots(2).slot_size(32)).unwrap();
+    tx.send(b"1").unwrap();
+    tx.send(b"2").unwrap();
+    let i = tx.interrupter();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        i.interrupt();
+    });
+    assert_eq!(tx.send(b"3").err(), Some(Error::Interrupted));
+    t.join().unwrap();
+}
+
+static SIGNAL_INTERRUPTER: std::sync::OnceLock<shmq::Interrupter> = std::sync::OnceLock::new();
+
+extern "C" fn interrupt_from_signal(_: libc::c_int) {
+    if let Some(i) = SIGNAL_INTERRUPTER.get() {
+        i.interrupt();
+    }
+}
+
+/// `Interrupter::interrupt` from a signal handler ends a blocking call.
+#[test]
+#[cfg_attr(miri, ignore = "signals")]
+fn interrupter_works_from_a_signal_handler() {
+    let (_tx, mut rx) = spsc::channel(&Options::new().spin(Duration::ZERO)).unwrap();
+    SIGNAL_INTERRUPTER.set(rx.interrupter()).ok().unwrap();
+    // SAFETY: installs a handler that only calls `interrupt` (async-signal-safe).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = interrupt_from_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    // SAFETY: no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: the main test thread outlives this one (joined below).
+        unsafe { libc::pthread_kill(me, libc::SIGUSR2) };
+    });
+    assert_eq!(rx.recv().err(), Some(Error::Interrupted));
+    t.join().unwrap();
+}
+
+/// `Corrupted` says which value was wrong, where, and what it held.
+#[test]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn corrupted_names_the_field_offset_and_value() {
+    let name = Name::new("reg-detail");
+    let opts = Options::new().capacity(256).keep(true);
+    let mut tx = spsc::Producer::create(&name, &opts).unwrap();
+    let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
+    tx.send(b"x").unwrap();
+    let off = tx.__data_offset();
+    tx.__poke(off, 0xdead_0000_0001);
+    match rx.try_recv().err() {
+        Some(Error::Corrupted(c)) => {
+            assert_eq!(c.what, "bad record tag");
+            assert_eq!(c.offset, Some(off as u64));
+            assert_eq!(c.value, 0xdead_0000_0001);
+            let text = Error::Corrupted(c).to_string();
+            assert!(
+                text.contains("0xdead00000001") && text.contains(&format!("{off:#x}")),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

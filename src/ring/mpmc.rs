@@ -29,7 +29,8 @@
 //! `p + n`) cannot touch a later message. Nothing else is written into a
 //! slot that has not been won.
 
-use crate::error::Error;
+use crate::error::{Corruption, Error};
+use crate::layout::{CONS_AT, PROD_AT};
 use crate::region::Mem;
 use crate::sync::Ordering;
 
@@ -66,10 +67,10 @@ fn cursor_in_range(pos: u64) -> bool {
     pos < CURSOR_LIMIT
 }
 
-fn corrupted(mem: &Mem, what: &'static str) -> Error {
+fn corrupted(mem: &Mem, what: &'static str, at: Option<u64>, value: u64) -> Error {
     // Relaxed: a diagnostic flag; nothing is ordered by it.
     mem.header().meta.poisoned.store(1, Ordering::Relaxed);
-    Error::Corrupted(what)
+    Error::Corrupted(Corruption::new(what, at, value))
 }
 
 /// Geometry shared by producer and consumer state.
@@ -136,7 +137,7 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
             // Relaxed: nothing is claimed (a failed CAS may have left our
             // record of an earlier guess).
             claiming.store(0, Ordering::Relaxed);
-            return Err(corrupted(mem, "enqueue cursor out of range"));
+            return Err(corrupted(mem, "enqueue cursor out of range", PROD_AT, pos));
         }
         // Acquire: pairs with the consumer's Release store of `p + n` in
         // `release`: its reads of the old payload happen-before our writes.
@@ -159,7 +160,14 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
             }
         } else if diff < 0 {
             if diff < -(s.n as i64) {
-                return Err(corrupted(mem, "slot sequence behind its lap"));
+                // Relaxed: nothing is claimed.
+                claiming.store(0, Ordering::Relaxed);
+                return Err(corrupted(
+                    mem,
+                    "slot sequence behind its lap",
+                    mem.at_data(s.offset(pos)),
+                    seq,
+                ));
             }
             // The slot still holds last lap's message: full.
             // Relaxed: nothing is claimed.
@@ -177,7 +185,13 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
                 // it now rather than spinning `MAX_TRIES` times per call.
                 // Relaxed: nothing is claimed.
                 claiming.store(0, Ordering::Relaxed);
-                return Err(corrupted(mem, "slot sequence ahead of the enqueue cursor"));
+                let at = mem.at_data(s.offset(pos));
+                return Err(corrupted(
+                    mem,
+                    "slot sequence ahead of the enqueue cursor",
+                    at,
+                    seq,
+                ));
             }
             pos = cur;
         }
@@ -209,7 +223,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
         if !cursor_in_range(pos) {
             // Relaxed: nothing is claimed (as in `try_claim`).
             claiming.store(0, Ordering::Relaxed);
-            return Err(corrupted(mem, "dequeue cursor out of range"));
+            return Err(corrupted(mem, "dequeue cursor out of range", CONS_AT, pos));
         }
         // Acquire: pairs with the producer's Release publish in `publish`
         // (and the Release CAS in `abandon`).
@@ -241,7 +255,8 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
                     if !ok_kind || len > s.max_message_len() {
                         // Free the slot so producers are not wedged, then report.
                         release(mem, s, me, pos);
-                        return Err(corrupted(mem, "bad slot info word"));
+                        let at = mem.at_data(s.offset(pos) + 8);
+                        return Err(corrupted(mem, "bad slot info word", at, info));
                     }
                     return Ok(Taken { pos, len, kind });
                 }
@@ -249,7 +264,14 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
             }
         } else if diff < 0 {
             if diff < -(s.n as i64) - 1 {
-                return Err(corrupted(mem, "slot sequence behind its lap"));
+                // Relaxed: nothing is claimed.
+                claiming.store(0, Ordering::Relaxed);
+                return Err(corrupted(
+                    mem,
+                    "slot sequence behind its lap",
+                    mem.at_data(s.offset(pos)),
+                    seq,
+                ));
             }
             // Relaxed: nothing is claimed.
             claiming.store(0, Ordering::Relaxed);
@@ -261,7 +283,13 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
             if cur == pos {
                 // Relaxed: nothing is claimed.
                 claiming.store(0, Ordering::Relaxed);
-                return Err(corrupted(mem, "slot sequence ahead of the dequeue cursor"));
+                let at = mem.at_data(s.offset(pos));
+                return Err(corrupted(
+                    mem,
+                    "slot sequence ahead of the dequeue cursor",
+                    at,
+                    raw,
+                ));
             }
             pos = cur;
         }

@@ -12,7 +12,8 @@
 //! reads `tail` with Acquire, then each header word once, validates it against
 //! the capacity and `tail`, and frees space with a Release store of `head`.
 
-use crate::error::Error;
+use crate::error::{Corruption, Error};
+use crate::layout::{CONS_AT, PROD_AT};
 use crate::region::Mem;
 use crate::sync::Ordering;
 
@@ -45,10 +46,31 @@ pub(crate) const fn max_message_len(capacity: u64) -> usize {
     }
 }
 
-fn corrupted(mem: &Mem, what: &'static str) -> Error {
+fn corrupted(mem: &Mem, what: &'static str, at: Option<u64>, value: u64) -> Error {
     // Relaxed: a diagnostic flag for tools (`shmq stat`); nothing is ordered by it.
     mem.header().meta.poisoned.store(1, Ordering::Relaxed);
-    Error::Corrupted(what)
+    Error::Corrupted(Corruption::new(what, at, value))
+}
+
+/// Checks the shared cursors an endpoint starts from.
+fn check_cursors(mem: &Mem, tail: u64, head: u64, cap: u64) -> Option<Error> {
+    if tail % 8 != 0 || head > tail || tail - head > cap {
+        return Some(corrupted(
+            mem,
+            "write cursor out of range at attach",
+            PROD_AT,
+            tail,
+        ));
+    }
+    if head % 8 != 0 {
+        return Some(corrupted(
+            mem,
+            "read cursor out of range at attach",
+            CONS_AT,
+            head,
+        ));
+    }
+    None
 }
 
 /// A reserved but not yet committed record.
@@ -93,8 +115,8 @@ impl ProducerRing {
         // we continue from a state they finished writing.
         let tail = h.prod.load(Ordering::Acquire);
         let head = h.cons.load(Ordering::Acquire);
-        if tail % 8 != 0 || head % 8 != 0 || head > tail || tail - head > cap {
-            return Err(corrupted(mem, "cursors out of range at attach"));
+        if let Some(e) = check_cursors(mem, tail, head, cap) {
+            return Err(e);
         }
         Ok(ProducerRing {
             cap,
@@ -137,7 +159,12 @@ impl ProducerRing {
         // near `u64::MAX` (a scribbling peer; never reached in practice)
         // would overflow `tail + pad + need` below.
         if self.tail > u64::MAX - 2 * self.cap {
-            return Err(corrupted(mem, "write cursor out of range"));
+            return Err(corrupted(
+                mem,
+                "write cursor out of range",
+                PROD_AT,
+                self.tail,
+            ));
         }
         let need = record_size(len as u64);
         let pos = self.tail & (self.cap - 1);
@@ -156,7 +183,12 @@ impl ProducerRing {
             // happen-before our writes into them.
             let head = mem.header().cons.load(Ordering::Acquire);
             if head % 8 != 0 || head < self.head_cache || head > self.published {
-                return Err(corrupted(mem, "consumer cursor out of range"));
+                return Err(corrupted(
+                    mem,
+                    "consumer cursor out of range",
+                    CONS_AT,
+                    head,
+                ));
             }
             self.head_cache = head;
             if self.tail - head + want > self.cap {
@@ -234,8 +266,8 @@ impl ConsumerRing {
         // Acquire: as in `ProducerRing::attach`.
         let head = h.cons.load(Ordering::Acquire);
         let tail = h.prod.load(Ordering::Acquire);
-        if tail % 8 != 0 || head % 8 != 0 || head > tail || tail - head > cap {
-            return Err(corrupted(mem, "cursors out of range at attach"));
+        if let Some(e) = check_cursors(mem, tail, head, cap) {
+            return Err(e);
         }
         Ok(ConsumerRing {
             cap,
@@ -251,7 +283,12 @@ impl ConsumerRing {
         // `ProducerRing::publish`: what it wrote before is visible now.
         let tail = mem.header().prod.load(Ordering::Acquire);
         if tail % 8 != 0 || tail < self.tail_cache || tail - self.head > self.cap {
-            return Err(corrupted(mem, "producer cursor out of range"));
+            return Err(corrupted(
+                mem,
+                "producer cursor out of range",
+                PROD_AT,
+                tail,
+            ));
         }
         self.tail_cache = tail;
         Ok(tail != self.head)
@@ -276,7 +313,7 @@ impl ConsumerRing {
                 TAG_PAD => {
                     let size = self.cap - pos;
                     if pos == 0 || len + 8 != size || size > avail {
-                        return Err(corrupted(mem, "bad padding record"));
+                        return Err(corrupted(mem, "bad padding record", mem.at_data(pos), word));
                     }
                     self.head += size;
                 }
@@ -286,7 +323,7 @@ impl ConsumerRing {
                         || pos + size > self.cap
                         || size > avail
                     {
-                        return Err(corrupted(mem, "bad record length"));
+                        return Err(corrupted(mem, "bad record length", mem.at_data(pos), word));
                     }
                     return Ok(Record {
                         payload: self.head + RECORD_HEADER as u64,
@@ -294,10 +331,11 @@ impl ConsumerRing {
                         next: self.head + size,
                     });
                 }
-                _ => return Err(corrupted(mem, "bad record tag")),
+                _ => return Err(corrupted(mem, "bad record tag", mem.at_data(pos), word)),
             }
         }
-        Err(corrupted(mem, "padding after padding"))
+        let pos = self.head & mask;
+        Err(corrupted(mem, "padding after padding", mem.at_data(pos), 0))
     }
 
     /// The payload bytes of a record.
