@@ -239,8 +239,10 @@ fn invalid_mpmc_options_are_rejected() {
 // ---------------------------------------------------------------------------
 // Across processes.
 
-/// Child dispatcher: does nothing in a normal test run.
+/// The entry point of this binary's child processes (`spawn_child` runs
+/// it with `--ignored --exact`): not a test, so ignored in a normal run.
 #[test]
+#[ignore = "child process entry point, run by spawn_child"]
 fn child_entry() {
     let Ok(role) = std::env::var(CHILD_ROLE) else {
         return;

@@ -125,8 +125,13 @@ fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     scribble(&name, 512, 0xffff_ffff_0000_0000);
     let rx = spsc::Consumer::open(&name, &opts).unwrap();
     // Detaching wakes `not_full`: this must return (before the fix it
-    // posted the semaphore 2^32 - 1 times).
+    // posted the semaphore 2^32 - 1 times, for minutes). At most 2048
+    // posts (the most endpoints a segment can have) take milliseconds; the
+    // bound is generous for a loaded machine.
+    let t0 = std::time::Instant::now();
     drop(rx);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "the detach took {took:?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -49,16 +49,23 @@ impl Drop for Name {
 /// Env var that tells this test binary it runs as a child.
 pub const CHILD_ROLE: &str = "SHMQ_TEST_CHILD_ROLE";
 
-/// Re-runs the current test binary, running only `entry` (a test function that
-/// dispatches on `CHILD_ROLE`), with `role` and extra env vars.
+/// Re-runs the current test binary, running only `entry` (an ignored test
+/// function that dispatches on `CHILD_ROLE`), with `role` and extra env vars.
 pub fn spawn_child(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(CHILD_ROLE, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(CHILD_ROLE, role)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
