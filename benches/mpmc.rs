@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Chan, Mq, Name, Peer, SIZE, STOP, opts};
+use common::{Chan, Mq, Name, Peer, SIZE, STOP, mpmc_opts};
 use criterion::{Criterion, Throughput, criterion_group};
 use shmq::mpmc;
 
@@ -69,7 +69,7 @@ fn throughput(cr: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (p, c) in [(1u64, 1u64), (2, 2)] {
         let name = Name::new("mpmc");
-        let mut ctl = mpmc::Producer::create(&name.0, &opts("futex", None)).expect("create");
+        let mut ctl = mpmc::Producer::create(&name.0, &mpmc_opts("futex", None)).expect("create");
         run(
             &mut g,
             &format!("shmq_{p}p{c}c"),

@@ -1,484 +1,36 @@
-//! What every endpoint does, whatever its ring: create or open the region,
-//! the init handshake, attach to an endpoint slot (taking its liveness lock),
-//! detach, and remove the segment when the last endpoint leaves.
+//! The one endpoint core every ring kind and front end stands on.
+//!
+//! * [`Attachment`]: an endpoint slot taken (its liveness mark held), the
+//!   wait configuration, statistics, the interrupt flag, fork detection;
+//!   on drop, the detach, the wakes that tell peers, and the removal of the
+//!   segment by the last endpoint to leave.
+//! * [`Endpoint<S>`]: an attachment plus one ring side `S` (a [`Side`]: the
+//!   SPSC producer or consumer ring, the MPMC producer or consumer), the
+//!   poison state, the name, the element type and the options. It owns the
+//!   one [`Waitable`] implementation: a side says how to try once and when
+//!   its peers are gone; waiting, spinning, sleeping, liveness probes and
+//!   interrupts are done here for every ring.
+//! * [`endpoint_api!`]: the public methods every endpoint type shares
+//!   (constructors, `name`, `stats`, `interrupter`, the test hooks), written
+//!   once.
 
 use std::ops::Range;
 #[cfg_attr(loom, allow(unused_imports))]
 use std::time::{Duration, Instant};
 
-use crate::error::OpenError;
+use crate::acquire::How;
+use crate::error::{Error, OpenError};
+use crate::header::{Spec, TypeInfo};
 #[cfg_attr(loom, allow(unused_imports))]
-use crate::layout::{
-    EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LAYOUT_HASH, LOCK_INIT, MAGIC,
-    STATE_READY, VERSION,
-};
+use crate::layout::{EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LOCK_INIT};
+use crate::layout::{Header, WakeWord};
 use crate::notify::{self, Backend, Stats, WaitCfg};
+use crate::notify::{Wait, Waitable};
 use crate::options::Options;
 use crate::region::Mem;
 use crate::sync::Ordering;
 
-/// Which side of a ring an endpoint is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Producer,
-    Consumer,
-}
-
-impl Role {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        }
-    }
-}
-
-/// Element type of a typed channel: size, alignment and a fingerprint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct TypeInfo {
-    pub size: u32,
-    pub align: u32,
-    pub fingerprint: u64,
-}
-
-impl std::fmt::Display for TypeInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if *self == TypeInfo::default() {
-            f.write_str("raw bytes")
-        } else {
-            write!(
-                f,
-                "size {} align {} fingerprint {:#x}",
-                self.size, self.align, self.fingerprint
-            )
-        }
-    }
-}
-
-/// What a caller wants: the ring kind and geometry and the element type.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Spec {
-    pub kind: Kind,
-    pub ty: TypeInfo,
-}
-
-pub(crate) fn geometry(spec: &Spec, opts: &Options) -> Result<Geometry, OpenError> {
-    Ok(match spec.kind {
-        Kind::Spsc => {
-            opts.check_spsc()?;
-            Geometry {
-                kind: Kind::Spsc,
-                capacity: opts.capacity,
-                slot_size: 0,
-                max_producers: 1,
-                max_consumers: 1,
-            }
-        }
-        Kind::Mpmc => {
-            opts.check_mpmc()?;
-            Geometry {
-                kind: Kind::Mpmc,
-                capacity: opts.slots,
-                slot_size: opts.slot_size as u32,
-                max_producers: opts.max_producers,
-                max_consumers: opts.max_consumers,
-            }
-        }
-    })
-}
-
-fn creation_backend(opts: &Options) -> Backend {
-    opts.wait.backend().unwrap_or(Backend::Futex)
-}
-
-/// Writes a fresh header; READY is stored last, with Release.
-fn init_header(mem: &Mem, spec: &Spec, backend: Backend, mode: u32) {
-    let geo = *mem.geometry();
-    let m = &mem.header().meta;
-    // Relaxed stores: all published by the Release store of READY below.
-    m.magic.store(MAGIC, Ordering::Relaxed);
-    m.version.store(VERSION, Ordering::Relaxed);
-    m.kind.store(geo.kind.to_raw(), Ordering::Relaxed);
-    m.layout_hash.store(LAYOUT_HASH, Ordering::Relaxed);
-    m.wake.store(backend.to_raw(), Ordering::Relaxed);
-    m.capacity.store(geo.capacity, Ordering::Relaxed);
-    m.slot_size.store(geo.slot_size, Ordering::Relaxed);
-    m.max_producers.store(geo.max_producers, Ordering::Relaxed);
-    m.max_consumers.store(geo.max_consumers, Ordering::Relaxed);
-    m.total_size
-        .store(geo.total_size().unwrap_or(0), Ordering::Relaxed);
-    m.creator_pid.store(std::process::id(), Ordering::Relaxed);
-    m.mode.store(mode, Ordering::Relaxed);
-    m.type_size.store(spec.ty.size, Ordering::Relaxed);
-    m.type_align.store(spec.ty.align, Ordering::Relaxed);
-    m.type_fingerprint
-        .store(spec.ty.fingerprint, Ordering::Relaxed);
-    // Only a semaphore segment ever touches its semaphores: every endpoint
-    // sleeps and wakes through the backend recorded above. (Skipping
-    // `sem_init` otherwise also lets Miri run heap channels.)
-    if backend == Backend::Semaphore {
-        notify::init_word(&mem.header().not_empty);
-        notify::init_word(&mem.header().not_full);
-    }
-    if geo.kind == Kind::Mpmc {
-        crate::ring::mpmc::Slots::of(mem).init(mem);
-    }
-    // Release: pairs with the Acquire load of `state` in `open_shm`; every
-    // field above is visible to an opener that sees READY.
-    m.state.store(STATE_READY, Ordering::Release);
-}
-
-/// A heap region (both endpoints in this process).
-pub(crate) fn create_heap(spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
-    let geo = geometry(spec, opts)?;
-    let mem = Mem::heap(geo);
-    init_header(&mem, spec, creation_backend(opts), opts.mode);
-    Ok(mem)
-}
-
-/// Creates the named segment exclusively: it is built and initialised as an
-/// unnamed file (holding the init lock from the start) and only then given
-/// its name, atomically and only if the name is free, so an opener never
-/// sees it half made. The init lock stays held until the creator's endpoint
-/// is attached ([`Attachment::attach`] releases it), so no one takes the
-/// fresh segment for a stale one in between.
-///
-/// With `reclaim` (the `reclaim_stale` option of `create`), a stale segment
-/// in the way is removed first.
-pub(crate) fn create_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
-    create_named(name, spec, opts, opts.reclaim_stale)
-}
-
-fn create_named(name: &str, spec: &Spec, opts: &Options, reclaim: bool) -> Result<Mem, OpenError> {
-    use crate::shm::Segment;
-    let geo = geometry(spec, opts)?;
-    let seg = Segment::create_private(name, &geo, opts.mode)?;
-    let mut mem = Mem::shm(seg, geo);
-    init_header(&mem, spec, creation_backend(opts), opts.mode);
-    let seg = mem.segment_mut().expect("a segment");
-    match seg.publish(name) {
-        Err(e @ OpenError::AlreadyExists { .. }) if reclaim => {
-            if !remove_if_stale(name) {
-                return Err(e);
-            }
-            seg.publish(name)?;
-        }
-        r => r?,
-    }
-    Ok(mem)
-}
-
-/// Removes `name` if no live process uses it (see [`gc_one`]).
-///
-/// [`gc_one`]: crate::inspect::gc_one
-#[cfg(not(loom))]
-fn remove_if_stale(name: &str) -> bool {
-    matches!(
-        crate::inspect::gc_one(name),
-        crate::inspect::GcOutcome::Removed
-    )
-}
-
-/// The loom models do not reclaim (`inspect` reads files directly).
-#[cfg(loom)]
-fn remove_if_stale(_name: &str) -> bool {
-    false
-}
-
-/// Reads and validates the geometry of a READY header against `file_len`.
-pub(crate) fn read_geometry(
-    name: &str,
-    m: &crate::layout::Meta,
-    file_len: u64,
-) -> Result<(Geometry, Backend, TypeInfo), OpenError> {
-    let corrupted = |detail: String| OpenError::Corrupted {
-        name: name.to_owned(),
-        detail,
-    };
-    // Relaxed loads: ordered after the Acquire load of READY by the caller.
-    let magic = m.magic.load(Ordering::Relaxed);
-    if magic != MAGIC {
-        return Err(OpenError::NotShmq {
-            name: name.to_owned(),
-            detail: format!("bad magic {magic:#018x}"),
-        });
-    }
-    let version = m.version.load(Ordering::Relaxed);
-    let hash = m.layout_hash.load(Ordering::Relaxed);
-    if version != VERSION || hash != LAYOUT_HASH {
-        return Err(OpenError::VersionMismatch {
-            name: name.to_owned(),
-            found: version,
-            expected: VERSION,
-            found_hash: hash,
-            expected_hash: LAYOUT_HASH,
-        });
-    }
-    let raw_kind = m.kind.load(Ordering::Relaxed);
-    let kind =
-        Kind::from_raw(raw_kind).ok_or_else(|| corrupted(format!("unknown kind {raw_kind}")))?;
-    let geo = Geometry {
-        kind,
-        capacity: m.capacity.load(Ordering::Relaxed),
-        slot_size: m.slot_size.load(Ordering::Relaxed),
-        max_producers: m.max_producers.load(Ordering::Relaxed),
-        max_consumers: m.max_consumers.load(Ordering::Relaxed),
-    };
-    let ok = match kind {
-        Kind::Spsc => {
-            geo.capacity.is_power_of_two()
-                && (64..=1 << 40).contains(&geo.capacity)
-                && geo.slot_size == 0
-                && geo.max_producers == 1
-                && geo.max_consumers == 1
-        }
-        Kind::Mpmc => {
-            geo.capacity.is_power_of_two()
-                && (2..=1 << 24).contains(&geo.capacity)
-                && geo.slot_size % 8 == 0
-                && (24..=1 << 24).contains(&geo.slot_size)
-                && (1..=1024).contains(&geo.max_producers)
-                && (1..=1024).contains(&geo.max_consumers)
-        }
-    };
-    if !ok {
-        return Err(corrupted(format!("impossible geometry {geo:?}")));
-    }
-    let total = geo.total_size();
-    let recorded = m.total_size.load(Ordering::Relaxed);
-    if total != Some(file_len) || recorded != file_len {
-        return Err(corrupted(format!(
-            "header says {recorded} bytes (geometry {total:?}) but the file has {file_len}"
-        )));
-    }
-    let raw_wake = m.wake.load(Ordering::Relaxed);
-    let backend = Backend::from_raw(raw_wake)
-        .ok_or_else(|| corrupted(format!("unknown wake backend {raw_wake}")))?;
-    let ty = TypeInfo {
-        size: m.type_size.load(Ordering::Relaxed),
-        align: m.type_align.load(Ordering::Relaxed),
-        fingerprint: m.type_fingerprint.load(Ordering::Relaxed),
-    };
-    Ok((geo, backend, ty))
-}
-
-/// Opens the named segment and checks it is what `spec` asks for.
-///
-/// The opener holds the segment's gate lock shared from `shm_open` until its
-/// endpoint is attached ([`Attachment::attach`] releases it), and checks,
-/// once it holds it, that the file still has its name: whoever removes a
-/// segment holds the gate exclusive while it decides and unlinks, so an
-/// opener either attaches before the decision (and is counted in it) or
-/// finds the file unlinked and looks again.
-pub(crate) fn open_shm(name: &str, spec: &Spec, opts: &Options) -> Result<Mem, OpenError> {
-    use crate::layout::{Header, LOCK_GATE};
-    use crate::shm::{Lock, Segment};
-    let start = Instant::now();
-    let deadline = crate::notify::deadline(start, opts.open_timeout);
-    let timeout = || OpenError::Timeout {
-        name: name.to_owned(),
-        waited_ms: start.elapsed().as_millis(),
-    };
-    let seg = loop {
-        let seg = Segment::open(name, opts.mode, size_of::<Header>() as u64)?;
-        if !seg.lock_until(LOCK_GATE, Lock::Shared, deadline) {
-            return Err(timeout());
-        }
-        if seg.is_unlinked() {
-            // Removed while we opened it: the name is gone or names another
-            // file now.
-            continue;
-        }
-        if seg.is_short() {
-            if !seg.is_locked(LOCK_INIT) {
-                return Err(OpenError::NotShmq {
-                    name: name.to_owned(),
-                    detail: format!(
-                        "it has {} bytes, fewer than a header ({}), and no creator is at work \
-                         (a stale leftover: `shmq gc {name}` removes it)",
-                        seg.file_len(),
-                        size_of::<Header>()
-                    ),
-                });
-            }
-            // A creator (of another build: ours publish finished segments)
-            // is still sizing it.
-            if Instant::now() >= deadline {
-                return Err(timeout());
-            }
-            drop(seg);
-            crate::sync::pause(Duration::from_millis(1));
-            continue;
-        }
-        break seg;
-    };
-    let header = seg.header();
-    loop {
-        // Acquire: pairs with the creator's Release store of READY in
-        // `init_header`.
-        if header.meta.state.load(Ordering::Acquire) == STATE_READY {
-            break;
-        }
-        // Relaxed: a quick look for garbage while the creator may still be
-        // writing; the real check follows READY.
-        let magic = header.meta.magic.load(Ordering::Relaxed);
-        if magic != 0 && magic != MAGIC {
-            return Err(OpenError::NotShmq {
-                name: name.to_owned(),
-                detail: format!("bad magic {magic:#018x}"),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(timeout());
-        }
-        crate::sync::pause(Duration::from_millis(1));
-    }
-    let (geo, backend, ty) = read_geometry(name, &header.meta, seg.len() as u64)?;
-    check_spec(name, spec, opts, geo, backend, ty)?;
-    Ok(Mem::shm(seg, geo))
-}
-
-/// Checks an opened segment's kind, element type and wake backend against
-/// what the opener asked for.
-fn check_spec(
-    name: &str,
-    spec: &Spec,
-    opts: &Options,
-    geo: Geometry,
-    backend: Backend,
-    ty: TypeInfo,
-) -> Result<(), OpenError> {
-    if geo.kind != spec.kind {
-        return Err(OpenError::KindMismatch {
-            name: name.to_owned(),
-            expected: spec.kind,
-            found: geo.kind,
-        });
-    }
-    if ty != spec.ty {
-        return Err(OpenError::TypeMismatch {
-            name: name.to_owned(),
-            expected: spec.ty.to_string(),
-            found: ty.to_string(),
-        });
-    }
-    if let Some(want) = opts.wait.backend() {
-        if opts.wait_explicit && want != backend {
-            return Err(OpenError::WaitMismatch {
-                name: name.to_owned(),
-                expected: want.name(),
-                found: backend.name(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The open path's header checks (`read_geometry` and the spec checks) over
-/// a segment image in memory instead of a file. For fuzzing.
-#[cfg(not(loom))]
-#[allow(dead_code)]
-pub(crate) fn open_image(image: &[u8], spec: &Spec) -> Result<Mem, OpenError> {
-    use crate::layout::Header;
-    let name = "<image>";
-    if image.len() < size_of::<Header>() {
-        return Err(OpenError::NotShmq {
-            name: name.into(),
-            detail: "too small".into(),
-        });
-    }
-    // Copy the header into an aligned heap region first, so that we read it
-    // through the same atomics as a mapping. (No table, no data: exactly a
-    // header's bytes.)
-    let probe_geo = Geometry {
-        kind: Kind::Spsc,
-        capacity: 0,
-        slot_size: 0,
-        max_producers: 0,
-        max_consumers: 0,
-    };
-    let head = Mem::from_image(&image[..size_of::<Header>()], probe_geo);
-    // Acquire: as in `open_shm`.
-    if head.header().meta.state.load(Ordering::Acquire) != STATE_READY {
-        return Err(OpenError::Timeout {
-            name: name.into(),
-            waited_ms: 0,
-        });
-    }
-    let (geo, _backend, ty) = read_geometry(name, &head.header().meta, image.len() as u64)?;
-    if geo.kind != spec.kind {
-        return Err(OpenError::KindMismatch {
-            name: name.into(),
-            expected: spec.kind,
-            found: geo.kind,
-        });
-    }
-    if ty != spec.ty {
-        return Err(OpenError::TypeMismatch {
-            name: name.into(),
-            expected: spec.ty.to_string(),
-            found: ty.to_string(),
-        });
-    }
-    Ok(Mem::from_image(image, geo))
-}
-
-/// Opens the segment, or creates it if there is none (race-free: a creator
-/// publishes a finished segment only under a free name, so of two racing
-/// creators one wins and the other opens the winner's). With
-/// `reclaim_stale`, a segment that cannot be opened because its creator died
-/// (never ready, or too short) and that no live process uses is replaced;
-/// one that can be opened is never replaced, even if stale: it may hold
-/// messages for this very endpoint.
-pub(crate) fn open_or_create_shm(
-    name: &str,
-    spec: &Spec,
-    opts: &Options,
-) -> Result<Mem, OpenError> {
-    let mut last = None;
-    for _ in 0..64 {
-        match open_shm(name, spec, opts) {
-            Err(OpenError::NotFound { .. }) => {}
-            Err(e @ (OpenError::Timeout { .. } | OpenError::NotShmq { .. }))
-                if opts.reclaim_stale =>
-            {
-                if !remove_if_stale(name) {
-                    return Err(e);
-                }
-            }
-            r => return r,
-        }
-        match create_named(name, spec, opts, false) {
-            // Created by someone else since we looked: open theirs.
-            Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
-            r => return r,
-        }
-    }
-    Err(last.unwrap_or(OpenError::NotFound {
-        name: name.to_owned(),
-    }))
-}
-
-/// How a constructor finds its segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum How {
-    /// Create it; it must not exist.
-    Create,
-    /// Open it; it must exist.
-    Open,
-    /// Open it, creating it first if needed.
-    OpenOrCreate,
-}
-
-impl How {
-    pub(crate) fn region(self) -> fn(&str, &Spec, &Options) -> Result<Mem, OpenError> {
-        match self {
-            How::Create => create_shm,
-            How::Open => open_shm,
-            How::OpenOrCreate => open_or_create_shm,
-        }
-    }
-}
+pub(crate) use crate::error::Role;
 
 /// The endpoint-slot range of a role.
 pub(crate) fn role_range(geo: &Geometry, role: Role) -> Range<usize> {
@@ -570,18 +122,17 @@ impl Attachment {
                 // Acquire: pairs with the Release state stores of the
                 // previous owner (detach) so we see its final claim record.
                 let old = ep.state.load(Ordering::Acquire);
-                let dead_owner = old & EP_MASK == EP_ATTACHED
-                    || (old & EP_MASK == crate::layout::EP_CRASHED && mem.is_heap());
-                let live_heap = old & EP_MASK == EP_ATTACHED && mem.is_heap();
-                if dead_owner != (pass == 1) || live_heap {
-                    // On the heap an ATTACHED slot is always a live endpoint.
-                    continue;
-                }
-                if !mem.lock_endpoint(i) {
+                let usable = match old & EP_MASK {
+                    EP_FREE | EP_DETACHED => pass == 0,
+                    // Attached (or marked crashed): only if it died, and
+                    // only once no free slot is left.
+                    _ => pass == 1 && died(&mem, i, old),
+                };
+                if !usable || !mem.liveness().hold(i) {
                     continue;
                 }
                 if geo.kind == Kind::Mpmc && !resolve_dead_claim(&mem, i, role, backend) {
-                    mem.unlock_endpoint(i);
+                    mem.liveness().release(i);
                     continue;
                 }
                 let new = (old & !EP_MASK).wrapping_add(4) | EP_ATTACHED;
@@ -593,7 +144,7 @@ impl Attachment {
                     .compare_exchange(old, new, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
-                    mem.unlock_endpoint(i);
+                    mem.liveness().release(i);
                     continue;
                 }
                 // Relaxed: display only.
@@ -626,7 +177,7 @@ impl Attachment {
         }
         Err(OpenError::Busy {
             name: name.to_owned(),
-            role: role.name(),
+            role,
             max: range.len() as u32,
         })
     }
@@ -663,18 +214,11 @@ impl Attachment {
     /// Leaves the endpoint slot as a dying process would: attached, with its
     /// claim record, but no longer alive. Segments: drop the lock (closing
     /// the descriptor would do the same). Heap: mark the slot crashed.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub(crate) fn simulate_crash(&mut self) {
         self.crashed = true;
-        if self.mem.is_heap() {
-            let crashed = (self.state & !EP_MASK) | crate::layout::EP_CRASHED;
-            // Release: as a detach would.
-            self.mem
-                .endpoint(self.slot)
-                .state
-                .store(crashed, Ordering::Release);
-        } else {
-            self.mem.unlock_endpoint(self.slot);
-        }
+        let slot = self.mem.endpoint(self.slot);
+        self.mem.liveness().crash(self.slot, slot, self.state);
     }
 }
 
@@ -695,7 +239,7 @@ impl Drop for Attachment {
         let mut st = Stats::default();
         notify::wake(&self.mem.header().not_empty, self.wait.backend, &mut st);
         notify::wake(&self.mem.header().not_full, self.wait.backend, &mut st);
-        self.mem.unlock_endpoint(self.slot);
+        self.mem.liveness().release(self.slot);
         if self.keep || self.mem.is_heap() || self.others_alive() {
             return;
         }
@@ -745,9 +289,9 @@ pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
     let st = mem.endpoint(i).state.load(Ordering::Acquire);
     match st & EP_MASK {
         EP_FREE => Peer::NeverAttached,
-        EP_ATTACHED if probe && !mem.endpoint_alive(i) => Peer::Dead,
+        EP_ATTACHED if probe && !mem.liveness().alive(i, st) => Peer::Dead,
         EP_ATTACHED => Peer::Attached,
-        crate::layout::EP_CRASHED if mem.is_heap() => Peer::Dead,
+        _ if mem.liveness().marked_dead(st) => Peer::Dead,
         _ => Peer::Detached,
     }
 }
@@ -756,28 +300,289 @@ pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
 /// (state value `st`, just loaded). Costs a syscall on segments.
 pub(crate) fn died(mem: &Mem, i: usize, st: u32) -> bool {
     match st & EP_MASK {
-        EP_ATTACHED => !mem.endpoint_alive(i),
-        crate::layout::EP_CRASHED => mem.is_heap(),
-        _ => false,
+        EP_ATTACHED => !mem.liveness().alive(i, st),
+        _ => mem.liveness().marked_dead(st),
     }
 }
 
-/// The named-segment constructors shared by every endpoint type. The type
-/// provides `from_mem_typed(mem, opts, name, ty)`.
-macro_rules! named_constructors {
-    ($ty:ident, $kind:expr) => {
+/// The per-ring half of an endpoint: its private ring state and the few
+/// things that differ between rings. Everything else is [`Endpoint`]'s.
+pub(crate) trait Side: Sized {
+    /// The ring this side belongs to.
+    const KIND: Kind;
+    /// Producer or consumer.
+    const ROLE: Role;
+    /// What one successful attempt yields (a reservation, a record, a slot).
+    type Ready;
+    /// What an attempt needs (a length to reserve, or nothing).
+    type Arg: Copy;
+    /// Reads the shared state this side starts from.
+    fn new(mem: &Mem) -> Result<Self, Error>;
+    /// Tries once. `spinning`: no sleeper to wake cheaply, so it may hold
+    /// out for a better moment. `Err(Full)` / `Err(Empty)` mean "not yet".
+    fn attempt(
+        ep: &mut Endpoint<Self>,
+        arg: Self::Arg,
+        spinning: bool,
+    ) -> Result<Self::Ready, Error>;
+    /// Probes the peers (syscall allowed): `Some(err)` if they are gone for
+    /// good.
+    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error>;
+    /// Settles what this side owes the ring before it detaches (publish a
+    /// batch, release a forgotten grant).
+    fn leave(ep: &mut Endpoint<Self>);
+}
+
+/// An attached endpoint of any ring: see the module docs.
+pub(crate) struct Endpoint<S: Side> {
+    pub at: Attachment,
+    pub side: S,
+    /// The first corruption seen: every later call returns it.
+    pub poisoned: Option<Error>,
+    /// The segment name (`None` for heap rings).
+    pub name: Option<String>,
+    pub ty: TypeInfo,
+    pub opts: Options,
+}
+
+fn corrupted_at_attach(name: Option<&str>, e: Error) -> OpenError {
+    OpenError::Corrupted {
+        name: name.unwrap_or("<heap>").to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+impl<S: Side> Endpoint<S> {
+    /// Attaches to `mem` as this side. The shared state is validated before
+    /// taking a slot (a corrupted segment is refused without attaching) and
+    /// read again after (a predecessor may have moved it meanwhile).
+    pub(crate) fn attach(
+        mem: Mem,
+        opts: &Options,
+        name: Option<&str>,
+        ty: TypeInfo,
+    ) -> Result<Self, OpenError> {
+        S::new(&mem).map_err(|e| corrupted_at_attach(name, e))?;
+        let at = Attachment::attach(mem, S::ROLE, opts, name.unwrap_or("<heap>"))?;
+        let side = S::new(&at.mem).map_err(|e| corrupted_at_attach(name, e))?;
+        Ok(Endpoint {
+            at,
+            side,
+            poisoned: None,
+            name: name.map(str::to_owned),
+            ty,
+            opts: opts.clone(),
+        })
+    }
+
+    /// Finds the named segment as `how` says, for elements of type `ty`,
+    /// and attaches.
+    pub(crate) fn connect(
+        how: How,
+        name: &str,
+        opts: &Options,
+        ty: TypeInfo,
+    ) -> Result<Self, OpenError> {
+        let spec = Spec { kind: S::KIND, ty };
+        let mem = how.region()(name, &spec, opts)?;
+        Self::attach(mem, opts, Some(name), ty)
+    }
+
+    /// Another endpoint of this side on the same ring: the same heap
+    /// region, or the same segment file opened again (refused if the name
+    /// now names another file).
+    pub(crate) fn try_clone(&self) -> Result<Self, OpenError> {
+        Self::attach(self.clone_mem()?, &self.opts, self.name.as_deref(), self.ty)
+    }
+
+    /// The other side of this ring, attached to it (heap rings, and test
+    /// hooks for segments).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(crate) fn attach_other<T: Side>(&self) -> Result<Endpoint<T>, OpenError> {
+        Endpoint::attach(self.clone_mem()?, &self.opts, self.name.as_deref(), self.ty)
+    }
+
+    fn clone_mem(&self) -> Result<Mem, OpenError> {
+        if let Some(m) = self.at.mem.share() {
+            return Ok(m);
+        }
+        let spec = Spec {
+            kind: S::KIND,
+            ty: self.ty,
+        };
+        let name = self.name.as_deref().unwrap_or("");
+        let mem = crate::acquire::open_shm(name, &spec, &self.opts)?;
+        match (mem.segment(), self.at.mem.segment()) {
+            (Some(new), Some(old)) if !new.same_file(old) => Err(OpenError::NotFound {
+                name: name.to_owned(),
+            }),
+            _ => Ok(mem),
+        }
+    }
+
+    /// The error every call returns once the ring is poisoned, or the
+    /// endpoint was inherited through `fork()`.
+    #[inline]
+    pub(crate) fn usable(&self) -> Result<(), Error> {
+        if let Some(e) = self.poisoned {
+            return Err(e);
+        }
+        if self.at.forked() {
+            return Err(Error::Forked);
+        }
+        Ok(())
+    }
+
+    /// Passes `e` on, remembering a corruption for good.
+    #[inline]
+    pub(crate) fn note(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(_) = e {
+            self.poisoned = Some(e);
+        }
+        e
+    }
+
+    /// The word this side sleeps on: `not_full` for producers, `not_empty`
+    /// for consumers.
+    fn own_word(h: &Header) -> &WakeWord {
+        match S::ROLE {
+            Role::Producer => &h.not_full,
+            Role::Consumer => &h.not_empty,
+        }
+    }
+
+    /// Wakes whoever sleeps on the other side (after a publish or a
+    /// release). No syscall unless somebody sleeps.
+    #[inline]
+    pub(crate) fn wake_peers(&mut self) {
+        let h = self.at.mem.header();
+        let word = match S::ROLE {
+            Role::Producer => &h.not_empty,
+            Role::Consumer => &h.not_full,
+        };
+        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
+    }
+
+    /// Wakes the other endpoints of this side (MPMC: after abandoning a
+    /// slot, consumers may sleep with messages waiting behind it).
+    pub(crate) fn wake_mates(&mut self) {
+        let word = Self::own_word(self.at.mem.header());
+        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
+    }
+
+    /// The state of endpoint slot `i` (see [`Peer`]).
+    #[inline]
+    pub(crate) fn peer(&self, i: usize, probe: bool) -> Peer {
+        peer_state(&self.at.mem, i, probe)
+    }
+
+    /// One attempt, or a wait as `wait` says.
+    #[inline]
+    pub(crate) fn run(&mut self, arg: S::Arg, wait: Wait) -> Result<S::Ready, Error> {
+        match wait {
+            Wait::No => S::attempt(self, arg, false),
+            _ => notify::wait_for(&mut Op { ep: self, arg }, wait),
+        }
+    }
+
+    /// Whether this endpoint must leave the ring alone (a forked child's
+    /// copy, or a simulated crash).
+    #[inline]
+    pub(crate) fn inert(&self) -> bool {
+        self.at.inert()
+    }
+}
+
+impl<S: Side> Drop for Endpoint<S> {
+    fn drop(&mut self) {
+        // The side settles first; the attachment detaches after (fields
+        // drop after this).
+        if !self.inert() {
+            S::leave(self);
+        }
+    }
+}
+
+/// The one [`Waitable`]: an endpoint's next attempt.
+struct Op<'a, S: Side> {
+    ep: &'a mut Endpoint<S>,
+    arg: S::Arg,
+}
+
+impl<S: Side> Waitable for Op<'_, S> {
+    type Output = S::Ready;
+    #[inline]
+    fn attempt(&mut self) -> Result<S::Ready, Error> {
+        S::attempt(self.ep, self.arg, false)
+    }
+    fn attempt_spinning(&mut self) -> Result<S::Ready, Error> {
+        S::attempt(self.ep, self.arg, true)
+    }
+    fn peer_gone(&mut self) -> Option<Error> {
+        S::peers_gone(self.ep)
+    }
+    fn interrupted(&mut self) -> bool {
+        self.ep.at.interrupt.take()
+    }
+    fn word(&self) -> &WakeWord {
+        Endpoint::<S>::own_word(self.ep.at.mem.header())
+    }
+    fn cfg(&self) -> &WaitCfg {
+        &self.ep.at.wait
+    }
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.ep.at.stats
+    }
+}
+
+/// What the generic code needs of a public endpoint type.
+pub(crate) trait Front: Sized {
+    type Side: Side;
+    fn from_endpoint(ep: Endpoint<Self::Side>) -> Self;
+    fn endpoint(&self) -> &Endpoint<Self::Side>;
+    fn max_len(&self) -> usize;
+}
+
+/// A heap ring with both ends attached, for `channel`.
+pub(crate) fn heap_pair<P: Front, C: Front>(
+    opts: &Options,
+    ty: TypeInfo,
+) -> Result<(P, C), OpenError> {
+    let spec = Spec {
+        kind: <P::Side as Side>::KIND,
+        ty,
+    };
+    let mem = crate::acquire::create_heap(&spec, opts)?;
+    let other = mem.share().expect("heap regions can be shared");
+    let p = Endpoint::attach(mem, opts, None, ty)?;
+    let c = Endpoint::attach(other, opts, None, ty)?;
+    Ok((P::from_endpoint(p), C::from_endpoint(c)))
+}
+
+/// The public methods every endpoint type shares, written once. The type
+/// is a struct with a field `ep: Endpoint<S>` and implements [`Front`].
+macro_rules! endpoint_api {
+    ($ty:ident, $side:ty, $channel:literal, $v:literal) => {
+        impl $crate::endpoint::Front for $ty {
+            type Side = $side;
+            fn from_endpoint(ep: $crate::endpoint::Endpoint<$side>) -> Self {
+                $ty { ep }
+            }
+            fn endpoint(&self) -> &$crate::endpoint::Endpoint<$side> {
+                &self.ep
+            }
+            fn max_len(&self) -> usize {
+                self.max_message_len()
+            }
+        }
+
         impl $ty {
             /// Creates the named segment (it must not exist) and attaches.
             ///
             /// # Errors
             /// [`OpenError`]: bad name or options, `AlreadyExists`, `NoSpace`, …
             pub fn create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::connect_typed(
-                    $crate::endpoint::How::Create,
-                    name,
-                    opts,
-                    TypeInfo::default(),
-                )
+                Self::connect($crate::acquire::How::Create, name, opts)
             }
 
             /// Opens an existing segment and attaches.
@@ -785,7 +590,7 @@ macro_rules! named_constructors {
             /// # Errors
             /// [`OpenError`]: `NotFound`, `NotShmq`, `KindMismatch`, `Busy`, …
             pub fn open(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::connect_typed($crate::endpoint::How::Open, name, opts, TypeInfo::default())
+                Self::connect($crate::acquire::How::Open, name, opts)
             }
 
             /// Opens the segment, creating it first if it does not exist.
@@ -795,27 +600,103 @@ macro_rules! named_constructors {
             /// # Errors
             /// As [`create`](Self::create) and [`open`](Self::open).
             pub fn open_or_create(name: &str, opts: &Options) -> Result<$ty, OpenError> {
-                Self::connect_typed(
-                    $crate::endpoint::How::OpenOrCreate,
-                    name,
-                    opts,
-                    TypeInfo::default(),
-                )
+                Self::connect($crate::acquire::How::OpenOrCreate, name, opts)
             }
 
-            /// Finds the segment as `how` says, for elements of type `ty`,
-            /// and attaches.
-            pub(crate) fn connect_typed(
-                how: $crate::endpoint::How,
+            fn connect(
+                how: $crate::acquire::How,
                 name: &str,
                 opts: &Options,
-                ty: TypeInfo,
             ) -> Result<$ty, OpenError> {
-                let spec = $crate::endpoint::Spec { kind: $kind, ty };
-                let mem = how.region()(name, &spec, opts)?;
-                Self::from_mem_typed(mem, opts, name, ty)
+                $crate::endpoint::Endpoint::connect(how, name, opts, Default::default())
+                    .map(|ep| $ty { ep })
+            }
+
+            /// The segment name (`None` for heap channels).
+            ///
+            /// ```
+            #[doc = concat!("let (tx, rx) = ", $channel, "?;")]
+            #[doc = concat!("assert_eq!(", $v, ".name(), None); // a heap ring")]
+            /// # Ok::<(), shmq::OpenError>(())
+            /// ```
+            pub fn name(&self) -> Option<&str> {
+                self.ep.name.as_deref()
+            }
+
+            /// Counters of this endpoint.
+            ///
+            /// ```
+            #[doc = concat!("let (mut tx, mut rx) = ", $channel, "?;")]
+            /// tx.send(b"x")?;
+            /// drop(rx.recv()?);
+            #[doc = concat!("assert_eq!(", $v, ".stats().messages, 1);")]
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn stats(&self) -> $crate::Stats {
+                self.ep.at.stats
+            }
+
+            /// A handle that makes this endpoint's blocking calls return
+            /// [`Error::Interrupted`](crate::Error::Interrupted), from
+            /// another thread or a signal handler (see
+            /// [`Interrupter`](crate::Interrupter)).
+            ///
+            /// ```
+            #[doc = concat!("let (tx, rx) = ", $channel, "?;")]
+            #[doc = concat!("let handle = ", $v, ".interrupter();")]
+            /// // From another thread (or a signal handler): the endpoint's
+            /// // next blocking call that has to wait returns `Interrupted`.
+            /// std::thread::spawn(move || handle.interrupt()).join().unwrap();
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn interrupter(&self) -> $crate::Interrupter {
+                self.ep.at.interrupter()
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn mem(&self) -> &$crate::region::Mem {
+                &self.ep.at.mem
+            }
+
+            /// Test hook: drops this endpoint as if its process had been
+            /// killed (no detach, claim records left in place).
+            #[cfg(feature = "test-hooks")]
+            #[doc(hidden)]
+            pub fn __simulate_crash(mut self) {
+                self.ep.at.simulate_crash();
+            }
+
+            /// Test hook: a peer scribbles `v` at byte `off` of the region.
+            #[cfg(all(feature = "test-hooks", not(loom)))]
+            #[doc(hidden)]
+            pub fn __poke(&self, off: usize, v: u64) {
+                self.ep.at.mem.poke(off, v);
+            }
+
+            /// Test hook: whether this endpoint's segment still has its name
+            /// (an endpoint on an unlinked segment is orphaned). Heap: true.
+            #[cfg(feature = "test-hooks")]
+            #[doc(hidden)]
+            pub fn __linked(&self) -> bool {
+                self.ep.at.mem.segment().is_none_or(|s| !s.is_unlinked())
+            }
+
+            /// Test hook: byte offset of endpoint slot `i` (producers
+            /// first, then consumers) in the region.
+            #[cfg(feature = "test-hooks")]
+            #[doc(hidden)]
+            pub fn __endpoint_offset(&self, i: usize) -> usize {
+                self.ep.at.mem.geometry().table_offset()
+                    + i * size_of::<$crate::layout::EndpointSlot>()
+            }
+
+            /// Test hook: byte offset of the data area in the region.
+            #[cfg(feature = "test-hooks")]
+            #[doc(hidden)]
+            pub fn __data_offset(&self) -> usize {
+                self.ep.at.mem.geometry().data_offset()
             }
         }
     };
 }
-pub(crate) use named_constructors;
+pub(crate) use endpoint_api;

@@ -1,8 +1,62 @@
 //! Error types: [`OpenError`] for setting a channel up, [`Error`] for using it.
 
+use std::fmt;
 use std::io;
 
-use crate::layout::Kind;
+/// The two ring kinds a segment can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Single producer, single consumer ring of variable-length messages.
+    Spsc,
+    /// Multi producer, multi consumer ring of fixed-size slots.
+    Mpmc,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+        })
+    }
+}
+
+/// Which side of a ring an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Writes messages.
+    Producer,
+    /// Reads messages.
+    Consumer,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        })
+    }
+}
+
+/// How a segment's sleepers sleep, fixed when it is created (see
+/// [`WaitStrategy`](crate::WaitStrategy)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// A futex on the wake word.
+    Futex,
+    /// A process-shared POSIX semaphore.
+    Semaphore,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Backend::Futex => "futex",
+            Backend::Semaphore => "semaphore",
+        })
+    }
+}
 
 /// Why a segment could not be created or opened.
 ///
@@ -105,9 +159,9 @@ pub enum OpenError {
         /// The segment name.
         name: String,
         /// Backend asked for.
-        expected: &'static str,
+        expected: Backend,
         /// Backend in the segment.
-        found: &'static str,
+        found: Backend,
     },
     /// The header is inconsistent (sizes that disagree with the file, bad
     /// fields).
@@ -137,8 +191,8 @@ pub enum OpenError {
     Busy {
         /// The segment name.
         name: String,
-        /// `producer` or `consumer`.
-        role: &'static str,
+        /// The role asked for.
+        role: Role,
         /// How many may be attached.
         max: u32,
     },

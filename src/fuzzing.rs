@@ -1,11 +1,18 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (compiled only with
 //! `--cfg fuzzing`, which cargo-fuzz sets). Not part of the public API.
 
-use crate::endpoint::{self, Spec, TypeInfo};
-use crate::error::OpenError;
-use crate::layout::Kind;
+use crate::acquire::{create_heap, open_image};
+use crate::endpoint::{Endpoint, Front};
+use crate::error::{Kind, OpenError};
+use crate::header::{Spec, TypeInfo};
 use crate::options::Options;
+use crate::region::Mem;
 use crate::{mpmc, spsc};
+
+/// Attaches a `F` endpoint to `mem`.
+fn attach<F: Front>(mem: Mem, opts: &Options, name: Option<&str>) -> Result<F, OpenError> {
+    Endpoint::attach(mem, opts, name, TypeInfo::default()).map(F::from_endpoint)
+}
 
 /// Runs the open path's header validation over `image` (a whole segment's
 /// bytes) and, if it passes, attaches an SPSC consumer to a heap copy.
@@ -14,8 +21,8 @@ pub fn open_spsc_image(image: &[u8]) -> Result<spsc::Consumer, OpenError> {
         kind: Kind::Spsc,
         ty: TypeInfo::default(),
     };
-    let mem = endpoint::open_image(image, &spec)?;
-    spsc::Consumer::from_mem(mem, &Options::new(), "<image>")
+    let mem = open_image(image, &spec)?;
+    attach(mem, &Options::new(), Some("<image>"))
 }
 
 /// As [`open_spsc_image`], for an MPMC consumer.
@@ -24,8 +31,8 @@ pub fn open_mpmc_image(image: &[u8]) -> Result<mpmc::Consumer, OpenError> {
         kind: Kind::Mpmc,
         ty: TypeInfo::default(),
     };
-    let mem = endpoint::open_image(image, &spec)?;
-    mpmc::Consumer::from_mem(mem, &Options::new(), "<image>")
+    let mem = open_image(image, &spec)?;
+    attach(mem, &Options::new(), Some("<image>"))
 }
 
 /// The bytes of a freshly created, valid segment for `opts` and `kind`: a
@@ -35,7 +42,7 @@ pub fn valid_image(kind: Kind, opts: &Options) -> Vec<u8> {
         kind,
         ty: TypeInfo::default(),
     };
-    let mem = endpoint::create_heap(&spec, opts).expect("valid options");
+    let mem = create_heap(&spec, opts).expect("valid options");
     let len = mem.geometry().total_size().unwrap() as usize;
     let mut out = vec![0u8; len];
     // SAFETY: the region is `len` bytes from its header (a heap allocation
@@ -134,12 +141,12 @@ pub fn peek_mpmc(p: &mpmc::Producer, off: usize) -> u64 {
 
 /// Record-header tags of the SPSC ring and slot kinds of the MPMC ring, so the
 /// fuzzers can forge plausible words.
-pub const SPSC_TAGS: [u32; 2] = [0x2147_534d, 0x2144_4150];
+pub const SPSC_TAGS: [u32; 2] = [crate::layout::TAG_MSG, crate::layout::TAG_PAD];
 /// MPMC info-word kinds: message, skip, abandoned.
 pub const MPMC_KINDS: [u32; 3] = [
-    crate::ring::mpmc::KIND_MSG,
-    crate::ring::mpmc::KIND_SKIP,
-    crate::ring::mpmc::KIND_ABANDONED,
+    crate::layout::KIND_MSG,
+    crate::layout::KIND_SKIP,
+    crate::layout::KIND_ABANDONED,
 ];
 
 /// A simulated hostile peer: another view of a heap ring's region that can
@@ -205,17 +212,17 @@ pub fn image_with_messages(kind: Kind, opts: &Options, msgs: &[&[u8]]) -> Vec<u8
         kind,
         ty: TypeInfo::default(),
     };
-    let mem = endpoint::create_heap(&spec, opts).expect("valid options");
+    let mem = create_heap(&spec, opts).expect("valid options");
     let view = mem.share().expect("heap regions can be shared");
     match kind {
         Kind::Spsc => {
-            let mut p = spsc::Producer::from_mem(mem, opts, "<heap>").expect("fresh ring");
+            let mut p: spsc::Producer = attach(mem, opts, None).expect("fresh ring");
             for m in msgs {
                 let _ = p.try_send(m);
             }
         }
         Kind::Mpmc => {
-            let mut p = mpmc::Producer::from_mem(mem, opts, "<heap>").expect("fresh ring");
+            let mut p: mpmc::Producer = attach(mem, opts, None).expect("fresh ring");
             for m in msgs {
                 let _ = p.try_send(m);
             }

@@ -4,11 +4,12 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::error::OpenError;
+use crate::error::{Backend, OpenError, Role};
+use crate::header::{Found, read_header};
 use crate::layout::{
-    EP_ATTACHED, EP_DETACHED, EP_MASK, EndpointSlot, Header, Kind, LOCK_ENDPOINT_BASE, LOCK_GATE,
-    LOCK_INIT, STATE_READY,
+    EP_ATTACHED, EP_DETACHED, EP_MASK, EndpointSlot, Header, Kind, LOCK_GATE, LOCK_INIT,
 };
+use crate::liveness::Liveness;
 use crate::shm::{Lock, Segment};
 use crate::sync::Ordering;
 
@@ -26,8 +27,8 @@ pub enum EndpointState {
 /// One endpoint slot in use (never-used slots are not listed).
 #[derive(Clone, Debug)]
 pub struct EndpointInfo {
-    /// `"producer"` or `"consumer"`.
-    pub role: &'static str,
+    /// Producer or consumer.
+    pub role: Role,
     /// Slot index within its role.
     pub index: usize,
     /// Alive, dead or detached.
@@ -69,8 +70,8 @@ pub struct SegmentInfo {
     pub file_size: u64,
     /// Permission bits of the file.
     pub mode: u32,
-    /// `"futex"` or `"semaphore"`.
-    pub wake: &'static str,
+    /// The wake backend (if ready).
+    pub wake: Option<Backend>,
     /// Whether an endpoint found the segment corrupted.
     pub poisoned: bool,
     /// The creator's PID (display only).
@@ -115,7 +116,7 @@ fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
         used: 0,
         file_size: md.len(),
         mode: md.mode() & 0o7777,
-        wake: "",
+        wake: None,
         poisoned: false,
         creator_pid: 0,
         endpoints: Vec::new(),
@@ -128,37 +129,21 @@ fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
         // one of another build still at work) — unless it is not ours.
         let mut head = [0u8; 8];
         let n = seg.read_start(&mut head);
-        let magic = u64::from_le_bytes(head);
-        if n == 8 && magic != 0 && magic != crate::layout::MAGIC {
-            return Err(OpenError::NotShmq {
-                name: name.to_owned(),
-                detail: format!("bad magic {magic:#018x}"),
-            });
-        }
+        crate::header::check_short(name, head, n)?;
         info.stale = !busy;
         return Ok(info);
     }
-    // SAFETY: the file holds at least a header (it was mapped); every field
-    // is an atomic; the mapping lives as long as `seg`.
-    let h = unsafe { &*(seg.ptr().as_ptr() as *const Header) };
-    // Acquire: pairs with the creator's Release store of READY.
-    info.ready = h.meta.state.load(Ordering::Acquire) == STATE_READY;
-    if !info.ready {
-        // Relaxed: a look for foreign files; a creator at work has written
-        // either nothing yet (0) or our magic.
-        let magic = h.meta.magic.load(Ordering::Relaxed);
-        if magic != 0 && magic != crate::layout::MAGIC {
-            return Err(OpenError::NotShmq {
-                name: name.to_owned(),
-                detail: format!("bad magic {magic:#018x}"),
-            });
+    let v = match read_header(name, seg.header(), seg.len() as u64)? {
+        Found::NotReady => {
+            info.stale = !busy;
+            return Ok(info);
         }
-        info.stale = !busy;
-        return Ok(info);
-    }
-    let (geo, backend, ty) = crate::endpoint::read_geometry(name, &h.meta, seg.len() as u64)?;
-    // Relaxed: validated by read_geometry (ordered after the Acquire above).
-    info.version = h.meta.version.load(Ordering::Relaxed);
+        Found::Ready(v) => v,
+    };
+    info.ready = true;
+    let (geo, ty) = (v.geo, v.ty);
+    let h = seg.header();
+    info.version = v.version;
     info.max_producers = geo.max_producers;
     info.max_consumers = geo.max_consumers;
     info.type_size = ty.size;
@@ -169,7 +154,7 @@ fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
     info.kind = Some(geo.kind);
     info.capacity = geo.capacity;
     info.slot_size = geo.slot_size;
-    info.wake = backend.name();
+    info.wake = Some(v.backend);
     // Relaxed loads: a snapshot for display.
     info.poisoned = h.meta.poisoned.load(Ordering::Relaxed) != 0;
     info.creator_pid = h.meta.creator_pid.load(Ordering::Relaxed);
@@ -191,7 +176,7 @@ fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
         };
         // Relaxed: a snapshot for display.
         let st = ep.state.load(Ordering::Relaxed);
-        let locked = seg.is_locked(LOCK_ENDPOINT_BASE + i as u64);
+        let locked = seg.alive(i, st);
         any_alive |= locked;
         let state = match st & EP_MASK {
             _ if locked => EndpointState::Alive,
@@ -200,9 +185,9 @@ fn look(name: &str, seg: &Segment) -> Result<SegmentInfo, OpenError> {
             _ => continue,
         };
         let (role, index) = if i < geo.max_producers as usize {
-            ("producer", i)
+            (Role::Producer, i)
         } else {
-            ("consumer", i - geo.max_producers as usize)
+            (Role::Consumer, i - geo.max_producers as usize)
         };
         info.endpoints.push(EndpointInfo {
             role,

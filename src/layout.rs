@@ -28,9 +28,7 @@ pub(crate) const EP_FREE: u32 = 0;
 pub(crate) const EP_ATTACHED: u32 = 1;
 pub(crate) const EP_DETACHED: u32 = 2;
 pub(crate) const EP_MASK: u32 = 3;
-/// Heap regions only: an endpoint that a test declared crashed (there is no
-/// process to kill and no lock to lose).
-pub(crate) const EP_CRASHED: u32 = 3;
+// (State 3 is `liveness::CRASHED`, heap rings only.)
 
 /// Byte offsets of the file that carry OFD locks (`F_OFD_SETLK`). They are
 /// lock ranges only: the bytes themselves belong to the header.
@@ -47,13 +45,22 @@ pub(crate) const LOCK_GATE: u64 = 1;
 /// Lock byte of endpoint slot `i` is `LOCK_ENDPOINT_BASE + i`.
 pub(crate) const LOCK_ENDPOINT_BASE: u64 = 2;
 
-/// The two ring kinds a segment can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Single producer, single consumer ring of variable-length messages.
-    Spsc,
-    /// Multi producer, multi consumer ring of fixed-size slots.
-    Mpmc,
+pub(crate) use crate::error::{Backend, Kind};
+
+impl Backend {
+    pub(crate) fn to_raw(self) -> u32 {
+        match self {
+            Backend::Futex => 1,
+            Backend::Semaphore => 2,
+        }
+    }
+    pub(crate) fn from_raw(raw: u32) -> Option<Backend> {
+        match raw {
+            1 => Some(Backend::Futex),
+            2 => Some(Backend::Semaphore),
+            _ => None,
+        }
+    }
 }
 
 impl Kind {
@@ -72,14 +79,24 @@ impl Kind {
     }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Kind::Spsc => "spsc",
-            Kind::Mpmc => "mpmc",
-        })
-    }
-}
+// The wire format of the data areas (the rings' protocols are in `ring`).
+
+/// SPSC: bytes of the record header, a word `tag << 32 | len`.
+pub(crate) const RECORD_HEADER: usize = 8;
+/// SPSC record tag of a message.
+pub(crate) const TAG_MSG: u32 = 0x2147_534d; // "MSG!"
+/// SPSC record tag of the padding that fills the ring's end.
+pub(crate) const TAG_PAD: u32 = 0x2144_4150; // "PAD!"
+/// Bytes of the slot header: sequence word and info word.
+pub(crate) const SLOT_HEADER: usize = 16;
+
+/// Info word kinds.
+pub(crate) const KIND_MSG: u32 = 0x2147_534d; // "MSG!"
+/// A grant dropped without commit: consumers drop it silently.
+pub(crate) const KIND_SKIP: u32 = 0x2150_4b53; // "SKP!"
+/// Not an info word value: the kind `try_take` reports for a slot whose
+/// sequence says abandoned (its info word is never read).
+pub(crate) const KIND_ABANDONED: u32 = 0x2144_4241; // "ABD!"
 
 /// Fixed facts about a segment, written once by the creator before READY.
 #[repr(C)]
@@ -235,8 +252,8 @@ pub(crate) const LAYOUT_HASH: u64 = {
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,
         size_of::<EndpointSlot>() as u64,
-        crate::ring::mpmc::SLOT_HEADER as u64,
-        crate::ring::spsc::RECORD_HEADER as u64,
+        SLOT_HEADER as u64,
+        RECORD_HEADER as u64,
     ];
     let mut h = FNV_OFFSET;
     let mut i = 0;
@@ -262,6 +279,27 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
+    /// Whether a geometry read from a header is one a creator could have
+    /// written (the options' ranges; see `Options::check_for`).
+    pub(crate) fn is_valid(&self) -> bool {
+        match self.kind {
+            Kind::Spsc => {
+                self.capacity.is_power_of_two()
+                    && (64..=1 << 40).contains(&self.capacity)
+                    && self.slot_size == 0
+                    && self.max_producers == 1
+                    && self.max_consumers == 1
+            }
+            Kind::Mpmc => {
+                self.capacity.is_power_of_two()
+                    && (2..=1 << 24).contains(&self.capacity)
+                    && self.slot_size % 8 == 0
+                    && (24..=1 << 24).contains(&self.slot_size)
+                    && (1..=1024).contains(&self.max_producers)
+                    && (1..=1024).contains(&self.max_consumers)
+            }
+        }
+    }
     pub(crate) fn endpoints(&self) -> usize {
         (self.max_producers + self.max_consumers) as usize
     }

@@ -41,6 +41,7 @@
 // Under loom only the heap paths are modelled; the segment code idles.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+mod acquire;
 #[cfg(feature = "baseline")]
 pub mod baseline;
 mod endpoint;
@@ -50,10 +51,12 @@ mod fork;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+mod header;
 #[cfg(not(loom))]
 mod inspect;
 mod interrupt;
 mod layout;
+mod liveness;
 pub mod mpmc;
 mod notify;
 mod options;
@@ -64,14 +67,54 @@ pub mod spsc;
 mod sync;
 pub mod typed;
 
-pub use error::{Corruption, Error, OpenError};
+pub use error::{Backend, Corruption, Error, Kind, OpenError, Role};
 #[cfg(not(loom))]
 pub use inspect::{EndpointInfo, EndpointState, GcOutcome, SegmentInfo, gc, gc_one, inspect};
 pub use interrupt::Interrupter;
-pub use layout::Kind;
 pub use notify::{Stats, WaitStrategy};
 pub use options::{DEFAULT_SPIN, Options};
 pub use shm::{MAX_NAME_LEN, PREFIX, list, remove, validate_name};
+
+/// Test hook: byte offsets of header fields, for tests that scribble on a
+/// segment as a hostile peer would.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod __layout {
+    use std::mem::offset_of;
+
+    use crate::layout::{Geometry, Header, Meta};
+
+    const META: usize = offset_of!(Header, meta);
+    /// The producer cursor (SPSC write / MPMC enqueue).
+    pub const PROD_CURSOR: u64 = offset_of!(Header, prod) as u64;
+    /// The consumer cursor (SPSC read / MPMC dequeue).
+    pub const CONS_CURSOR: u64 = offset_of!(Header, cons) as u64;
+    /// The word holding `state` (low half) and `wake` (high half).
+    pub const STATE_AND_WAKE: u64 = (META + offset_of!(Meta, state)) as u64;
+    /// `capacity` (SPSC bytes, MPMC slots).
+    pub const CAPACITY: u64 = (META + offset_of!(Meta, capacity)) as u64;
+    /// The word holding `slot_size` (low half) and `max_producers`.
+    pub const SLOT_SIZE: u64 = (META + offset_of!(Meta, slot_size)) as u64;
+    /// The producers' wake word.
+    pub const NOT_FULL: u64 = offset_of!(Header, not_full) as u64;
+    /// `state` of a ready segment.
+    pub const STATE_READY: u32 = crate::layout::STATE_READY;
+    /// `wake` of a semaphore segment.
+    pub const WAKE_SEMAPHORE: u32 = 2;
+
+    /// Where the data area of an MPMC ring with these endpoint counts
+    /// starts.
+    pub fn mpmc_data_offset(max_producers: u32, max_consumers: u32) -> u64 {
+        let geo = Geometry {
+            kind: crate::Kind::Mpmc,
+            capacity: 2,
+            slot_size: 24,
+            max_producers,
+            max_consumers,
+        };
+        geo.data_offset() as u64
+    }
+}
 
 /// Loom test hook: the names in the model of `/dev/shm`.
 #[cfg(loom)]

@@ -21,7 +21,7 @@
 //! a plain Vyukov queue. Here a consumer that waits on such a slot for
 //! [`Options::abandon_timeout`] checks the claimer's liveness lock and, if it
 //! is dead, marks the slot abandoned and moves on (counted in
-//! [`Stats::abandoned`]). A consumer that dies holding a [`ReadGrant`] loses
+//! [`Stats::abandoned`](crate::Stats::abandoned)). A consumer that dies holding a [`ReadGrant`] loses
 //! that one message; producers reclaim its slot the same way.
 //! [`Error::Disconnected`] means every producer is gone (cleanly or dead) and
 //! the queue is drained.
@@ -29,13 +29,14 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{self, Attachment, Role, Spec, TypeInfo, role_range};
-use crate::error::{Error, OpenError};
-use crate::layout::{EP_DETACHED, EP_FREE, EP_MASK, Kind, WakeWord};
-use crate::notify::{self, Stats, Wait, WaitCfg, Waitable};
+use crate::endpoint::{self, Endpoint, Peer, Role, Side, role_range};
+use crate::error::{Error, Kind, OpenError};
+use crate::header::TypeInfo;
+use crate::layout::{EP_DETACHED, EP_FREE, EP_MASK, KIND_ABANDONED, KIND_MSG, KIND_SKIP};
+use crate::notify::Wait;
 use crate::options::Options;
 use crate::region::Mem;
-use crate::ring::mpmc::{self as ring, KIND_ABANDONED, KIND_MSG, KIND_SKIP, Slots, Stall, Taken};
+use crate::ring::mpmc::{self as ring, Slots, Stall, Taken};
 use crate::sync::Ordering;
 
 /// Creates an in-process MPMC ring on the heap. More endpoints:
@@ -43,126 +44,179 @@ use crate::sync::Ordering;
 ///
 /// # Errors
 /// [`OpenError::InvalidOptions`] if slots or slot size are out of range.
+///
+/// ```
+/// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+/// tx.send(b"job")?;
+/// assert_eq!(&*rx.recv()?, b"job");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn channel(opts: &Options) -> Result<(Producer, Consumer), OpenError> {
-    channel_typed(opts, TypeInfo::default())
-}
-
-pub(crate) fn channel_typed(
-    opts: &Options,
-    ty: TypeInfo,
-) -> Result<(Producer, Consumer), OpenError> {
-    let spec = Spec {
-        kind: Kind::Mpmc,
-        ty,
-    };
-    let mem = endpoint::create_heap(&spec, opts)?;
-    let other = mem.share().expect("heap regions can be shared");
-    let p = Producer::from_mem(mem, opts, "<heap>")?;
-    let c = Consumer::from_mem(other, opts, "<heap>")?;
-    Ok((p, c))
+    endpoint::heap_pair(opts, TypeInfo::default())
 }
 
 /// Test hook: a heap ring with a consumer and no producer yet (attach one
 /// with [`Consumer::__attach_producer`]).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub fn __heap_consumer(opts: &Options) -> Result<Consumer, OpenError> {
-    let spec = Spec {
+    let spec = crate::header::Spec {
         kind: Kind::Mpmc,
         ty: TypeInfo::default(),
     };
-    Consumer::from_mem(endpoint::create_heap(&spec, opts)?, opts, "<heap>")
+    let mem = crate::acquire::create_heap(&spec, opts)?;
+    Ok(Consumer {
+        ep: Endpoint::attach(mem, opts, None, TypeInfo::default())?,
+    })
 }
 
-/// Common state of both MPMC endpoint kinds.
-struct Inner {
-    at: Attachment,
-    slots: Slots,
-    poisoned: Option<Error>,
-    name: Option<String>,
-    opts: Options,
-    ty: TypeInfo,
-    /// Position we have seen stuck, and since when.
-    stall: Option<(u64, Instant)>,
-    /// Consumers: empty looks since the last time check, and the last
-    /// liveness probe of the producers.
-    empties: u32,
-    last_probe: Instant,
-}
+/// A position seen stuck, and since when: after `abandon_timeout` its
+/// claimer's liveness is probed.
+#[derive(Default)]
+struct StallClock(Option<(u64, Instant)>);
 
-impl Inner {
-    fn new(
-        mem: Mem,
-        role: Role,
-        opts: &Options,
-        name: &str,
-        ty: TypeInfo,
-    ) -> Result<Inner, OpenError> {
-        let slots = Slots::of(&mem);
-        let at = Attachment::attach(mem, role, opts, name)?;
-        Ok(Inner {
-            at,
-            slots,
-            poisoned: None,
-            name: (name != "<heap>").then(|| name.to_owned()),
-            opts: opts.clone(),
-            ty,
-            stall: None,
-            empties: 0,
-            last_probe: Instant::now(),
-        })
-    }
-
-    fn clone_mem(&self) -> Result<Mem, OpenError> {
-        if let Some(m) = self.at.mem.share() {
-            return Ok(m);
-        }
-        let spec = Spec {
-            kind: Kind::Mpmc,
-            ty: self.ty,
-        };
-        let name = self.name.as_deref().unwrap_or("");
-        let mem = endpoint::open_shm(name, &spec, &self.opts)?;
-        match (mem.segment(), self.at.mem.segment()) {
-            (Some(new), Some(old)) if !new.same_file(old) => Err(OpenError::NotFound {
-                name: name.to_owned(),
-            }),
-            _ => Ok(mem),
-        }
-    }
-
-    fn note(&mut self, e: Error) -> Error {
-        if let Error::Corrupted(_) = e {
-            self.poisoned = Some(e);
-        }
-        e
-    }
-
+impl StallClock {
     /// Tracks a stuck position; true once it has been stuck long enough.
-    fn stalled_long(&mut self, pos: u64, urgent: bool) -> bool {
+    fn long(&mut self, pos: u64, urgent: bool, timeout: Duration) -> bool {
         let now = Instant::now();
-        match self.stall {
-            Some((p, since)) if p == pos => urgent || now - since >= self.opts.abandon_timeout,
+        match self.0 {
+            Some((p, since)) if p == pos => urgent || now - since >= timeout,
             _ => {
-                self.stall = Some((pos, now));
-                urgent || self.opts.abandon_timeout.is_zero()
+                self.0 = Some((pos, now));
+                urgent || timeout.is_zero()
             }
         }
     }
+}
 
-    /// Whether every endpoint of `role` that claims `pos` is dead (and there
-    /// is at least one).
-    fn claimers_dead(&self, role: Role, pos: u64) -> Option<Vec<usize>> {
-        let range = role_range(self.at.mem.geometry(), role);
-        let who = ring::claimers(&self.at.mem, range, pos);
-        let all_dead = !who.is_empty() && who.iter().all(|&i| !self.at.mem.endpoint_alive(i));
-        all_dead.then_some(who)
+/// The producer side: the slots, a stall clock, and the claim of the grant
+/// handed out last, until it is committed or dropped. Still set at the next
+/// claim only if the grant was given to `mem::forget`: then that claim is
+/// published as a skip record first, so a forgotten grant cannot wedge the
+/// queue, and its claim record is never overwritten while the slot is
+/// unresolved.
+pub(crate) struct Tx {
+    slots: Slots,
+    stall: StallClock,
+    held: Option<u64>,
+}
+
+/// The consumer side: the slots, a stall clock, the liveness-probe clock of
+/// a polling consumer, and two messages it may own:
+/// * `held`: the message of the read grant handed out last, until the grant
+///   drops. Still set at the next receive only if the grant was given to
+///   `mem::forget`: then its slot is released first, so producers are not
+///   wedged behind it.
+/// * `pending`: a message that did not fit the caller's buffer
+///   (`BufferTooSmall`): it stays ours and is what the next receive returns.
+pub(crate) struct Rx {
+    slots: Slots,
+    stall: StallClock,
+    empties: u32,
+    last_probe: Instant,
+    held: Option<Taken>,
+    pending: Option<Taken>,
+}
+
+/// Whether every endpoint of `role` that claims `pos` is dead (and there
+/// is at least one).
+fn claimers_dead<S: Side>(ep: &Endpoint<S>, role: Role, pos: u64) -> Option<Vec<usize>> {
+    let mem = &ep.at.mem;
+    let who = ring::claimers(mem, role_range(mem.geometry(), role), pos);
+    let all_dead = !who.is_empty() && who.iter().all(|&i| !mem.endpoint_alive(i));
+    all_dead.then_some(who)
+}
+
+impl Side for Tx {
+    const KIND: Kind = Kind::Mpmc;
+    const ROLE: Role = Role::Producer;
+    type Ready = u64;
+    type Arg = ();
+
+    fn new(mem: &Mem) -> Result<Self, Error> {
+        Ok(Tx {
+            slots: Slots::of(mem),
+            stall: StallClock::default(),
+            held: None,
+        })
     }
 
+    fn attempt(ep: &mut Endpoint<Self>, (): (), spinning: bool) -> Result<u64, Error> {
+        resolve_forgotten(ep);
+        ep.usable()?;
+        match ring::try_claim(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+            Ok(pos) => {
+                ep.side.stall = StallClock::default();
+                ep.side.held = Some(pos);
+                Ok(pos)
+            }
+            Err(Error::Full) => {
+                // A consumer that died holding a slot would block us forever.
+                if let Some(prev) = ring::producer_stall(&ep.at.mem, &ep.side.slots) {
+                    let timeout = ep.opts.abandon_timeout;
+                    if ep.side.stall.long(prev, false, timeout) {
+                        if let Some(dead) = claimers_dead(ep, Role::Consumer, prev) {
+                            if ring::reclaim(&ep.at.mem, &ep.side.slots, prev, &dead) {
+                                ep.at.stats.abandoned += 1;
+                                ep.wake_mates();
+                            }
+                            ep.side.stall = StallClock::default();
+                        }
+                    }
+                }
+                if spinning {
+                    // Look less often while the queue is full: each look
+                    // pulls the cursor and slot lines the consumers are
+                    // writing (as for SPSC).
+                    for _ in 0..64 {
+                        crate::sync::spin_hint();
+                    }
+                }
+                Err(Error::Full)
+            }
+            Err(e) => Err(ep.note(e)),
+        }
+    }
+
+    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
+        let mut any_ever = false;
+        for c in role_range(ep.at.mem.geometry(), Role::Consumer) {
+            match ep.peer(c, true) {
+                Peer::Attached => return None,
+                Peer::NeverAttached => {}
+                Peer::Detached | Peer::Dead => any_ever = true,
+            }
+        }
+        any_ever.then_some(Error::Disconnected)
+    }
+
+    fn leave(ep: &mut Endpoint<Self>) {
+        resolve_forgotten(ep);
+    }
+}
+
+/// Publishes the claim of a grant given to `mem::forget` as a skip record.
+fn resolve_forgotten(ep: &mut Endpoint<Tx>) {
+    if let Some(pos) = ep.side.held {
+        publish(ep, pos, 0, KIND_SKIP);
+    }
+}
+
+fn publish(ep: &mut Endpoint<Tx>, pos: u64, len: usize, kind: u32) {
+    ep.side.held = None;
+    ring::publish(&ep.at.mem, &ep.side.slots, ep.at.slot, pos, len, kind);
+    if kind == KIND_MSG {
+        ep.at.stats.messages += 1;
+        ep.at.stats.bytes += len as u64;
+    }
+    ep.wake_peers();
+}
+
+impl Rx {
     /// Marks producers found dead (with a liveness probe, a syscall per
     /// attached producer on segments) detached, so that the slot states
     /// alone say who is left.
-    fn reap_producers(&self) {
-        let mem = &self.at.mem;
+    fn reap_producers(mem: &Mem) {
         for i in role_range(mem.geometry(), Role::Producer) {
             let ep = mem.endpoint(i);
             // Acquire: pairs with the Release attach CAS.
@@ -194,8 +248,7 @@ impl Inner {
     /// (An earlier design kept a counter beside the states; a producer
     /// killed between its state change and the counter's update left the
     /// two disagreeing for good. The states are the one truth.)
-    fn producers_gone(&self) -> bool {
-        let mem = &self.at.mem;
+    fn producers_gone(mem: &Mem) -> bool {
         let mut ever = false;
         for i in role_range(mem.geometry(), Role::Producer) {
             // Acquire: pairs with the Release state stores of detach (after
@@ -210,124 +263,186 @@ impl Inner {
         }
         ever
     }
+}
 
-    /// On an empty queue, probes the producers' liveness at most once per
-    /// liveness interval, so a consumer that only polls `try_recv` also
-    /// learns that they died.
-    fn maybe_reap(&mut self) {
-        self.empties = self.empties.wrapping_add(1);
-        if self.empties % 64 != 0 {
-            return;
+/// On an empty queue, probes the producers' liveness at most once per
+/// liveness interval, so a consumer that only polls `try_recv` also learns
+/// that they died.
+fn maybe_reap(ep: &mut Endpoint<Rx>) {
+    ep.side.empties = ep.side.empties.wrapping_add(1);
+    if ep.side.empties % 64 != 0 {
+        return;
+    }
+    let now = Instant::now();
+    if now.duration_since(ep.side.last_probe) >= ep.at.wait.check_every {
+        ep.side.last_probe = now;
+        Rx::reap_producers(&ep.at.mem);
+    }
+}
+
+impl Side for Rx {
+    const KIND: Kind = Kind::Mpmc;
+    const ROLE: Role = Role::Consumer;
+    type Ready = Taken;
+    type Arg = ();
+
+    fn new(mem: &Mem) -> Result<Self, Error> {
+        Ok(Rx {
+            slots: Slots::of(mem),
+            stall: StallClock::default(),
+            empties: 0,
+            last_probe: Instant::now(),
+            held: None,
+            pending: None,
+        })
+    }
+
+    fn attempt(ep: &mut Endpoint<Self>, (): (), _spinning: bool) -> Result<Taken, Error> {
+        if let Some(t) = ep.side.held {
+            // A read grant given to `mem::forget`: free its slot.
+            release(ep, &t);
         }
-        let now = Instant::now();
-        if now.duration_since(self.last_probe) >= self.at.wait.check_every {
-            self.last_probe = now;
-            self.reap_producers();
+        ep.usable()?;
+        if let Some(t) = ep.side.pending.take() {
+            // The message that did not fit the last buffer.
+            return Ok(t);
+        }
+        // Skip records are consumed here; at most one lap of them per call.
+        for _ in 0..=ep.side.slots.n {
+            match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+                Ok(t) if t.kind == KIND_MSG => {
+                    ep.side.stall = StallClock::default();
+                    return Ok(t);
+                }
+                Ok(t) => {
+                    ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                    if t.kind == KIND_ABANDONED {
+                        ep.at.stats.abandoned += 1;
+                    }
+                    debug_assert!(t.kind == KIND_SKIP || t.kind == KIND_ABANDONED);
+                    ep.wake_peers();
+                }
+                Err(Error::Empty) => {
+                    maybe_reap(ep);
+                    let gone = Rx::producers_gone(&ep.at.mem);
+                    if let Stall::InFlight(pos) = ring::consumer_stall(&ep.at.mem, &ep.side.slots) {
+                        // With every producer gone there is nobody to wait for.
+                        let timeout = ep.opts.abandon_timeout;
+                        if ep.side.stall.long(pos, gone, timeout) {
+                            if let Some(dead) = claimers_dead(ep, Role::Producer, pos) {
+                                if ring::abandon(&ep.at.mem, &ep.side.slots, pos, &dead) {
+                                    // Other consumers may sleep with
+                                    // messages waiting behind this slot.
+                                    ep.wake_mates();
+                                }
+                                ep.side.stall = StallClock::default();
+                                continue;
+                            }
+                        }
+                        return Err(Error::Empty);
+                    }
+                    if gone {
+                        // The last detach came after its publishes: look again.
+                        return match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+                            Ok(t) if t.kind == KIND_MSG => Ok(t),
+                            Ok(t) => {
+                                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                                Err(Error::Empty)
+                            }
+                            Err(Error::Empty) => Err(Error::Disconnected),
+                            Err(e) => Err(ep.note(e)),
+                        };
+                    }
+                    return Err(Error::Empty);
+                }
+                Err(e) => return Err(ep.note(e)),
+            }
+        }
+        Err(Error::Empty)
+    }
+
+    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
+        Rx::reap_producers(&ep.at.mem);
+        // `attempt` turns "all gone and drained" into Disconnected itself,
+        // after abandoning what dead producers left in flight.
+        None
+    }
+
+    fn leave(ep: &mut Endpoint<Self>) {
+        // A forgotten grant's message was delivered; a pending one was not,
+        // but no one else can take it (MPMC positions cannot be given
+        // back): both slots are freed.
+        for t in [ep.side.held, ep.side.pending.take()].into_iter().flatten() {
+            release(ep, &t);
         }
     }
 }
 
+fn release(ep: &mut Endpoint<Rx>, t: &Taken) {
+    ep.side.held = None;
+    ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+    ep.at.stats.messages += 1;
+    ep.at.stats.bytes += t.len as u64;
+    ep.wake_peers();
+}
+
+/// A producer of an MPMC ring. `Send`, not `Sync`; more producers:
+/// [`try_clone`](Self::try_clone) or another `open`.
+pub struct Producer {
+    ep: Endpoint<Tx>,
+}
+
+/// A consumer of an MPMC ring. `Send`, not `Sync`.
+pub struct Consumer {
+    ep: Endpoint<Rx>,
+}
+
+static_assertions::assert_impl_all!(Producer: Send);
+static_assertions::assert_not_impl_any!(Producer: Sync);
+static_assertions::assert_impl_all!(Consumer: Send);
+static_assertions::assert_not_impl_any!(Consumer: Sync);
+
+endpoint::endpoint_api!(
+    Producer,
+    Tx,
+    "shmq::mpmc::channel(&shmq::Options::new())",
+    "tx"
+);
+endpoint::endpoint_api!(
+    Consumer,
+    Rx,
+    "shmq::mpmc::channel(&shmq::Options::new())",
+    "rx"
+);
+
+/// The methods both MPMC endpoints have.
 macro_rules! mpmc_common {
-    ($ty:ident, $role:expr) => {
+    ($ty:ident) => {
         impl $ty {
-            #[allow(dead_code)]
-            pub(crate) fn from_mem(mem: Mem, opts: &Options, name: &str) -> Result<$ty, OpenError> {
-                Self::from_mem_typed(mem, opts, name, TypeInfo::default())
-            }
-
-            fn from_mem_typed(
-                mem: Mem,
-                opts: &Options,
-                name: &str,
-                ty: TypeInfo,
-            ) -> Result<$ty, OpenError> {
-                Ok($ty {
-                    i: Inner::new(mem, $role, opts, name, ty)?,
-                    held: None,
-                })
-            }
-
             /// Attaches another endpoint of this kind to the same ring (for
             /// another thread).
             ///
             /// # Errors
             /// `Busy` when the maximum is attached; open errors for segments.
             pub fn try_clone(&self) -> Result<$ty, OpenError> {
-                let mem = self.i.clone_mem()?;
-                let name = self.i.name.clone().unwrap_or_else(|| "<heap>".into());
-                Self::from_mem_typed(mem, &self.i.opts, &name, self.i.ty)
-            }
-
-            /// The segment name (`None` for heap channels).
-            pub fn name(&self) -> Option<&str> {
-                self.i.name.as_deref()
-            }
-
-            #[allow(dead_code)]
-            pub(crate) fn mem(&self) -> &Mem {
-                &self.i.at.mem
-            }
-
-            /// Test hook: drops this endpoint as if its process had been
-            /// killed (no detach, claim records left in place). Not for
-            /// production use.
-            #[doc(hidden)]
-            pub fn __simulate_crash(mut self) {
-                self.i.at.simulate_crash();
-            }
-
-            /// Counters of this endpoint.
-            pub fn stats(&self) -> Stats {
-                self.i.at.stats
-            }
-
-            /// A handle that makes this endpoint's blocking calls return
-            /// [`Error::Interrupted`], from another thread or a signal
-            /// handler (see [`Interrupter`](crate::Interrupter)).
-            ///
-            /// ```
-            /// let (_tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new())?;
-            /// rx.interrupter().interrupt();
-            /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
-            /// # Ok::<(), Box<dyn std::error::Error>>(())
-            /// ```
-            pub fn interrupter(&self) -> crate::Interrupter {
-                self.i.at.interrupter()
-            }
-
-            /// Test hook: a peer scribbles `v` at byte `off` of the region.
-            #[doc(hidden)]
-            #[cfg(not(loom))]
-            pub fn __poke(&self, off: usize, v: u64) {
-                self.i.at.mem.poke(off, v);
-            }
-
-            /// Test hook: byte offset of endpoint slot `i` (producers
-            /// first, then consumers) in the region.
-            #[doc(hidden)]
-            pub fn __endpoint_offset(&self, i: usize) -> usize {
-                self.i.at.mem.geometry().table_offset() + i * 16
-            }
-
-            /// Test hook: byte offset of the data area in the region.
-            #[doc(hidden)]
-            pub fn __data_offset(&self) -> usize {
-                self.i.at.mem.geometry().data_offset()
+                Ok($ty {
+                    ep: self.ep.try_clone()?,
+                })
             }
 
             /// Number of slots.
             pub fn slots(&self) -> usize {
-                self.i.slots.n as usize
+                self.ep.side.slots.n as usize
             }
 
             /// Largest message: the slot size minus its 16-byte header.
             pub fn max_message_len(&self) -> usize {
-                self.i.slots.max_message_len()
+                self.ep.side.slots.max_message_len()
             }
 
             /// Messages in the queue (published or being written), a snapshot.
             pub fn len(&self) -> usize {
-                ring::len(&self.i.at.mem) as usize
+                ring::len(&self.ep.at.mem) as usize
             }
 
             /// Whether [`len`](Self::len) is zero.
@@ -337,96 +452,21 @@ macro_rules! mpmc_common {
         }
     };
 }
-
-/// A producer of an MPMC ring. `Send`, not `Sync`; more producers:
-/// [`try_clone`](Self::try_clone) or another `open`.
-pub struct Producer {
-    i: Inner,
-    /// The position of the grant handed out last, until it is committed or
-    /// dropped. Still set at the next claim only if the grant was given to
-    /// `mem::forget`: then that claim is published as a skip record first,
-    /// so a forgotten grant cannot wedge the queue, and its claim record is
-    /// never overwritten while the slot is unresolved.
-    held: Option<u64>,
-}
-
-/// A consumer of an MPMC ring. `Send`, not `Sync`.
-pub struct Consumer {
-    i: Inner,
-    /// The message of the read grant handed out last, until the grant
-    /// drops. Still set at the next receive only if the grant was given to
-    /// `mem::forget`: then its slot is released first, so producers are not
-    /// wedged behind it.
-    held: Option<Taken>,
-}
-
-static_assertions::assert_impl_all!(Producer: Send);
-static_assertions::assert_not_impl_any!(Producer: Sync);
-static_assertions::assert_impl_all!(Consumer: Send);
-static_assertions::assert_not_impl_any!(Consumer: Sync);
-
-mpmc_common!(Producer, Role::Producer);
-mpmc_common!(Consumer, Role::Consumer);
-endpoint::named_constructors!(Producer, Kind::Mpmc);
-endpoint::named_constructors!(Consumer, Kind::Mpmc);
+mpmc_common!(Producer);
+mpmc_common!(Consumer);
 
 impl Producer {
-    /// Publishes the claim of a grant given to `mem::forget` as a skip
-    /// record.
-    fn resolve_forgotten(&mut self) {
-        if let Some(pos) = self.held {
-            self.publish(pos, 0, KIND_SKIP);
-        }
-    }
-
-    fn attempt(&mut self) -> Result<u64, Error> {
-        self.resolve_forgotten();
-        let i = &mut self.i;
-        if let Some(e) = i.poisoned {
-            return Err(e);
-        }
-        if i.at.forked() {
-            return Err(Error::Forked);
-        }
-        match ring::try_claim(&i.at.mem, &i.slots, i.at.slot) {
-            Ok(pos) => {
-                i.stall = None;
-                self.held = Some(pos);
-                Ok(pos)
-            }
-            Err(Error::Full) => {
-                // A consumer that died holding a slot would block us forever.
-                if let Some(prev) = ring::producer_stall(&i.at.mem, &i.slots) {
-                    if i.stalled_long(prev, false) {
-                        if let Some(dead) = i.claimers_dead(Role::Consumer, prev) {
-                            if ring::reclaim(&i.at.mem, &i.slots, prev, &dead) {
-                                i.at.stats.abandoned += 1;
-                                notify::wake(
-                                    &i.at.mem.header().not_full,
-                                    i.at.wait.backend,
-                                    &mut i.at.stats,
-                                );
-                            }
-                            i.stall = None;
-                        }
-                    }
-                }
-                Err(Error::Full)
-            }
-            Err(e) => Err(i.note(e)),
-        }
-    }
-
     /// Test hook: overwrites this producer's claim record, as a producer
     /// that lost a claim race and died before clearing it leaves it.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __set_claim_record(&self, pos: u64) {
         // Relaxed: a simulated stale record; published, like the real ones,
         // by the cursor CASes of later claims.
-        self.i
+        self.ep
             .at
             .mem
-            .endpoint(self.i.at.slot)
+            .endpoint(self.ep.at.slot)
             .claiming
             .store(pos + 1, Ordering::Relaxed);
     }
@@ -439,14 +479,18 @@ impl Producer {
         }
     }
 
+    fn reserve_with(&mut self, wait: Wait) -> Result<WriteGrant<'_>, Error> {
+        let pos = self.ep.run((), wait)?;
+        Ok(self.grant(pos))
+    }
+
     /// Claims a slot without waiting. The grant derefs to the whole payload
     /// area ([`max_message_len`](Self::max_message_len) bytes).
     ///
     /// # Errors
     /// `Full`, `Corrupted`.
     pub fn try_reserve(&mut self) -> Result<WriteGrant<'_>, Error> {
-        let pos = self.attempt()?;
-        Ok(self.grant(pos))
+        self.reserve_with(Wait::No)
     }
 
     /// Claims a slot, waiting while the queue is full.
@@ -454,8 +498,7 @@ impl Producer {
     /// # Errors
     /// `Disconnected` (every consumer detached or died), `Corrupted`.
     pub fn reserve(&mut self) -> Result<WriteGrant<'_>, Error> {
-        let pos = notify::wait_for(&mut ClaimOp { p: self }, Wait::Forever)?;
-        Ok(self.grant(pos))
+        self.reserve_with(Wait::Forever)
     }
 
     /// Claims a slot, waiting at most `timeout`.
@@ -463,15 +506,18 @@ impl Producer {
     /// # Errors
     /// As [`reserve`](Self::reserve), plus `Timeout`.
     pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGrant<'_>, Error> {
-        let pos = notify::wait_for(&mut ClaimOp { p: self }, Wait::at_most(timeout))?;
-        Ok(self.grant(pos))
+        self.reserve_with(Wait::at_most(timeout))
     }
 
-    fn check_len(&self, len: usize) -> Result<(), Error> {
+    fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
         let max = self.max_message_len();
-        if len > max {
-            return Err(Error::TooLarge { len, max });
+        if msg.len() > max {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max,
+            });
         }
+        self.reserve_with(wait)?.write(msg);
         Ok(())
     }
 
@@ -480,9 +526,7 @@ impl Producer {
     /// # Errors
     /// `TooLarge`, `Full`, `Corrupted`; on error nothing was sent.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.check_len(msg.len())?;
-        self.try_reserve()?.write(msg);
-        Ok(())
+        self.send_with(msg, Wait::No)
     }
 
     /// Copies `msg` into a slot, waiting for one.
@@ -490,9 +534,7 @@ impl Producer {
     /// # Errors
     /// As [`reserve`](Self::reserve), plus `TooLarge`.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.check_len(msg.len())?;
-        self.reserve()?.write(msg);
-        Ok(())
+        self.send_with(msg, Wait::Forever)
     }
 
     /// Copies `msg` into a slot, waiting at most `timeout`.
@@ -500,70 +542,7 @@ impl Producer {
     /// # Errors
     /// As [`reserve_timeout`](Self::reserve_timeout), plus `TooLarge`.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.check_len(msg.len())?;
-        self.reserve_timeout(timeout)?.write(msg);
-        Ok(())
-    }
-
-    fn publish(&mut self, pos: u64, len: usize, kind: u32) {
-        self.held = None;
-        let i = &mut self.i;
-        ring::publish(&i.at.mem, &i.slots, i.at.slot, pos, len, kind);
-        if kind == KIND_MSG {
-            i.at.stats.messages += 1;
-            i.at.stats.bytes += len as u64;
-        }
-        notify::wake(
-            &i.at.mem.header().not_empty,
-            i.at.wait.backend,
-            &mut i.at.stats,
-        );
-    }
-}
-
-struct ClaimOp<'a> {
-    p: &'a mut Producer,
-}
-
-impl Waitable for ClaimOp<'_> {
-    type Output = u64;
-    fn attempt(&mut self) -> Result<u64, Error> {
-        self.p.attempt()
-    }
-    fn attempt_spinning(&mut self) -> Result<u64, Error> {
-        let r = self.p.attempt();
-        if matches!(r, Err(Error::Full)) {
-            // Look less often while the queue is full: each look pulls the
-            // cursor and slot lines the consumers are writing (as for SPSC).
-            for _ in 0..64 {
-                crate::sync::spin_hint();
-            }
-        }
-        r
-    }
-    fn interrupted(&mut self) -> bool {
-        self.p.i.at.interrupt.take()
-    }
-    fn peer_gone(&mut self) -> Option<Error> {
-        let mem = &self.p.i.at.mem;
-        let mut any_ever = false;
-        for c in role_range(mem.geometry(), Role::Consumer) {
-            match endpoint::peer_state(mem, c, true) {
-                endpoint::Peer::Attached => return None,
-                endpoint::Peer::NeverAttached => {}
-                _ => any_ever = true,
-            }
-        }
-        any_ever.then_some(Error::Disconnected)
-    }
-    fn word(&self) -> &WakeWord {
-        &self.p.i.at.mem.header().not_full
-    }
-    fn cfg(&self) -> &WaitCfg {
-        &self.p.i.at.wait
-    }
-    fn stats(&mut self) -> &mut Stats {
-        &mut self.p.i.at.stats
+        self.send_with(msg, Wait::at_most(timeout))
     }
 }
 
@@ -589,16 +568,16 @@ impl WriteGrant<'_> {
             self.p.max_message_len()
         );
         self.committed = true;
-        if self.p.i.at.inert() {
+        if self.p.ep.inert() {
             // A grant inherited through fork(): the parent's to commit.
             return;
         }
-        self.p.publish(self.pos, n, KIND_MSG);
+        publish(&mut self.p.ep, self.pos, n, KIND_MSG);
     }
 
     fn write(self, msg: &[u8]) {
-        let i = &self.p.i;
-        let ptr = i.slots.payload(&i.at.mem, self.pos, msg.len());
+        let ep = &self.p.ep;
+        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, msg.len());
         // SAFETY: we won the claim of `pos`: no consumer reads this slot's
         // payload until we publish it; `msg` (checked against the payload
         // size by the caller) is our caller's memory, so they do not overlap.
@@ -610,9 +589,9 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let i = &self.p.i;
-        let len = i.slots.max_message_len();
-        let ptr = i.slots.payload(&i.at.mem, self.pos, len);
+        let ep = &self.p.ep;
+        let len = ep.side.slots.max_message_len();
+        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, len);
         // SAFETY: we won the claim of `pos`, so nobody else reads or writes
         // this slot's payload until we publish it (protocol).
         unsafe { std::slice::from_raw_parts(ptr, len) }
@@ -621,9 +600,9 @@ impl Deref for WriteGrant<'_> {
 
 impl DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let i = &self.p.i;
-        let len = i.slots.max_message_len();
-        let ptr = i.slots.payload(&i.at.mem, self.pos, len);
+        let ep = &self.p.ep;
+        let len = ep.side.slots.max_message_len();
+        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
@@ -631,109 +610,39 @@ impl DerefMut for WriteGrant<'_> {
 
 impl WriteGrant<'_> {
     /// Test hook: the producer's process dies while it holds this claim.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __simulate_crash(mut self) {
         self.committed = true;
-        self.p.i.at.simulate_crash();
+        self.p.ep.at.simulate_crash();
     }
 }
 
 impl Drop for WriteGrant<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.p.i.at.inert() {
-            self.p.publish(self.pos, 0, KIND_SKIP);
+        if !self.committed && !self.p.ep.inert() {
+            publish(&mut self.p.ep, self.pos, 0, KIND_SKIP);
         }
     }
 }
 
 impl Consumer {
-    fn attempt(&mut self) -> Result<Taken, Error> {
-        if let Some(t) = self.held {
-            // A read grant given to `mem::forget`: free its slot.
-            self.release(&t);
-        }
-        if let Some(e) = self.i.poisoned {
-            return Err(e);
-        }
-        if self.i.at.forked() {
-            return Err(Error::Forked);
-        }
-        // Skip records are consumed here; at most one lap of them per call.
-        for _ in 0..=self.i.slots.n {
-            let i = &mut self.i;
-            match ring::try_take(&i.at.mem, &i.slots, i.at.slot) {
-                Ok(t) if t.kind == KIND_MSG => {
-                    i.stall = None;
-                    return Ok(t);
-                }
-                Ok(t) => {
-                    ring::release(&i.at.mem, &i.slots, i.at.slot, t.pos);
-                    if t.kind == KIND_ABANDONED {
-                        i.at.stats.abandoned += 1;
-                    }
-                    debug_assert!(matches!(t.kind, KIND_SKIP | KIND_ABANDONED));
-                    notify::wake(
-                        &i.at.mem.header().not_full,
-                        i.at.wait.backend,
-                        &mut i.at.stats,
-                    );
-                }
-                Err(Error::Empty) => {
-                    i.maybe_reap();
-                    let gone = i.producers_gone();
-                    if let Stall::InFlight(pos) = ring::consumer_stall(&i.at.mem, &i.slots) {
-                        // With every producer gone there is nobody to wait for.
-                        if i.stalled_long(pos, gone) {
-                            if let Some(dead) = i.claimers_dead(Role::Producer, pos) {
-                                if ring::abandon(&i.at.mem, &i.slots, pos, &dead) {
-                                    // Other consumers may sleep with
-                                    // messages waiting behind this slot.
-                                    notify::wake(
-                                        &i.at.mem.header().not_empty,
-                                        i.at.wait.backend,
-                                        &mut i.at.stats,
-                                    );
-                                }
-                                i.stall = None;
-                                continue;
-                            }
-                        }
-                        return Err(Error::Empty);
-                    }
-                    if gone {
-                        // The last detach came after its publishes: look again.
-                        return match ring::try_take(&i.at.mem, &i.slots, i.at.slot) {
-                            Ok(t) if t.kind == KIND_MSG => Ok(t),
-                            Ok(t) => {
-                                ring::release(&i.at.mem, &i.slots, i.at.slot, t.pos);
-                                Err(Error::Empty)
-                            }
-                            Err(Error::Empty) => Err(Error::Disconnected),
-                            Err(e) => Err(i.note(e)),
-                        };
-                    }
-                    return Err(Error::Empty);
-                }
-                Err(e) => return Err(i.note(e)),
-            }
-        }
-        Err(Error::Empty)
-    }
-
     /// Test hook: this consumer decides now that position `pos` was
     /// claimed by a producer that died, and abandons it: the late decision
     /// of a consumer that was preempted after its liveness probe.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __abandon(&mut self, pos: u64) -> bool {
-        ring::abandon(&self.i.at.mem, &self.i.slots, pos, &[])
+        ring::abandon(&self.ep.at.mem, &self.ep.side.slots, pos, &[])
     }
 
     /// Test hook: attaches a producer to this consumer's ring.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __attach_producer(&self) -> Result<Producer, OpenError> {
-        let mem = self.i.clone_mem()?;
-        let name = self.i.name.clone().unwrap_or_else(|| "<heap>".into());
-        Producer::from_mem_typed(mem, &self.i.opts, &name, self.i.ty)
+        Ok(Producer {
+            ep: self.ep.attach_other()?,
+        })
     }
 
     /// How many producers of this ring were found dead (killed without
@@ -741,7 +650,7 @@ impl Consumer {
     /// end from a dead producer; compare this before and after.
     pub fn producers_died(&self) -> u32 {
         // Relaxed: a statistic.
-        self.i
+        self.ep
             .at
             .mem
             .header()
@@ -750,9 +659,10 @@ impl Consumer {
             .load(Ordering::Relaxed)
     }
 
-    fn grant(&mut self, t: Taken) -> ReadGrant<'_> {
-        self.held = Some(t);
-        ReadGrant { c: self, t }
+    fn recv_with(&mut self, wait: Wait) -> Result<ReadGrant<'_>, Error> {
+        let t = self.ep.run((), wait)?;
+        self.ep.side.held = Some(t);
+        Ok(ReadGrant { c: self, t })
     }
 
     /// The next message without waiting.
@@ -761,8 +671,7 @@ impl Consumer {
     /// `Empty`, `Disconnected` (every producer gone and the queue drained),
     /// `Corrupted`.
     pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        let t = self.attempt()?;
-        Ok(self.grant(t))
+        self.recv_with(Wait::No)
     }
 
     /// The next message, waiting for one.
@@ -770,8 +679,7 @@ impl Consumer {
     /// # Errors
     /// `Disconnected`, `Corrupted`.
     pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        let t = notify::wait_for(&mut TakeOp { c: self }, Wait::Forever)?;
-        Ok(self.grant(t))
+        self.recv_with(Wait::Forever)
     }
 
     /// The next message, waiting at most `timeout`.
@@ -779,16 +687,30 @@ impl Consumer {
     /// # Errors
     /// As [`recv`](Self::recv), plus `Timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
-        let t = notify::wait_for(&mut TakeOp { c: self }, Wait::at_most(timeout))?;
-        Ok(self.grant(t))
+        self.recv_with(Wait::at_most(timeout))
     }
 
-    /// Copies the next message into `buf`, waiting for one.
+    /// Copies the next message into `buf`, waiting for one; returns its
+    /// length.
     ///
     /// # Errors
-    /// As [`recv`](Self::recv), plus `BufferTooSmall` (the message is then
-    /// dropped: the slot cannot stay claimed; size `buf` to
-    /// [`max_message_len`](Self::max_message_len)).
+    /// As [`recv`](Self::recv), plus `BufferTooSmall`: the message then
+    /// stays with this consumer, and its next receive returns it (the same
+    /// rule as SPSC; it is dropped only if this consumer drops first).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+    /// tx.send(b"twelve bytes")?;
+    /// let mut small = [0u8; 4];
+    /// assert!(matches!(
+    ///     rx.recv_into(&mut small),
+    ///     Err(shmq::Error::BufferTooSmall { needed: 12, .. })
+    /// ));
+    /// let mut big = [0u8; 64];
+    /// let n = rx.recv_into(&mut big)?;
+    /// assert_eq!(&big[..n], b"twelve bytes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         self.recv()?.copy_to(buf)
     }
@@ -796,7 +718,8 @@ impl Consumer {
     /// Copies the next message into `buf` without waiting.
     ///
     /// # Errors
-    /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall`.
+    /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall` (the message
+    /// stays with this consumer, as for [`recv_into`](Self::recv_into)).
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         self.try_recv()?.copy_to(buf)
     }
@@ -804,51 +727,10 @@ impl Consumer {
     /// Copies the next message into `buf`, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
+    /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall` (as
+    /// for [`recv_into`](Self::recv_into)).
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
         self.recv_timeout(timeout)?.copy_to(buf)
-    }
-
-    fn release(&mut self, t: &Taken) {
-        self.held = None;
-        let i = &mut self.i;
-        ring::release(&i.at.mem, &i.slots, i.at.slot, t.pos);
-        i.at.stats.messages += 1;
-        i.at.stats.bytes += t.len as u64;
-        notify::wake(
-            &i.at.mem.header().not_full,
-            i.at.wait.backend,
-            &mut i.at.stats,
-        );
-    }
-}
-
-struct TakeOp<'a> {
-    c: &'a mut Consumer,
-}
-
-impl Waitable for TakeOp<'_> {
-    type Output = Taken;
-    fn attempt(&mut self) -> Result<Taken, Error> {
-        self.c.attempt()
-    }
-    fn interrupted(&mut self) -> bool {
-        self.c.i.at.interrupt.take()
-    }
-    fn peer_gone(&mut self) -> Option<Error> {
-        self.c.i.reap_producers();
-        // `attempt` turns "all gone and drained" into Disconnected itself,
-        // after abandoning what dead producers left in flight.
-        None
-    }
-    fn word(&self) -> &WakeWord {
-        &self.c.i.at.mem.header().not_empty
-    }
-    fn cfg(&self) -> &WaitCfg {
-        &self.c.i.at.wait
-    }
-    fn stats(&mut self) -> &mut Stats {
-        &mut self.c.i.at.stats
     }
 }
 
@@ -863,13 +745,17 @@ impl ReadGrant<'_> {
     fn copy_to(self, buf: &mut [u8]) -> Result<usize, Error> {
         let n = self.t.len;
         if n > buf.len() {
+            // The message stays ours, for the next receive.
+            let mut me = std::mem::ManuallyDrop::new(self);
+            me.c.ep.side.held = None;
+            me.c.ep.side.pending = Some(me.t);
             return Err(Error::BufferTooSmall {
                 needed: n,
                 capacity: buf.len(),
             });
         }
-        let i = &self.c.i;
-        let src = i.slots.payload(&i.at.mem, self.t.pos, n);
+        let ep = &self.c.ep;
+        let src = ep.side.slots.payload(&ep.at.mem, self.t.pos, n);
         // SAFETY: the payload starts 8-aligned (slot stride and header are
         // multiples of 8) and `n` rounded up to 8 stays inside the slot,
         // whose payload area is a multiple of 8 bytes.
@@ -881,8 +767,8 @@ impl ReadGrant<'_> {
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let i = &self.c.i;
-        let ptr = i.slots.payload(&i.at.mem, self.t.pos, self.t.len);
+        let ep = &self.c.ep;
+        let ptr = ep.side.slots.payload(&ep.at.mem, self.t.pos, self.t.len);
         // SAFETY: we won the claim of this published slot, so no producer
         // writes it until we release it; `len` was validated against the
         // slot size. Bytes are plain `u8`: any value is valid.
@@ -892,35 +778,20 @@ impl Deref for ReadGrant<'_> {
 
 impl ReadGrant<'_> {
     /// Test hook: the consumer's process dies while it holds this message.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __simulate_crash(self) {
         let mut me = std::mem::ManuallyDrop::new(self);
-        me.c.i.at.simulate_crash();
+        me.c.ep.at.simulate_crash();
     }
 }
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
-        if self.c.i.at.inert() {
+        if self.c.ep.inert() {
             return;
         }
         let t = self.t;
-        self.c.release(&t);
-    }
-}
-
-impl Drop for Producer {
-    fn drop(&mut self) {
-        if !self.i.at.inert() {
-            self.resolve_forgotten();
-        }
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if let (Some(t), false) = (self.held, self.i.at.inert()) {
-            self.release(&t);
-        }
+        release(&mut self.c.ep, &t);
     }
 }

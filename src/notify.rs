@@ -62,33 +62,7 @@ impl WaitStrategy {
 
 /// The sleeping mechanism of a segment, fixed at creation and stored in the
 /// header so that every waker uses the one every sleeper sleeps on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Futex,
-    Semaphore,
-}
-
-impl Backend {
-    pub(crate) fn to_raw(self) -> u32 {
-        match self {
-            Backend::Futex => 1,
-            Backend::Semaphore => 2,
-        }
-    }
-    pub(crate) fn from_raw(raw: u32) -> Option<Backend> {
-        match raw {
-            1 => Some(Backend::Futex),
-            2 => Some(Backend::Semaphore),
-            _ => None,
-        }
-    }
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Backend::Futex => "futex",
-            Backend::Semaphore => "semaphore",
-        }
-    }
-}
+pub(crate) use crate::error::Backend;
 
 /// Counters kept by each endpoint; read them with `stats()`.
 ///

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::OpenError;
+use crate::error::{Kind, OpenError};
 use crate::notify::WaitStrategy;
 
 /// Settings for creating or opening a channel. Build with method chaining:
@@ -18,7 +18,19 @@ use crate::notify::WaitStrategy;
 /// ```
 ///
 /// Sizes are checked when a segment is created; an out-of-range value is an
-/// [`OpenError::InvalidOptions`] that names the allowed range.
+/// [`OpenError::InvalidOptions`] that names the allowed range. An option of
+/// the other ring kind (say [`slots`](Self::slots) for an SPSC ring) is an
+/// `InvalidOptions` too, at create and at open, rather than silently
+/// ignored:
+///
+/// ```
+/// let opts = shmq::Options::new().slots(64);
+/// assert!(matches!(
+///     shmq::spsc::channel(&opts).err(),
+///     Some(shmq::OpenError::InvalidOptions(_))
+/// ));
+/// assert!(shmq::mpmc::channel(&opts).is_ok());
+/// ```
 #[derive(Clone, Debug)]
 pub struct Options {
     pub(crate) capacity: u64,
@@ -35,7 +47,24 @@ pub struct Options {
     pub(crate) abandon_timeout: Duration,
     pub(crate) keep: bool,
     pub(crate) reclaim_stale: bool,
+    /// Ring-specific options set explicitly (`SPSC_ONLY` / `MPMC_ONLY`
+    /// bits), so that one the ring ignores is an error, not dropped.
+    pub(crate) set: u8,
 }
+
+const SET_CAPACITY: u8 = 1;
+const SET_SLOTS: u8 = 2;
+const SET_SLOT_SIZE: u8 = 4;
+const SET_MAX_PRODUCERS: u8 = 8;
+const SET_MAX_CONSUMERS: u8 = 16;
+const SET_ABANDON: u8 = 32;
+const MPMC_ONLY: [(u8, &str); 5] = [
+    (SET_SLOTS, "slots"),
+    (SET_SLOT_SIZE, "slot_size"),
+    (SET_MAX_PRODUCERS, "max_producers"),
+    (SET_MAX_CONSUMERS, "max_consumers"),
+    (SET_ABANDON, "abandon_timeout"),
+];
 
 /// Default spin window of the blocking strategies (see ARCHITECTURE.md,
 /// "Spin window", for the measurement behind it).
@@ -58,6 +87,7 @@ impl Default for Options {
             abandon_timeout: Duration::from_secs(1),
             keep: false,
             reclaim_stale: false,
+            set: 0,
         }
     }
 }
@@ -73,12 +103,14 @@ impl Options {
     /// SPSC ring size in bytes: a power of two from 64 to 2^40. The largest
     /// message is `capacity / 2 - 8` bytes (at most `u32::MAX`).
     pub fn capacity(mut self, bytes: usize) -> Self {
+        self.set |= SET_CAPACITY;
         self.capacity = bytes as u64;
         self
     }
 
     /// MPMC: number of slots, a power of two from 2 to 2^24.
     pub fn slots(mut self, n: usize) -> Self {
+        self.set |= SET_SLOTS;
         self.slots = n as u64;
         self
     }
@@ -86,18 +118,21 @@ impl Options {
     /// MPMC: bytes per slot including its 16-byte header, a multiple of 8
     /// from 24 to 2^24. The largest message is `slot_size - 16` bytes.
     pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.set |= SET_SLOT_SIZE;
         self.slot_size = bytes as u64;
         self
     }
 
     /// MPMC: most producers attached at once (1 to 1024, default 64).
     pub fn max_producers(mut self, n: u32) -> Self {
+        self.set |= SET_MAX_PRODUCERS;
         self.max_producers = n;
         self
     }
 
     /// MPMC: most consumers attached at once (1 to 1024, default 64).
     pub fn max_consumers(mut self, n: u32) -> Self {
+        self.set |= SET_MAX_CONSUMERS;
         self.max_consumers = n;
         self
     }
@@ -141,6 +176,7 @@ impl Options {
     /// MPMC: how long a stalled slot is waited for before its claimer's
     /// liveness is checked and, if dead, the slot is skipped (default 1 s).
     pub fn abandon_timeout(mut self, d: Duration) -> Self {
+        self.set |= SET_ABANDON;
         self.abandon_timeout = d;
         self
     }
@@ -170,7 +206,40 @@ impl Options {
         self.wait
     }
 
-    pub(crate) fn check_spsc(&self) -> Result<(), OpenError> {
+    /// Checks that no option of the other ring kind was set: at open as
+    /// well as at create.
+    pub(crate) fn check_kind(&self, kind: Kind) -> Result<(), OpenError> {
+        let foreign = |name: &str, other: Kind| {
+            Err(OpenError::InvalidOptions(format!(
+                "{name} is an {other} option, but this is an {kind} ring, which would ignore it; \
+                 remove it, or use an {other} ring"
+            )))
+        };
+        match kind {
+            Kind::Spsc => {
+                if let Some((_, name)) = MPMC_ONLY.iter().find(|(bit, _)| self.set & bit != 0) {
+                    return foreign(name, Kind::Mpmc);
+                }
+            }
+            Kind::Mpmc => {
+                if self.set & SET_CAPACITY != 0 {
+                    return foreign("capacity", Kind::Spsc);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the options a creator of a `kind` ring uses.
+    pub(crate) fn check_for(&self, kind: Kind) -> Result<(), OpenError> {
+        self.check_kind(kind)?;
+        match kind {
+            Kind::Spsc => self.check_spsc(),
+            Kind::Mpmc => self.check_mpmc(),
+        }
+    }
+
+    fn check_spsc(&self) -> Result<(), OpenError> {
         let c = self.capacity;
         if !c.is_power_of_two() || !(64..=1 << 40).contains(&c) {
             return Err(OpenError::InvalidOptions(format!(
@@ -180,7 +249,7 @@ impl Options {
         Ok(())
     }
 
-    pub(crate) fn check_mpmc(&self) -> Result<(), OpenError> {
+    fn check_mpmc(&self) -> Result<(), OpenError> {
         let n = self.slots;
         if !n.is_power_of_two() || !(2..=1 << 24).contains(&n) {
             return Err(OpenError::InvalidOptions(format!(

@@ -5,7 +5,8 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::layout::{EndpointSlot, Geometry, Header, LOCK_ENDPOINT_BASE};
+use crate::layout::{EndpointSlot, Geometry, Header};
+use crate::liveness::{Liveness, Local};
 use crate::shm::Segment;
 #[cfg(loom)]
 use crate::sync::AtomicU32;
@@ -265,38 +266,21 @@ impl Mem {
         }
     }
 
-    /// Whether endpoint slot `i` is held by a live process.
-    ///
-    /// Heap regions have no processes: a slot is alive while attached. A
-    /// segment asks the kernel whether the slot's lock is held; our own locks
-    /// do not count, so `i` must not be our own slot.
+    /// Who says whether an endpoint slot's process is alive.
+    pub(crate) fn liveness(&self) -> &dyn Liveness {
+        match &*self.backing {
+            Backing::Heap(_) => &Local,
+            Backing::Shm(s) => s,
+        }
+    }
+
+    /// Whether endpoint slot `i`'s endpoint is alive (a syscall on
+    /// segments; our own slot reads as dead there).
     pub(crate) fn endpoint_alive(&self, i: usize) -> bool {
-        match &*self.backing {
-            Backing::Heap(_) => {
-                // Relaxed: a liveness hint; callers re-check cursors with their
-                // own orderings afterwards.
-                self.endpoint(i).state.load(crate::sync::Ordering::Relaxed) & crate::layout::EP_MASK
-                    == crate::layout::EP_ATTACHED
-            }
-            Backing::Shm(s) => s.is_locked(LOCK_ENDPOINT_BASE + i as u64),
-        }
-    }
-
-    /// Takes endpoint slot `i`'s liveness lock. Heap regions: always `true`
-    /// (the state CAS decides).
-    pub(crate) fn lock_endpoint(&self, i: usize) -> bool {
-        match &*self.backing {
-            Backing::Heap(_) => true,
-            Backing::Shm(s) => s
-                .try_lock(LOCK_ENDPOINT_BASE + i as u64, crate::shm::Lock::Exclusive)
-                .unwrap_or(false),
-        }
-    }
-
-    pub(crate) fn unlock_endpoint(&self, i: usize) {
-        if let Backing::Shm(s) = &*self.backing {
-            s.unlock(LOCK_ENDPOINT_BASE + i as u64);
-        }
+        // Relaxed: a liveness hint; callers re-check cursors with their own
+        // orderings afterwards.
+        let st = self.endpoint(i).state.load(crate::sync::Ordering::Relaxed);
+        self.liveness().alive(i, st)
     }
 
     pub(crate) fn is_heap(&self) -> bool {

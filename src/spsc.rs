@@ -23,22 +23,16 @@
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::endpoint::{self, Attachment, Peer, Role, Spec, TypeInfo};
-use crate::error::{Error, OpenError};
-use crate::layout::{Kind, WakeWord};
-use crate::notify::{self, Stats, Wait, WaitCfg, Waitable};
+use crate::endpoint::{self, Endpoint, Peer, Role, Side};
+use crate::error::{Error, Kind, OpenError};
+use crate::header::TypeInfo;
+use crate::notify::Wait;
 use crate::options::Options;
+use crate::region::Mem;
 use crate::ring::spsc::{ConsumerRing, ProducerRing, Record, Reservation};
 
 const PRODUCER_SLOT: usize = 0;
 const CONSUMER_SLOT: usize = 1;
-
-fn corrupted_at_attach(name: &str, e: Error) -> OpenError {
-    OpenError::Corrupted {
-        name: name.to_owned(),
-        detail: e.to_string(),
-    }
-}
 
 /// Creates an in-process ring on the heap (for threads, tests and tools).
 ///
@@ -54,38 +48,17 @@ fn corrupted_at_attach(name: &str, e: Error) -> OpenError {
 /// assert_eq!(&buf[..n], b"ping");
 /// ```
 pub fn channel(opts: &Options) -> Result<(Producer, Consumer), OpenError> {
-    channel_typed(opts, TypeInfo::default())
-}
-
-pub(crate) fn channel_typed(
-    opts: &Options,
-    ty: TypeInfo,
-) -> Result<(Producer, Consumer), OpenError> {
-    let spec = Spec {
-        kind: Kind::Spsc,
-        ty,
-    };
-    let mem = endpoint::create_heap(&spec, opts)?;
-    let other = mem.share().expect("heap regions can be shared");
-    let p = Producer::from_mem(mem, opts, "<heap>")?;
-    let c = Consumer::from_mem(other, opts, "<heap>")?;
-    Ok((p, c))
+    endpoint::heap_pair(opts, TypeInfo::default())
 }
 
 /// The writing end of an SPSC ring. `Send`, not `Sync`.
 pub struct Producer {
-    at: Attachment,
-    ring: ProducerRing,
-    poisoned: Option<Error>,
-    name: Option<String>,
+    ep: Endpoint<ProducerRing>,
 }
 
 /// The reading end of an SPSC ring. `Send`, not `Sync`.
 pub struct Consumer {
-    at: Attachment,
-    ring: ConsumerRing,
-    poisoned: Option<Error>,
-    name: Option<String>,
+    ep: Endpoint<ConsumerRing>,
 }
 
 static_assertions::assert_impl_all!(Producer: Send);
@@ -93,93 +66,53 @@ static_assertions::assert_not_impl_any!(Producer: Sync);
 static_assertions::assert_impl_all!(Consumer: Send);
 static_assertions::assert_not_impl_any!(Consumer: Sync);
 
-macro_rules! named_ctors {
-    ($ty:ident) => {
+endpoint::endpoint_api!(
+    Producer,
+    ProducerRing,
+    "shmq::spsc::channel(&shmq::Options::new())",
+    "tx"
+);
+endpoint::endpoint_api!(
+    Consumer,
+    ConsumerRing,
+    "shmq::spsc::channel(&shmq::Options::new())",
+    "rx"
+);
+
+/// The methods both SPSC endpoints have.
+macro_rules! spsc_common {
+    ($ty:ident, $peer:expr) => {
         impl $ty {
-            /// The segment name (`None` for heap channels).
-            pub fn name(&self) -> Option<&str> {
-                self.name.as_deref()
-            }
-
-            #[allow(dead_code)]
-            pub(crate) fn mem(&self) -> &crate::region::Mem {
-                &self.at.mem
-            }
-
-            /// Test hook: drops this endpoint as if its process had been
-            /// killed (no detach). Not for production use.
-            #[doc(hidden)]
-            pub fn __simulate_crash(mut self) {
-                self.at.simulate_crash();
-            }
-
-            /// Counters of this endpoint.
-            pub fn stats(&self) -> Stats {
-                self.at.stats
-            }
-
-            /// A handle that makes this endpoint's blocking calls return
-            /// [`Error::Interrupted`], from another thread or a signal
-            /// handler (see [`Interrupter`](crate::Interrupter)).
-            ///
-            /// ```
-            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
-            /// let i = rx.interrupter();
-            /// i.interrupt();
-            /// tx.send(b"x")?;
-            /// // A message is there: it wins over the pending interrupt...
-            /// assert_eq!(&*rx.recv()?, b"x");
-            /// // ...which ends the next wait.
-            /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
-            /// # Ok::<(), Box<dyn std::error::Error>>(())
-            /// ```
-            pub fn interrupter(&self) -> crate::Interrupter {
-                self.at.interrupter()
-            }
-
-            /// Test hook: a peer scribbles `v` at byte `off` of the region.
-            #[doc(hidden)]
-            #[cfg(not(loom))]
-            pub fn __poke(&self, off: usize, v: u64) {
-                self.at.mem.poke(off, v);
-            }
-
-            /// Test hook: whether this endpoint's segment still has its name
-            /// (an endpoint on an unlinked segment is orphaned). Heap: true.
-            #[doc(hidden)]
-            pub fn __linked(&self) -> bool {
-                self.at.mem.segment().is_none_or(|s| !s.is_unlinked())
-            }
-
-            /// Test hook: byte offset of endpoint slot `i` (producers
-            /// first, then consumers) in the region.
-            #[doc(hidden)]
-            pub fn __endpoint_offset(&self, i: usize) -> usize {
-                self.at.mem.geometry().table_offset() + i * 16
-            }
-
-            /// Test hook: byte offset of the data area in the region.
-            #[doc(hidden)]
-            pub fn __data_offset(&self) -> usize {
-                self.at.mem.geometry().data_offset()
-            }
-
             /// Ring size in bytes.
             pub fn capacity(&self) -> usize {
-                self.at.mem.geometry().capacity as usize
+                self.ep.at.mem.geometry().capacity as usize
             }
 
             /// Largest message this ring accepts: `capacity / 2 - 8`, and at
             /// most `u32::MAX` bytes (a record header's length field).
             pub fn max_message_len(&self) -> usize {
-                crate::ring::spsc::max_message_len(self.at.mem.geometry().capacity)
+                crate::ring::spsc::max_message_len(self.ep.at.mem.geometry().capacity)
+            }
+
+            /// Whether the peer is attached and (for segments) its process
+            /// alive. Costs a syscall on segments.
+            pub fn peer_alive(&self) -> bool {
+                self.ep.peer($peer, true) == Peer::Attached
             }
         }
     };
 }
+spsc_common!(Producer, CONSUMER_SLOT);
+spsc_common!(Consumer, PRODUCER_SLOT);
 
-named_ctors!(Producer);
-named_ctors!(Consumer);
+/// `Some(error)` once the peer in `slot` is gone for good.
+fn gone<S: Side>(ep: &Endpoint<S>, slot: usize) -> Option<Error> {
+    match ep.peer(slot, true) {
+        Peer::Dead => Some(Error::PeerDied),
+        Peer::Detached => Some(Error::Disconnected),
+        Peer::Attached | Peer::NeverAttached => None,
+    }
+}
 
 /// The reserving and sending methods of [`Producer`] and [`WriteBatch`]:
 /// `$batch` says whether a commit waits for the batch to publish it.
@@ -317,85 +250,72 @@ macro_rules! receiving {
         }
     };
 }
-endpoint::named_constructors!(Producer, Kind::Spsc);
-endpoint::named_constructors!(Consumer, Kind::Spsc);
+impl Side for ProducerRing {
+    const KIND: Kind = Kind::Spsc;
+    const ROLE: Role = Role::Producer;
+    type Ready = Reservation;
+    type Arg = usize;
 
-impl Producer {
-    fn from_mem_typed(
-        mem: crate::region::Mem,
-        opts: &Options,
-        name: &str,
-        _ty: TypeInfo,
-    ) -> Result<Producer, OpenError> {
-        Self::from_mem(mem, opts, name)
+    fn new(mem: &Mem) -> Result<Self, Error> {
+        ProducerRing::attach(mem)
     }
 
-    pub(crate) fn from_mem(
-        mem: crate::region::Mem,
-        opts: &Options,
-        name: &str,
-    ) -> Result<Producer, OpenError> {
-        let ring = ProducerRing::attach(&mem).map_err(|e| corrupted_at_attach(name, e))?;
-        let at = Attachment::attach(mem, Role::Producer, opts, name)?;
-        // Re-read after attaching: a predecessor may have published since.
-        let ring = ProducerRing::attach(&at.mem).unwrap_or(ring);
-        Ok(Producer {
-            at,
-            ring,
-            poisoned: None,
-            name: (name != "<heap>").then(|| name.to_owned()),
-        })
-    }
-
-    /// Whether a consumer is attached and (for segments) its process alive.
-    /// Costs a syscall on segments.
-    pub fn peer_alive(&self) -> bool {
-        endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, true) == Peer::Attached
-    }
-
-    fn check(&mut self, r: Result<Reservation, Error>) -> Result<Reservation, Error> {
-        if let Err(e @ Error::Corrupted(_)) = r {
-            self.poisoned = Some(e);
-        }
-        r
-    }
-
-    fn attempt(&mut self, len: usize, slack: u64) -> Result<Reservation, Error> {
-        if let Some(e) = self.poisoned {
-            return Err(e);
-        }
-        if self.at.forked() {
-            return Err(Error::Forked);
-        }
-        if endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, false) == Peer::Detached {
+    #[inline]
+    fn attempt(ep: &mut Endpoint<Self>, len: usize, spinning: bool) -> Result<Reservation, Error> {
+        ep.usable()?;
+        if ep.peer(CONSUMER_SLOT, false) == Peer::Detached {
             return Err(Error::Disconnected);
         }
-        let r = self.ring.try_reserve_slack(&self.at.mem, len, slack);
-        if matches!(r, Err(Error::Full)) && self.ring.has_unpublished() {
-            // A batch filled the ring: publish it, or we would wait forever
-            // for a consumer that cannot see it.
-            self.publish();
+        // While spinning on a full ring, wait for an eighth of it to be free
+        // (see `ProducerRing::try_reserve_slack`). Not when about to sleep:
+        // there each early wake would cost a syscall.
+        let slack = if spinning { ep.side.capacity() / 8 } else { 0 };
+        match ep.side.try_reserve_slack(&ep.at.mem, len, slack) {
+            Err(Error::Full) => {
+                if ep.side.has_unpublished() {
+                    // A batch filled the ring: publish it, or we would wait
+                    // for ever for a consumer that cannot see it.
+                    publish(ep);
+                }
+                if spinning {
+                    // And look less often: each look pulls the consumer's
+                    // cursor line over while it is writing it.
+                    for _ in 0..64 {
+                        crate::sync::spin_hint();
+                    }
+                }
+                Err(Error::Full)
+            }
+            Err(e) => Err(ep.note(e)),
+            r => r,
         }
-        self.check(r)
     }
 
-    fn publish(&mut self) {
-        if self.ring.publish(&self.at.mem) {
-            notify::wake(
-                &self.at.mem.header().not_empty,
-                self.at.wait.backend,
-                &mut self.at.stats,
-            );
-        }
+    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
+        gone(ep, CONSUMER_SLOT)
     }
 
+    fn leave(ep: &mut Endpoint<Self>) {
+        publish(ep);
+    }
+}
+
+/// Publishes what the producer committed, and wakes a sleeping consumer.
+#[inline]
+fn publish(ep: &mut Endpoint<ProducerRing>) {
+    if ep.side.publish(&ep.at.mem) {
+        ep.wake_peers();
+    }
+}
+
+impl Producer {
     fn reserve_with(
         &mut self,
         len: usize,
         wait: Wait,
         batch: bool,
     ) -> Result<WriteGrant<'_>, Error> {
-        let res = notify::wait_for(&mut ReserveOp { p: self, len }, wait)?;
+        let res = self.ep.run(len, wait)?;
         Ok(WriteGrant {
             p: self,
             res,
@@ -430,53 +350,7 @@ impl Producer {
 
     /// Bytes in the ring as far as this producer knows (an upper bound).
     pub fn used(&self) -> usize {
-        self.ring.used() as usize
-    }
-}
-
-struct ReserveOp<'a> {
-    p: &'a mut Producer,
-    len: usize,
-}
-
-impl Waitable for ReserveOp<'_> {
-    type Output = Reservation;
-    fn attempt(&mut self) -> Result<Reservation, Error> {
-        self.p.attempt(self.len, 0)
-    }
-    fn attempt_spinning(&mut self) -> Result<Reservation, Error> {
-        // While spinning on a full ring, wait for an eighth of it to be free
-        // (see `ProducerRing::try_reserve_slack`). Not when about to sleep:
-        // there each early wake would cost a syscall.
-        let slack = self.p.ring.capacity() / 8;
-        let r = self.p.attempt(self.len, slack);
-        if matches!(r, Err(Error::Full)) {
-            // And look less often: each look pulls the consumer's cursor
-            // line over while it is writing it.
-            for _ in 0..64 {
-                crate::sync::spin_hint();
-            }
-        }
-        r
-    }
-    fn interrupted(&mut self) -> bool {
-        self.p.at.interrupt.take()
-    }
-    fn peer_gone(&mut self) -> Option<Error> {
-        match endpoint::peer_state(&self.p.at.mem, CONSUMER_SLOT, true) {
-            Peer::Dead => Some(Error::PeerDied),
-            Peer::Detached => Some(Error::Disconnected),
-            Peer::Attached | Peer::NeverAttached => None,
-        }
-    }
-    fn word(&self) -> &WakeWord {
-        &self.p.at.mem.header().not_full
-    }
-    fn cfg(&self) -> &WaitCfg {
-        &self.p.at.wait
-    }
-    fn stats(&mut self) -> &mut Stats {
-        &mut self.p.at.stats
+        self.ep.side.used() as usize
     }
 }
 
@@ -501,22 +375,22 @@ impl WriteGrant<'_> {
     /// # Panics
     /// If `n` is larger than the reserved length.
     pub fn commit(self, n: usize) {
-        let p = self.p;
-        if p.at.inert() {
+        let ep = &mut self.p.ep;
+        if ep.inert() {
             // A grant inherited through fork(): its ring belongs to the
             // parent. (Its message is the parent's to commit.)
             return;
         }
-        p.ring.commit(&p.at.mem, &self.res, n);
-        p.at.stats.messages += 1;
-        p.at.stats.bytes += n as u64;
+        ep.side.commit(&ep.at.mem, &self.res, n);
+        ep.at.stats.messages += 1;
+        ep.at.stats.bytes += n as u64;
         if !self.batch {
-            p.publish();
+            publish(ep);
         }
     }
 
     fn write(self, msg: &[u8]) {
-        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: the reservation covers `msg.len()` bytes of the data area
         // that the consumer does not read before we publish them; `msg` is
         // our caller's memory, so the two do not overlap.
@@ -528,7 +402,7 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: the reservation covers `len` bytes inside the data area that
         // the consumer will not read until we publish them (protocol: they
         // lie between the published tail and head + capacity).
@@ -538,7 +412,7 @@ impl Deref for WriteGrant<'_> {
 
 impl DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
+        let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(ptr, self.res.len) }
     }
@@ -559,93 +433,69 @@ impl WriteBatch<'_> {
 
     /// Publishes what was committed so far; the batch goes on.
     pub fn publish(&mut self) {
-        self.p.publish();
+        publish(&mut self.p.ep);
     }
 }
 
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
-        self.p.publish();
+        publish(&mut self.p.ep);
     }
 }
 
-impl Drop for Producer {
-    fn drop(&mut self) {
-        if self.at.inert() {
-            return;
+impl Side for ConsumerRing {
+    const KIND: Kind = Kind::Spsc;
+    const ROLE: Role = Role::Consumer;
+    type Ready = Record;
+    type Arg = ();
+
+    fn new(mem: &Mem) -> Result<Self, Error> {
+        ConsumerRing::attach(mem)
+    }
+
+    #[inline]
+    fn attempt(ep: &mut Endpoint<Self>, (): (), _spinning: bool) -> Result<Record, Error> {
+        ep.usable()?;
+        match ep.side.try_peek(&ep.at.mem) {
+            Err(Error::Empty) => {
+                // Batch-released space the producer may be waiting for.
+                free(ep);
+                if ep.peer(PRODUCER_SLOT, false) != Peer::Detached {
+                    return Err(Error::Empty);
+                }
+                // The detach came after its last publish: look once more.
+                match ep.side.try_peek(&ep.at.mem) {
+                    Err(Error::Empty) => Err(Error::Disconnected),
+                    Err(e) => Err(ep.note(e)),
+                    r => r,
+                }
+            }
+            Err(e) => Err(ep.note(e)),
+            r => r,
         }
-        self.publish();
+    }
+
+    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
+        gone(ep, PRODUCER_SLOT)
+    }
+
+    fn leave(ep: &mut Endpoint<Self>) {
+        free(ep);
+    }
+}
+
+/// Frees the space the consumer released for the producer, and wakes it if
+/// it sleeps.
+#[inline]
+fn free(ep: &mut Endpoint<ConsumerRing>) {
+    if ep.side.publish(&ep.at.mem) {
+        ep.wake_peers();
     }
 }
 
 impl Consumer {
-    fn from_mem_typed(
-        mem: crate::region::Mem,
-        opts: &Options,
-        name: &str,
-        _ty: TypeInfo,
-    ) -> Result<Consumer, OpenError> {
-        Self::from_mem(mem, opts, name)
-    }
-
-    pub(crate) fn from_mem(
-        mem: crate::region::Mem,
-        opts: &Options,
-        name: &str,
-    ) -> Result<Consumer, OpenError> {
-        let at = Attachment::attach(mem, Role::Consumer, opts, name)?;
-        let ring = ConsumerRing::attach(&at.mem).map_err(|e| corrupted_at_attach(name, e))?;
-        Ok(Consumer {
-            at,
-            ring,
-            poisoned: None,
-            name: (name != "<heap>").then(|| name.to_owned()),
-        })
-    }
-
-    /// Whether a producer is attached and (for segments) its process alive.
-    /// Costs a syscall on segments.
-    pub fn peer_alive(&self) -> bool {
-        endpoint::peer_state(&self.at.mem, PRODUCER_SLOT, true) == Peer::Attached
-    }
-
-    fn attempt(&mut self) -> Result<Record, Error> {
-        if let Some(e) = self.poisoned {
-            return Err(e);
-        }
-        if self.at.forked() {
-            return Err(Error::Forked);
-        }
-        let r = match self.ring.try_peek(&self.at.mem) {
-            Err(Error::Empty) => {
-                if self.ring.publish(&self.at.mem) {
-                    // Batch-released space the producer may be waiting for.
-                    notify::wake(
-                        &self.at.mem.header().not_full,
-                        self.at.wait.backend,
-                        &mut self.at.stats,
-                    );
-                }
-                if endpoint::peer_state(&self.at.mem, PRODUCER_SLOT, false) == Peer::Detached {
-                    // The detach came after its last publish: look once more.
-                    match self.ring.try_peek(&self.at.mem) {
-                        Err(Error::Empty) => Err(Error::Disconnected),
-                        r => r,
-                    }
-                } else {
-                    Err(Error::Empty)
-                }
-            }
-            r => r,
-        };
-        if let Err(e @ Error::Corrupted(_)) = r {
-            self.poisoned = Some(e);
-        }
-        r
-    }
-
     fn recv_with(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
-        let rec = notify::wait_for(&mut RecvOp { c: self }, wait)?;
+        let rec = self.ep.run((), wait)?;
         Ok(ReadGrant {
             c: self,
             rec,
@@ -671,58 +521,19 @@ impl Consumer {
     }
 
     fn release(&mut self, rec: &Record, batch: bool) {
-        self.ring.release(rec);
-        self.at.stats.messages += 1;
-        self.at.stats.bytes += rec.len as u64;
+        let ep = &mut self.ep;
+        ep.side.release(rec);
+        ep.at.stats.messages += 1;
+        ep.at.stats.bytes += rec.len as u64;
         if !batch {
-            self.free();
-        }
-    }
-
-    fn free(&mut self) {
-        if self.ring.publish(&self.at.mem) {
-            notify::wake(
-                &self.at.mem.header().not_full,
-                self.at.wait.backend,
-                &mut self.at.stats,
-            );
+            free(ep);
         }
     }
 
     /// Whether the ring looked empty when last checked (no syscall, no
     /// refresh).
     pub fn looks_empty(&self) -> bool {
-        self.ring.looks_empty()
-    }
-}
-
-struct RecvOp<'a> {
-    c: &'a mut Consumer,
-}
-
-impl Waitable for RecvOp<'_> {
-    type Output = Record;
-    fn attempt(&mut self) -> Result<Record, Error> {
-        self.c.attempt()
-    }
-    fn interrupted(&mut self) -> bool {
-        self.c.at.interrupt.take()
-    }
-    fn peer_gone(&mut self) -> Option<Error> {
-        match endpoint::peer_state(&self.c.at.mem, PRODUCER_SLOT, true) {
-            Peer::Dead => Some(Error::PeerDied),
-            Peer::Detached => Some(Error::Disconnected),
-            Peer::Attached | Peer::NeverAttached => None,
-        }
-    }
-    fn word(&self) -> &WakeWord {
-        &self.c.at.mem.header().not_empty
-    }
-    fn cfg(&self) -> &WaitCfg {
-        &self.c.at.wait
-    }
-    fn stats(&mut self) -> &mut Stats {
-        &mut self.c.at.stats
+        self.ep.side.looks_empty()
     }
 }
 
@@ -753,7 +564,7 @@ impl ReadGrant<'_> {
             std::mem::forget(self);
             return Err(e);
         }
-        let src = self.c.ring.payload(&self.c.at.mem, &self.rec);
+        let src = self.c.ep.side.payload(&self.c.ep.at.mem, &self.rec);
         // SAFETY: the record was validated to lie inside the data area, its
         // payload 8-aligned and padded to a multiple of 8 bytes (the ring
         // invariant), so the rounded-up length is readable.
@@ -765,7 +576,7 @@ impl ReadGrant<'_> {
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let ptr = self.c.ring.payload(&self.c.at.mem, &self.rec);
+        let ptr = self.c.ep.side.payload(&self.c.ep.at.mem, &self.rec);
         // SAFETY: the record was validated to lie inside the data area and
         // below the published tail; the producer does not write it until we
         // release it (protocol). A hostile peer could, which the type's docs
@@ -776,7 +587,7 @@ impl Deref for ReadGrant<'_> {
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
-        if self.c.at.inert() {
+        if self.c.ep.inert() {
             return;
         }
         let rec = self.rec;
@@ -799,21 +610,12 @@ impl ReadBatch<'_> {
 
     /// Frees what was released so far; the batch goes on.
     pub fn release(&mut self) {
-        self.c.free();
+        free(&mut self.c.ep);
     }
 }
 
 impl Drop for ReadBatch<'_> {
     fn drop(&mut self) {
-        self.c.free();
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if self.at.inert() {
-            return;
-        }
-        self.free();
+        free(&mut self.c.ep);
     }
 }

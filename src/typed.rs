@@ -64,8 +64,9 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::endpoint::TypeInfo;
+use crate::endpoint::Front;
 use crate::error::{Error, OpenError};
+use crate::header::TypeInfo;
 use crate::options::Options;
 
 /// Marker: a typed channel over an SPSC ring (one sender, one receiver;
@@ -87,7 +88,7 @@ impl Ring for Mpmc {}
 mod sealed {
     use super::*;
 
-    pub use crate::endpoint::How;
+    pub use crate::acquire::How;
 
     /// How long an operation may wait.
     #[derive(Clone, Copy)]
@@ -102,9 +103,12 @@ mod sealed {
     pub struct Elem(pub(crate) TypeInfo);
 
     /// The per-ring plumbing behind [`Ring`]: not nameable outside the crate.
+    // The bounds name crate-internal traits: this trait is sealed (its
+    // module is private), so nobody outside can see or implement it.
+    #[allow(private_bounds)]
     pub trait Sealed: Sized + 'static {
-        type Producer: Send;
-        type Consumer: Send;
+        type Producer: Send + Front;
+        type Consumer: Send + Front;
         type WriteGrant<'a>: DerefMut<Target = [u8]>;
         type ReadGrant<'a>: Deref<Target = [u8]>;
         /// Adjusts (MPMC: slot size) and checks the options for `ty`.
@@ -133,12 +137,6 @@ mod sealed {
         /// Copies the next message into `buf` without a reference to the
         /// ring (`recv_into` and friends).
         fn recv_copy(c: &mut Self::Consumer, w: Wait, buf: &mut [u8]) -> Result<usize, Error>;
-        fn producer_name(p: &Self::Producer) -> Option<&str>;
-        fn producer_interrupter(p: &Self::Producer) -> crate::Interrupter;
-        fn producer_max(p: &Self::Producer) -> usize;
-        fn consumer_max(c: &Self::Consumer) -> usize;
-        fn consumer_interrupter(c: &Self::Consumer) -> crate::Interrupter;
-        fn consumer_name(c: &Self::Consumer) -> Option<&str>;
     }
 }
 
@@ -162,7 +160,7 @@ macro_rules! sealed_impl {
                 opts: &Options,
                 Elem(ty): Elem,
             ) -> Result<Self::Producer, OpenError> {
-                crate::$ring::Producer::connect_typed(how, name, opts, ty)
+                crate::endpoint::Endpoint::connect(how, name, opts, ty).map(Front::from_endpoint)
             }
 
             fn consumer(
@@ -171,14 +169,14 @@ macro_rules! sealed_impl {
                 opts: &Options,
                 Elem(ty): Elem,
             ) -> Result<Self::Consumer, OpenError> {
-                crate::$ring::Consumer::connect_typed(how, name, opts, ty)
+                crate::endpoint::Endpoint::connect(how, name, opts, ty).map(Front::from_endpoint)
             }
 
             fn channel(
                 opts: &Options,
                 Elem(ty): Elem,
             ) -> Result<(Self::Producer, Self::Consumer), OpenError> {
-                crate::$ring::channel_typed(opts, ty)
+                crate::endpoint::heap_pair(opts, ty)
             }
 
             fn commit(g: Self::WriteGrant<'_>, n: usize) {
@@ -199,30 +197,6 @@ macro_rules! sealed_impl {
                     Wait::Forever => c.recv_into(buf),
                     Wait::For(d) => c.recv_into_timeout(buf, d),
                 }
-            }
-
-            fn producer_name(p: &Self::Producer) -> Option<&str> {
-                p.name()
-            }
-
-            fn producer_max(p: &Self::Producer) -> usize {
-                p.max_message_len()
-            }
-
-            fn consumer_max(c: &Self::Consumer) -> usize {
-                c.max_message_len()
-            }
-
-            fn producer_interrupter(p: &Self::Producer) -> crate::Interrupter {
-                p.interrupter()
-            }
-
-            fn consumer_interrupter(c: &Self::Consumer) -> crate::Interrupter {
-                c.interrupter()
-            }
-
-            fn consumer_name(c: &Self::Consumer) -> Option<&str> {
-                c.name()
             }
         }
     };
@@ -389,7 +363,7 @@ fn wrong_size(len: usize) -> Error {
 }
 
 macro_rules! typed_ctors {
-    ($end:literal, $make:ident, $max:ident) => {
+    ($end:literal, $make:ident) => {
         /// Creates the named segment for values of `T` (it must not exist)
         /// and attaches.
         ///
@@ -433,7 +407,7 @@ macro_rules! typed_ctors {
             // The header's element type matched, but its geometry is the
             // peer's word too: a ring whose largest message cannot hold a
             // `T` is inconsistent (and loans would not fit).
-            let max = K::$max(&end);
+            let max = end.max_len();
             if max < size_of::<T>() {
                 return Err(OpenError::Corrupted {
                     name: name.to_owned(),
@@ -449,7 +423,7 @@ macro_rules! typed_ctors {
 }
 
 impl<T: Pod, K: Ring> Sender<T, K> {
-    typed_ctors!("ring's producer", producer, producer_max);
+    typed_ctors!("ring's producer", producer);
 
     fn wrap(inner: K::Producer) -> Self {
         Sender {
@@ -460,7 +434,7 @@ impl<T: Pod, K: Ring> Sender<T, K> {
 
     /// The segment name (`None` for heap channels).
     pub fn name(&self) -> Option<&str> {
-        K::producer_name(&self.inner)
+        self.inner.endpoint().name.as_deref()
     }
 
     /// A handle that makes this sender's blocking calls return
@@ -475,7 +449,7 @@ impl<T: Pod, K: Ring> Sender<T, K> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn interrupter(&self) -> crate::Interrupter {
-        K::producer_interrupter(&self.inner)
+        self.inner.endpoint().at.interrupter()
     }
 
     fn lend(&mut self, w: Wait) -> Result<Loan<'_, T, K>, Error> {
@@ -576,7 +550,7 @@ impl<T: Pod> Sender<T, Mpmc> {
 }
 
 impl<T: Pod, K: Ring> Receiver<T, K> {
-    typed_ctors!("ring's consumer", consumer, consumer_max);
+    typed_ctors!("ring's consumer", consumer);
 
     fn wrap(inner: K::Consumer) -> Self {
         Receiver {
@@ -588,7 +562,7 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
 
     /// The segment name (`None` for heap channels).
     pub fn name(&self) -> Option<&str> {
-        K::consumer_name(&self.inner)
+        self.inner.endpoint().name.as_deref()
     }
 
     /// A handle that makes this receiver's blocking calls return
@@ -601,7 +575,7 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn interrupter(&self) -> crate::Interrupter {
-        K::consumer_interrupter(&self.inner)
+        self.inner.endpoint().at.interrupter()
     }
 
     fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
@@ -859,8 +833,8 @@ mod tests {
 
     #[test]
     fn over_aligned_values_are_copied() {
-        fn go<K: Ring>() {
-            let (mut tx, mut rx) = channel::<Wide, K>(&Options::new().slots(8)).unwrap();
+        fn go<K: Ring>(o: Options) {
+            let (mut tx, mut rx) = channel::<Wide, K>(&o).unwrap();
             for i in 0..20u64 {
                 let mut l = tx.loan().unwrap();
                 l.x = [i, i + 1, i + 2, i + 3];
@@ -870,21 +844,21 @@ mod tests {
                 assert_eq!(r.x, [i, i + 1, i + 2, i + 3]);
             }
         }
-        go::<Spsc>();
-        go::<Mpmc>();
+        go::<Spsc>(Options::new());
+        go::<Mpmc>(Options::new().slots(8));
     }
 
     #[test]
     fn dropped_loan_sends_nothing() {
-        fn go<K: Ring>() {
-            let (mut tx, mut rx) = channel::<u32, K>(&Options::new().slots(2)).unwrap();
+        fn go<K: Ring>(o: Options) {
+            let (mut tx, mut rx) = channel::<u32, K>(&o).unwrap();
             drop(tx.loan().unwrap());
             tx.send(5).unwrap();
             assert_eq!(rx.try_recv(), Ok(5));
             assert_eq!(rx.try_recv(), Err(Error::Empty));
         }
-        go::<Spsc>();
-        go::<Mpmc>();
+        go::<Spsc>(Options::new());
+        go::<Mpmc>(Options::new().slots(2));
     }
 
     #[test]

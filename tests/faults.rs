@@ -27,6 +27,11 @@ fn iters() -> u64 {
 fn fast() -> Options {
     Options::new()
         .capacity(4096)
+        .liveness_interval(Duration::from_millis(10))
+}
+
+fn fast_mpmc() -> Options {
+    Options::new()
         .slots(64)
         .slot_size(64)
         .liveness_interval(Duration::from_millis(10))
@@ -67,7 +72,7 @@ fn child_entry() {
         return;
     };
     let name = env("SHMQ_NAME");
-    let o = fast();
+    let (o, om) = (fast(), fast_mpmc());
     match role.as_str() {
         "spsc_producer" => {
             let mut tx = spsc::Producer::open(&name, &o).unwrap();
@@ -99,7 +104,7 @@ fn child_entry() {
             }
         }
         "mpmc_producer" => {
-            let mut tx = mpmc::Producer::open(&name, &o).unwrap();
+            let mut tx = mpmc::Producer::open(&name, &om).unwrap();
             println!("READY");
             for seq in 0u64.. {
                 let mut g = tx.reserve().unwrap();
@@ -108,7 +113,7 @@ fn child_entry() {
             }
         }
         "mpmc_claim_then_wait" => {
-            let mut tx = mpmc::Producer::open(&name, &o).unwrap();
+            let mut tx = mpmc::Producer::open(&name, &om).unwrap();
             for seq in 0..3u64 {
                 tx.send(&seq.to_le_bytes()).unwrap();
             }
@@ -118,7 +123,7 @@ fn child_entry() {
         }
         "mpmc_consumer" => {
             use std::io::Write;
-            let mut rx = mpmc::Consumer::open(&name, &o).unwrap();
+            let mut rx = mpmc::Consumer::open(&name, &om).unwrap();
             let mut out = std::io::stdout().lock();
             writeln!(out, "READY").unwrap();
             loop {
@@ -400,7 +405,7 @@ fn mpmc_producer_killed_at_random_points() {
     let (mut checked, mut abandoned) = (0u64, 0u64);
     for it in 0..iters() {
         let name = Name::new("mkp");
-        let mut rx = mpmc::Consumer::create(&name, &fast()).unwrap();
+        let mut rx = mpmc::Consumer::create(&name, &fast_mpmc()).unwrap();
         let (killer, _) = doom(&name, "mpmc_producer", &mut rng);
         let mut next = 0u64;
         let err = loop {
@@ -417,7 +422,7 @@ fn mpmc_producer_killed_at_random_points() {
         assert_eq!(err, Error::Disconnected, "iteration {it}");
         checked += next;
         abandoned += rx.stats().abandoned;
-        let mut tx = mpmc::Producer::open(&name, &fast()).unwrap();
+        let mut tx = mpmc::Producer::open(&name, &fast_mpmc()).unwrap();
         tx.send(&u64::MAX.to_le_bytes()).unwrap();
         assert_eq!(&rx.recv().unwrap()[..8], &u64::MAX.to_le_bytes());
     }
@@ -426,7 +431,7 @@ fn mpmc_producer_killed_at_random_points() {
     // the slot is abandoned and every other message arrives once.
     for round in 0..5 {
         let name = Name::new("mkp-claim");
-        let mut rx = mpmc::Consumer::create(&name, &fast()).unwrap();
+        let mut rx = mpmc::Consumer::create(&name, &fast_mpmc()).unwrap();
         let mut child = spawn_child(
             "child_entry",
             "mpmc_claim_then_wait",
@@ -435,7 +440,7 @@ fn mpmc_producer_killed_at_random_points() {
         wait_for_line(&mut child, "CLAIMED");
         child.kill().unwrap();
         child.wait().unwrap();
-        let mut tx = mpmc::Producer::open(&name, &fast()).unwrap();
+        let mut tx = mpmc::Producer::open(&name, &fast_mpmc()).unwrap();
         for seq in 3..6u64 {
             tx.send(&seq.to_le_bytes()).unwrap();
         }
@@ -465,7 +470,7 @@ fn mpmc_consumer_killed_at_random_points() {
     for it in 0..iters() {
         let name = Name::new("mkc");
         let total = 1000u64;
-        let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
+        let mut tx = mpmc::Producer::create(&name, &fast_mpmc()).unwrap();
         let (killer, reader) = doom(&name, "mpmc_consumer", &mut rng);
         let mut sent = 0u64;
         while sent < total {
@@ -477,7 +482,7 @@ fn mpmc_consumer_killed_at_random_points() {
         }
         killer.join().unwrap();
         let seen = reader.join().unwrap();
-        let mut rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+        let mut rx = mpmc::Consumer::open(&name, &fast_mpmc()).unwrap();
         let mut got: Vec<u64> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while sent < total {
@@ -773,8 +778,8 @@ fn runtime_corruption_of_mpmc_sequences_and_lengths_is_detected() {
     // MPMC data area: header 640 + table of 128 endpoints x 16 bytes.
     let data = 640 + 64 * 2 * 16;
     let name = Name::new("mcorrupt");
-    let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
-    let mut rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+    let mut tx = mpmc::Producer::create(&name, &fast_mpmc()).unwrap();
+    let mut rx = mpmc::Consumer::open(&name, &fast_mpmc()).unwrap();
     tx.send(b"x").unwrap();
     // Slot 0's info word: a length beyond the slot.
     scribble(&name, data + 8, (0x2147_534d_u64 << 32) | 10_000);
@@ -782,8 +787,8 @@ fn runtime_corruption_of_mpmc_sequences_and_lengths_is_detected() {
     assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
 
     let name = Name::new("mcorrupt2");
-    let mut tx = mpmc::Producer::create(&name, &fast()).unwrap();
-    let _rx = mpmc::Consumer::open(&name, &fast()).unwrap();
+    let mut tx = mpmc::Producer::create(&name, &fast_mpmc()).unwrap();
+    let _rx = mpmc::Consumer::open(&name, &fast_mpmc()).unwrap();
     // Slot 0's sequence far behind its lap: the producer refuses it.
     scribble(&name, PROD, 1 << 20);
     let r = tx.try_send(b"y").err();

@@ -398,7 +398,7 @@ enum MpmcOp {
         c: usize,
     },
     /// Consumer `c` receives into a buffer of `cap` bytes (too small: the
-    /// message is dropped).
+    /// message stays with `c` for its next receive).
     RecvInto {
         c: usize,
         cap: usize,
@@ -487,12 +487,23 @@ impl MpmcModel {
 struct Mpmc {
     producers: Vec<mpmc::Producer>,
     consumers: Vec<mpmc::Consumer>,
+    /// Per consumer: the message a too-small buffer left with it, which its
+    /// next receive returns.
+    pending: Vec<Option<(u64, Vec<u8>)>>,
     m: MpmcModel,
     max_producers: usize,
     max_consumers: usize,
 }
 
 impl Mpmc {
+    /// What consumer `c`'s next receive gets.
+    fn take(&mut self, c: usize) -> Result<(u64, Vec<u8>), Error> {
+        match self.pending[c].take() {
+            Some(m) => Ok(m),
+            None => self.m.take(self.producers.len()),
+        }
+    }
+
     fn send(&mut self, p: usize, bytes: Vec<u8>) {
         if self.producers.is_empty() {
             return;
@@ -520,7 +531,7 @@ impl Mpmc {
 
     fn recv(&mut self, c: usize) {
         let c = c % self.consumers.len();
-        let want = self.m.take(self.producers.len());
+        let want = self.take(c);
         match self.consumers[c].try_recv() {
             Ok(g) => {
                 let (pos, bytes) = want.expect("model has no message");
@@ -550,6 +561,7 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
     let mut s = Mpmc {
         producers: vec![tx],
         consumers: vec![rx],
+        pending: vec![None],
         m: MpmcModel {
             slots,
             max_len: slot_size - 16,
@@ -602,13 +614,11 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
             MpmcOp::Recv { c } => s.recv(c),
             MpmcOp::RecvInto { c, cap } => {
                 let c = c % s.consumers.len();
-                let want = s.m.take(s.producers.len());
+                let want = s.take(c);
                 let mut buf = vec![0u8; cap];
                 let got = s.consumers[c].try_recv_into(&mut buf);
                 match want {
                     Ok((pos, bytes)) => {
-                        // Too small or not, the message is consumed.
-                        s.m.unreleased.remove(&pos);
                         if bytes.len() > cap {
                             assert_eq!(
                                 got,
@@ -617,7 +627,10 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
                                     capacity: cap
                                 })
                             );
+                            // Kept, unreleased, for c's next receive.
+                            s.pending[c] = Some((pos, bytes));
                         } else {
+                            s.m.unreleased.remove(&pos);
                             assert_eq!(got, Ok(bytes.len()));
                             assert_eq!(&buf[..bytes.len()], &bytes[..]);
                         }
@@ -632,7 +645,7 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
                     s.recv(c);
                     continue;
                 }
-                let want = s.m.take(s.producers.len());
+                let want = s.take(c);
                 // Split borrows: the held grant lives in `first`, the other
                 // consumer in `second`.
                 let (lo, hi) = s.consumers.split_at_mut(c.max(d));
@@ -646,7 +659,10 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
                         let (pos, bytes) = want.expect("model has no message");
                         assert_eq!(&*g, &bytes[..]);
                         // Another consumer gets the next message meanwhile.
-                        let want2 = s.m.take(s.producers.len());
+                        let want2 = match s.pending[d].take() {
+                            Some(m) => Ok(m),
+                            None => s.m.take(s.producers.len()),
+                        };
                         match other.try_recv() {
                             Ok(g2) => {
                                 let (pos2, bytes2) = want2.expect("model has no second message");
@@ -698,6 +714,7 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
                     Ok(rx) => {
                         assert!(s.consumers.len() < s.max_consumers);
                         s.consumers.push(rx);
+                        s.pending.push(None);
                     }
                     Err(OpenError::Busy { .. }) => {
                         assert_eq!(s.consumers.len(), s.max_consumers);
@@ -716,6 +733,10 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
                 if s.consumers.len() > 1 {
                     let c = c % s.consumers.len();
                     s.consumers.remove(c);
+                    // Its undelivered message is dropped with it.
+                    if let Some((pos, _)) = s.pending.remove(c) {
+                        s.m.unreleased.remove(&pos);
+                    }
                 }
             }
         }
@@ -724,8 +745,16 @@ fn run_mpmc(slots: u64, slot_size: usize, ops: Vec<MpmcOp>) {
     // Drain: every published message arrives exactly once, in order; then
     // (all producers gone) Disconnected.
     s.producers.clear();
+    // The other consumers leave; a message one kept for a too-small buffer
+    // goes with it.
+    while s.consumers.len() > 1 {
+        s.consumers.pop();
+        if let Some(Some((pos, _))) = s.pending.pop() {
+            s.m.unreleased.remove(&pos);
+        }
+    }
     loop {
-        let want = s.m.take(0);
+        let want = s.take(0);
         match s.consumers[0].try_recv() {
             Ok(g) => {
                 let (pos, bytes) = want.expect("model has no message");

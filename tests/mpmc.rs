@@ -89,7 +89,7 @@ fn endpoint_limits_give_busy() {
     assert!(matches!(
         tx.try_clone(),
         Err(OpenError::Busy {
-            role: "producer",
+            role: shmq::Role::Producer,
             max: 2,
             ..
         })
@@ -97,7 +97,7 @@ fn endpoint_limits_give_busy() {
     assert!(matches!(
         rx.try_clone(),
         Err(OpenError::Busy {
-            role: "consumer",
+            role: shmq::Role::Consumer,
             max: 1,
             ..
         })

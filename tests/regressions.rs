@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use shmq::{Error, Options, WaitStrategy, mpmc, spsc};
 
-/// Byte offsets in the segment header (see `layout.rs`).
-const PROD_CURSOR: u64 = 128;
-const CONS_CURSOR: u64 = 256;
-/// Header and endpoint table, for an MPMC ring with one producer and one
-/// consumer slot: 640 + 32 bytes, rounded up to 128.
-const MPMC_DATA_1X1: u64 = 768;
+use shmq::__layout::{CAPACITY, CONS_CURSOR, NOT_FULL, PROD_CURSOR, SLOT_SIZE, STATE_AND_WAKE};
+
+/// Where the slots of an MPMC ring with one producer and one consumer slot
+/// start.
+fn mpmc_data_1x1() -> u64 {
+    shmq::__layout::mpmc_data_offset(1, 1)
+}
 
 /// Writes `v` at byte `off` of the segment file, as a scribbling peer would.
 fn scribble(name: &Name, off: u64, v: u64) {
@@ -61,7 +62,7 @@ fn mpmc_enqueue_cursor_at_u64_max_is_corrupted_not_a_panic() {
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
     scribble(&name, PROD_CURSOR, u64::MAX);
     // Slot 3 serves position u64::MAX: make its sequence say "free for it".
-    scribble(&name, MPMC_DATA_1X1 + 3 * 64, u64::MAX);
+    scribble(&name, mpmc_data_1x1() + 3 * 64, u64::MAX);
     let mut tx = mpmc::Producer::open(&name, &mpmc_opts()).unwrap();
     assert!(matches!(tx.try_send(b"x").err(), Some(Error::Corrupted(_))));
 }
@@ -92,7 +93,7 @@ fn mpmc_sequence_ahead_of_enqueue_cursor_is_corrupted() {
     let name = Name::new("reg-seq-ahead-p");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
     // Slot 0 serves position 0, which the cursor says is unclaimed.
-    scribble(&name, MPMC_DATA_1X1, 5);
+    scribble(&name, mpmc_data_1x1(), 5);
     let mut tx = mpmc::Producer::open(&name, &mpmc_opts()).unwrap();
     assert!(matches!(tx.try_send(b"x").err(), Some(Error::Corrupted(_))));
 }
@@ -103,7 +104,7 @@ fn mpmc_sequence_ahead_of_enqueue_cursor_is_corrupted() {
 fn mpmc_sequence_ahead_of_dequeue_cursor_is_corrupted() {
     let name = Name::new("reg-seq-ahead-c");
     drop(mpmc::Producer::create(&name, &mpmc_opts()).unwrap());
-    scribble(&name, MPMC_DATA_1X1, 7);
+    scribble(&name, mpmc_data_1x1(), 7);
     let mut rx = mpmc::Consumer::open(&name, &mpmc_opts()).unwrap();
     assert!(matches!(rx.try_recv().err(), Some(Error::Corrupted(_))));
 }
@@ -119,10 +120,15 @@ fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     let name = Name::new("reg-sem-waiters");
     let opts = Options::new().capacity(256).keep(true);
     drop(spsc::Producer::create(&name, &opts).unwrap());
-    // Header word 24 holds `state` (READY) and `wake` (2 = semaphore).
-    scribble(&name, 24, (2 << 32) | 0x5245_4459);
-    // `not_full` wake word (offset 512): epoch 0, u32::MAX sleepers.
-    scribble(&name, 512, 0xffff_ffff_0000_0000);
+    // The word of `state` (READY) and `wake` (semaphore).
+    let wake = u64::from(shmq::__layout::WAKE_SEMAPHORE) << 32;
+    scribble(
+        &name,
+        STATE_AND_WAKE,
+        wake | u64::from(shmq::__layout::STATE_READY),
+    );
+    // `not_full` wake word: epoch 0, u32::MAX sleepers.
+    scribble(&name, NOT_FULL, 0xffff_ffff_0000_0000);
     let rx = spsc::Consumer::open(&name, &opts).unwrap();
     // Detaching wakes `not_full`: this must return (before the fix it
     // posted the semaphore 2^32 - 1 times, for minutes). At most 2048
@@ -474,8 +480,9 @@ fn review2_r4_typed_open_checks_the_slot_holds_the_type() {
     let name = Name::new("r4");
     let o = Options::new().slots(8);
     let rx = Receiver::<[u8; 64], Mpmc>::create(&name, &o).unwrap(); // 8 x 80
-    rx.raw().__poke(32, 16); // capacity 16
-    rx.raw().__poke(40, 40 | (64 << 32)); // slot size 40, same file size
+    rx.raw().__poke(CAPACITY as usize, 16);
+    // Slot size 40 (max_producers 64 kept): the same file size.
+    rx.raw().__poke(SLOT_SIZE as usize, 40 | (64 << 32));
     let r = Sender::<[u8; 64], Mpmc>::open(&name, &o);
     assert!(
         matches!(r, Err(shmq::OpenError::Corrupted { .. })),

@@ -373,14 +373,14 @@ fn second_producer_and_second_consumer_are_busy() {
     assert!(matches!(
         Producer::open(&name, &small()),
         Err(OpenError::Busy {
-            role: "producer",
+            role: shmq::Role::Producer,
             ..
         })
     ));
     assert!(matches!(
         Consumer::open(&name, &small()),
         Err(OpenError::Busy {
-            role: "consumer",
+            role: shmq::Role::Consumer,
             ..
         })
     ));

@@ -82,16 +82,20 @@ pub fn wait_of(s: &str) -> WaitStrategy {
 }
 
 pub fn opts(wait: &str, spin_us: Option<u64>) -> Options {
-    let mut o = Options::new()
-        .wait(wait_of(wait))
-        .slot_size(SIZE + 16)
-        .slots(1024)
-        .max_producers(4)
-        .max_consumers(4);
+    let mut o = Options::new().wait(wait_of(wait));
     if let Some(s) = spin_us {
         o = o.spin(Duration::from_micros(s));
     }
     o
+}
+
+/// `opts` plus the MPMC geometry of the benches.
+pub fn mpmc_opts(wait: &str, spin_us: Option<u64>) -> Options {
+    opts(wait, spin_us)
+        .slot_size(SIZE + 16)
+        .slots(1024)
+        .max_producers(4)
+        .max_consumers(4)
 }
 
 /// A running peer; killed on drop if it has not exited.
@@ -407,7 +411,7 @@ pub fn peer_main() -> bool {
             done(&[d.wake_syscalls(), cpu_ns() - c0]);
         }
         "mpmc-echo" => {
-            let o = opts(w[1], None);
+            let o = mpmc_opts(w[1], None);
             let rx = mpmc::Consumer::open(w[2], &o).expect("open");
             let tx = mpmc::Producer::open(w[3], &o).expect("open");
             ready();
@@ -423,7 +427,7 @@ pub fn peer_main() -> bool {
             let mut t: Box<dyn Chan> = match w[0] {
                 "spsc-produce" => Box::new(spsc::Producer::open(w[2], &opts(w[1], None)).unwrap()),
                 "mpmc-produce" => {
-                    Box::new(mpmc::Producer::open(w[1], &opts("futex", None)).unwrap())
+                    Box::new(mpmc::Producer::open(w[1], &mpmc_opts("futex", None)).unwrap())
                 }
                 _ => Box::new(Mq::open(w[1])),
             };
@@ -444,7 +448,7 @@ pub fn peer_main() -> bool {
         "mpmc-consume" | "mq-consume" => {
             let mut t: Box<dyn Chan> = match w[0] {
                 "mpmc-consume" => {
-                    Box::new(mpmc::Consumer::open(w[1], &opts("futex", None)).unwrap())
+                    Box::new(mpmc::Consumer::open(w[1], &mpmc_opts("futex", None)).unwrap())
                 }
                 _ => Box::new(Mq::open(w[1])),
             };

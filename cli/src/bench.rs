@@ -280,7 +280,7 @@ fn oe(e: shmq::OpenError) -> String {
 /// The parent's endpoint(s) and the child spec for a ping-pong case.
 fn measure_latency(c: &Case, cfg: &Cfg) -> Result<Sample, String> {
     let names = Names::new(2);
-    let opts = shmq_options(c.wait, c.size, c.spin_us, None);
+    let opts = shmq_options(c.transport, c.wait, c.size, c.spin_us, None);
     let mut spec = PeerSpec {
         transport: c.transport,
         wait: c.wait,
@@ -413,7 +413,7 @@ fn measure_latency(c: &Case, cfg: &Cfg) -> Result<Sample, String> {
 /// otherwise C consumer children and the parent only coordinates.
 fn measure_throughput(c: &Case, cfg: &Cfg) -> Result<Sample, String> {
     let names = Names::new(1);
-    let opts = shmq_options(c.wait, c.size, c.spin_us, None);
+    let opts = shmq_options(c.transport, c.wait, c.size, c.spin_us, None);
     let multi = c.producers > 1 || c.consumers > 1;
     let spec = |role: Role, cpu: Option<usize>| PeerSpec {
         transport: c.transport,

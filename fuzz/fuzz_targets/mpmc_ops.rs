@@ -213,6 +213,8 @@ fn run<'a>(
     // `h` is held, so this is the only live reference to that element.
     let p = |h: usize| -> &'a mut Option<Producer> { unsafe { &mut *pp.add(h) } };
     let c = |h: usize| -> &'a mut Option<Consumer> { unsafe { &mut *cp.add(h) } };
+    // Per consumer handle: a message a too-small buffer left with it.
+    let mut pending: [Option<(u64, Vec<u8>)>; HANDLES] = Default::default();
     let mut held = Held {
         write: Default::default(),
         read: Default::default(),
@@ -292,7 +294,7 @@ fn run<'a>(
                 }
                 let Some(rx) = c(h) else { continue };
                 let blocking = matches!(op, Op::Recv { .. });
-                match m.take() {
+                match pending[h].take().or_else(|| m.take()) {
                     Some((pos, want)) => {
                         let g = if blocking { rx.recv() } else { rx.try_recv() };
                         let g = g.unwrap_or_else(|e| panic!("recv: got {e:?}, model has {want:?}"));
@@ -322,20 +324,22 @@ fn run<'a>(
                 let Some(rx) = c(h) else { continue };
                 let mut buf = vec![0u8; buf as usize % (max_len + 8)];
                 let r = rx.try_recv_into(&mut buf);
-                match m.take() {
+                match pending[h].take().or_else(|| m.take()) {
                     Some((pos, want)) => {
-                        // Too small a buffer drops the message (documented).
+                        // Too small a buffer: the message stays with this
+                        // consumer for its next receive (documented).
                         if want.len() > buf.len() {
                             let e = Error::BufferTooSmall {
                                 needed: want.len(),
                                 capacity: buf.len(),
                             };
                             expect_err("try_recv_into", r, e);
+                            pending[h] = Some((pos, want));
                         } else {
                             let k = r.unwrap_or_else(|e| panic!("try_recv_into: got {e:?}"));
                             assert_eq!(&buf[..k], &want[..]);
+                            m.release(pos);
                         }
-                        m.release(pos);
                     }
                     None => expect_err("try_recv_into", r, m.nothing()),
                 }
@@ -393,6 +397,10 @@ fn run<'a>(
                 let h = h as usize % HANDLES;
                 if held.read[h].is_none() && c(h).take().is_some() {
                     m.live_c -= 1;
+                    // A message it kept for a too-small buffer goes with it.
+                    if let Some((pos, _)) = pending[h].take() {
+                        m.release(pos);
+                    }
                 }
             }
         }
@@ -423,8 +431,15 @@ fn run<'a>(
     let Some(h) = (0..HANDLES).find(|&h| c(h).is_some()) else {
         return;
     };
+    for other in (0..HANDLES).filter(|&o| o != h) {
+        if c(other).take().is_some() {
+            if let Some((pos, _)) = pending[other].take() {
+                m.release(pos);
+            }
+        }
+    }
     let rx = c(h).as_mut().unwrap();
-    while let Some((pos, want)) = m.take() {
+    while let Some((pos, want)) = pending[h].take().or_else(|| m.take()) {
         let g = rx
             .try_recv()
             .unwrap_or_else(|e| panic!("drain: got {e:?}, model has {want:?}"));

@@ -45,12 +45,14 @@ fn image(input: &Input) -> Vec<u8> {
         return input.bytes.clone();
     };
     let kind = if input.mpmc { Kind::Mpmc } else { Kind::Spsc };
-    let opts = shmq::Options::new()
-        .capacity(64 << (pre.size_log % 5))
-        .slots(2 << (pre.size_log % 5))
-        .slot_size(24 + 8 * (pre.size_sel as usize % 12))
-        .max_producers(1 + u32::from(pre.max_p % 3))
-        .max_consumers(1 + u32::from(pre.max_c % 3));
+    let opts = match kind {
+        Kind::Spsc => shmq::Options::new().capacity(64 << (pre.size_log % 5)),
+        Kind::Mpmc => shmq::Options::new()
+            .slots(2 << (pre.size_log % 5))
+            .slot_size(24 + 8 * (pre.size_sel as usize % 12))
+            .max_producers(1 + u32::from(pre.max_p % 3))
+            .max_consumers(1 + u32::from(pre.max_c % 3)),
+    };
     let payload: Vec<Vec<u8>> = pre
         .msgs
         .iter()

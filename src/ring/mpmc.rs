@@ -30,20 +30,9 @@
 //! slot that has not been won.
 
 use crate::error::{Corruption, Error};
-use crate::layout::{CONS_AT, PROD_AT};
+use crate::layout::{CONS_AT, KIND_ABANDONED, KIND_MSG, KIND_SKIP, PROD_AT, SLOT_HEADER};
 use crate::region::Mem;
 use crate::sync::Ordering;
-
-/// Bytes of the slot header: sequence word and info word.
-pub(crate) const SLOT_HEADER: usize = 16;
-
-/// Info word kinds.
-pub(crate) const KIND_MSG: u32 = 0x2147_534d; // "MSG!"
-/// A grant dropped without commit: consumers drop it silently.
-pub(crate) const KIND_SKIP: u32 = 0x2150_4b53; // "SKP!"
-/// Not an info word value: the kind `try_take` reports for a slot whose
-/// sequence says abandoned (its info word is never read).
-pub(crate) const KIND_ABANDONED: u32 = 0x2144_4241; // "ABD!"
 
 /// Sequence flag: position `p`'s producer died before publishing, and a
 /// consumer resolved the slot as `(p + 1) | ABANDONED`. Positions stay below

@@ -13,14 +13,9 @@
 //! the capacity and `tail`, and frees space with a Release store of `head`.
 
 use crate::error::{Corruption, Error};
-use crate::layout::{CONS_AT, PROD_AT};
+use crate::layout::{CONS_AT, PROD_AT, RECORD_HEADER, TAG_MSG, TAG_PAD};
 use crate::region::Mem;
 use crate::sync::Ordering;
-
-/// Bytes of the record header.
-pub(crate) const RECORD_HEADER: usize = 8;
-const TAG_MSG: u32 = 0x2147_534d; // "MSG!"
-const TAG_PAD: u32 = 0x2144_4150; // "PAD!"
 
 const fn header_word(len: u32, tag: u32) -> u64 {
     ((tag as u64) << 32) | len as u64

@@ -266,18 +266,21 @@ impl Peers {
 /// Shmq options for a transport, wait and message size (the same on both
 /// sides of a measurement).
 pub fn shmq_options(
+    transport: TransportName,
     wait: WaitName,
     size: usize,
     spin_us: Option<u64>,
     slots: Option<usize>,
 ) -> Options {
-    let mut o = Options::new()
-        .wait(wait.strategy())
-        .capacity(1 << 20)
-        .slot_size((size + 16).div_ceil(8) * 8)
-        .slots(slots.unwrap_or_else(|| mpmc_slots(size)))
-        .max_producers(4)
-        .max_consumers(4);
+    let mut o = Options::new().wait(wait.strategy());
+    o = match transport {
+        TransportName::ShmqMpmc => o
+            .slot_size((size + 16).div_ceil(8) * 8)
+            .slots(slots.unwrap_or_else(|| mpmc_slots(size)))
+            .max_producers(4)
+            .max_consumers(4),
+        _ => o.capacity(1 << 20),
+    };
     if let Some(s) = spin_us {
         o = o.spin(Duration::from_micros(s));
     }
@@ -308,7 +311,7 @@ fn oerr(e: shmq::OpenError) -> String {
 
 /// The child's endpoint(s) for its role.
 fn open_endpoint(a: &PeerArgs) -> Result<Box<dyn Transport>, String> {
-    let o = shmq_options(a.wait, a.size, a.spin_us, a.slots);
+    let o = shmq_options(a.transport, a.wait, a.size, a.spin_us, a.slots);
     let name = |i: usize| {
         a.names
             .get(i)

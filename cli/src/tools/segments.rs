@@ -103,13 +103,13 @@ fn info_json(info: &SegmentInfo) -> Value {
         "used": info.used,
         "file_size": info.file_size,
         "mode": format!("{:04o}", info.mode),
-        "wake": info.wake,
+        "wake": info.wake.map(|b| b.to_string()).unwrap_or_default(),
         "poisoned": info.poisoned,
         "creator_pid": info.creator_pid,
         "stale": info.stale,
         "status": status(info),
         "endpoints": info.endpoints.iter().map(|e| json!({
-            "role": e.role,
+            "role": e.role.to_string(),
             "index": e.index,
             "state": state_name(e.state),
             "pid": e.pid,
@@ -241,7 +241,7 @@ pub fn stat(a: StatArgs) -> u8 {
         format!("{} bytes ({})", info.file_size, human(info.file_size)),
     );
     kv("mode", format!("{:04o}", info.mode));
-    kv("wake", info.wake.to_owned());
+    kv("wake", info.wake.map(|b| b.to_string()).unwrap_or_default());
     kv("creator pid", info.creator_pid.to_string());
     kv("poisoned", if info.poisoned { "yes" } else { "no" }.into());
     let endpoints = if info.endpoints.is_empty() {
@@ -390,7 +390,7 @@ mod tests {
             used: 256,
             file_size: 4096,
             mode: 0o600,
-            wake: "futex",
+            wake: Some(shmq::Backend::Futex),
             poisoned: false,
             creator_pid: 1,
             endpoints: vec![],
