@@ -285,14 +285,17 @@ fn recv_options(a: &RecvArgs) -> shmq::Options {
 }
 
 /// After a `--count` receiver detached: removes the segment if nobody uses
-/// it any more and nothing is left to read.
+/// it any more and nothing is left to read. The removal itself is
+/// [`shmq::gc_one`], which decides again under the segment's gate lock, so
+/// a sender opening the segment meanwhile keeps it (an `inspect` followed by
+/// `remove` could unlink it under that sender).
 fn tidy(a: &RecvArgs) {
     if a.count.is_none() {
         return;
     }
     if let Ok(info) = shmq::inspect(&a.ring.name) {
         if info.stale && info.used == 0 {
-            let _ = shmq::remove(&a.ring.name);
+            let _ = shmq::gc_one(&a.ring.name);
         }
     }
 }
