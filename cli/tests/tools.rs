@@ -677,6 +677,38 @@ fn recv_to(name: &str, out: &std::path::Path, extra: &[&str]) -> Reaper {
     )
 }
 
+/// Starts `shmq recv --lines NAME [extra]` whose stdout is a pipe that a
+/// thread drains slowly into `out`: the receiver is the bottleneck, so the
+/// ring stays full and it spends its time in write(2), holding messages,
+/// which is where a kill or a signal finds it. Join the thread to have
+/// everything it wrote in `out`.
+fn recv_slowly(
+    name: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> (Reaper, std::thread::JoinHandle<()>) {
+    let mut c = shmq()
+        .args(["recv", "--lines", name])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = c.stdout.take().unwrap();
+    let mut file = File::create(out).unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => file.write_all(&buf[..n]).unwrap(),
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    (Reaper(c), drain)
+}
+
 /// Starts `shmq send --lines NAME [extra] < input`.
 fn send_from(name: &str, input: &std::path::Path, extra: &[&str]) -> Reaper {
     Reaper(
@@ -710,12 +742,13 @@ fn sigkilled_receiver_loses_nothing() {
         );
         wait_attached(&name, send.0.id());
         let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let mut a = recv_to(&name, &a_path, &[]);
+        let (mut a, drain) = recv_slowly(&name, &a_path, &[]);
         let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
         wait_output(&a_path, at, &mut a.0, "the first receiver");
         std::thread::sleep(Duration::from_micros(rng.range(0, 3000)));
         a.0.kill().unwrap(); // SIGKILL
         a.0.wait().unwrap();
+        drain.join().unwrap();
         let mut b = recv_to(&name, &b_path, &[]);
         let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
         assert!(
@@ -780,16 +813,17 @@ fn sigkilled_mpmc_receiver_loses_at_most_its_buffer() {
         let mut send = send_from(
             &name,
             &dir.file("in"),
-            &["--kind", "mpmc", "--wait-receiver"],
+            &["--kind", "mpmc", "--slots", "8192", "--wait-receiver"],
         );
         wait_attached(&name, send.0.id());
         let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let mut a = recv_to(&name, &a_path, &mpmc);
+        let (mut a, drain) = recv_slowly(&name, &a_path, &mpmc);
         let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
         wait_output(&a_path, at, &mut a.0, "the first receiver");
         std::thread::sleep(Duration::from_micros(rng.range(0, 3000)));
         a.0.kill().unwrap();
         a.0.wait().unwrap();
+        drain.join().unwrap();
         let mut b = recv_to(&name, &b_path, &mpmc);
         let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
         assert!(
@@ -843,7 +877,7 @@ fn interrupted_receiver_then_next_resumes() {
         );
         wait_attached(&name, send.0.id());
         let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let mut a = recv_to(&name, &a_path, &[]);
+        let (mut a, drain) = recv_slowly(&name, &a_path, &[]);
         let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
         wait_output(&a_path, at, &mut a.0, "the first receiver");
         let pid = a.0.id().to_string();
@@ -860,6 +894,7 @@ fn interrupted_receiver_then_next_resumes() {
             "the interrupted receiver",
         );
         assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut a.0));
+        drain.join().unwrap();
         let mut b = recv_to(&name, &b_path, &[]);
         let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
         assert!(
@@ -1061,7 +1096,11 @@ fn sigkilled_sender_leaves_a_clean_prefix() {
         send.0.wait().unwrap();
         let s = wait_for(&mut recv.0, Duration::from_secs(10), "recv after SIGKILL");
         let err = stderr_text(&mut recv.0);
-        assert_eq!(s.code(), Some(1), "{err}");
+        assert_eq!(
+            s.code(),
+            Some(1),
+            "round {round}: recv should report the SIGKILLed sender: {err:?}"
+        );
         assert!(err.contains("died"), "{err}");
         writer.join().unwrap();
 
@@ -1089,4 +1128,74 @@ fn sigkilled_sender_leaves_a_clean_prefix() {
             "the receiver, last to leave, removes the segment"
         );
     }
+}
+
+/// A sender waiting for room in a full ring (nobody receives) is ended by
+/// SIGINT at once (the handler interrupts its blocking call) and detaches
+/// cleanly: a later receiver gets whole lines from the first, then a clean
+/// end.
+#[test]
+fn interrupted_sender_waiting_for_room_detaches() {
+    let name = Name::new("fullint");
+    let dir = Scratch::new("fullint");
+    std::fs::write(dir.file("in"), lines(1, 10_000)).unwrap();
+    let mut send = send_from(&name, &dir.file("in"), &["--capacity", "4K"]);
+    wait_attached(&name, send.0.id());
+    eventually(Duration::from_secs(10), "a full ring", || {
+        let st: serde_json::Value =
+            serde_json::from_str(&stdout_of(&run(&["stat", "--json", &name]))).unwrap();
+        st["used"].as_u64().unwrap() > 3 << 10
+    });
+    let pid = send.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = wait_for(
+        &mut send.0,
+        Duration::from_secs(10),
+        "the interrupted sender",
+    );
+    assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut send.0));
+    let o = run(&["recv", "--lines", &name]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let got = parse_lines(&o.stdout, "receiver");
+    assert!(o.stdout.ends_with(b"\n") && !got.is_empty());
+    assert_run(&got, 1, "receiver");
+    assert!(!name.exists());
+}
+
+/// A signal that lands after `send` last looked for one and before it
+/// waits for stdin still ends the wait (the handler writes to a pipe that
+/// the wait polls along with stdin). `SHMQ_CLI_TEST_STALL_MS` holds the
+/// sender in that window for 2 s; the signal comes during it.
+#[test]
+fn signal_just_before_the_stdin_wait_is_not_missed() {
+    let name = Name::new("stall");
+    let mut c = shmq()
+        .args(["send", "--lines", &name])
+        .env("SHMQ_CLI_TEST_STALL_MS", "2000")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and empty: only a signal can end the wait.
+    let stdin = c.stdin.take().unwrap();
+    let mut send = Reaper(c);
+    wait_attached(&name, send.0.id());
+    let pid = send.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = wait_for(&mut send.0, Duration::from_secs(10), "the signalled sender");
+    assert_eq!(s.code(), Some(143), "{}", stderr_text(&mut send.0));
+    assert!(!name.exists());
+    drop(stdin);
 }

@@ -13,6 +13,10 @@
 //! `send` and `recv` run on one thread, which the handler interrupts: it
 //! runs to completion between two instructions of that thread, which is
 //! what [`Armed`]'s drop relies on.
+//!
+//! Test hook: `SHMQ_CLI_TEST_STALL_MS=N` makes every wait for stdin pause N
+//! ms between its last look for a signal and the wait itself, so that a
+//! test can land a signal in that window (cli/tests/tools.rs).
 
 // A signal handler may only touch lock-free atomics; these are not part of
 // any protocol that loom should see (clippy.toml bans std atomics for that
@@ -32,6 +36,8 @@ static CAUGHT: AtomicI32 = AtomicI32::new(0);
 /// The self-pipe: the handler writes to `PIPE_W`, waits poll `PIPE_R`.
 static PIPE_R: AtomicI32 = AtomicI32::new(-1);
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+/// `SHMQ_CLI_TEST_STALL_MS` (module docs), read by [`install`].
+static STALL_MS: AtomicI32 = AtomicI32::new(0);
 /// The interrupter of the endpoint in use, or null (see [`arm`]).
 static TARGET: AtomicPtr<Interrupter> = AtomicPtr::new(ptr::null_mut());
 
@@ -78,6 +84,12 @@ pub fn install() -> io::Result<()> {
     }
     PIPE_R.store(fds[0], Ordering::SeqCst);
     PIPE_W.store(fds[1], Ordering::SeqCst);
+    if let Some(ms) = std::env::var("SHMQ_CLI_TEST_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        STALL_MS.store(ms, Ordering::SeqCst);
+    }
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed `sigaction` is a valid value (empty mask, no
         // flags); we then set the handler, which is async-signal-safe.
@@ -157,6 +169,12 @@ fn poll(fd: Option<BorrowedFd<'_>>, timeout: Option<Duration>) -> io::Result<boo
     loop {
         if caught().is_some() {
             return Err(interrupted_error());
+        }
+        let stall = STALL_MS.load(Ordering::SeqCst);
+        if stall > 0 && fd.is_some() {
+            // The test hook: a signal now is only seen through the pipe.
+            // (`thread::sleep` resumes after the handler ran.)
+            std::thread::sleep(Duration::from_millis(stall as u64));
         }
         // SAFETY: `pfds` is a valid array of two pollfds for the duration
         // of the call (a negative fd is ignored by poll(2)).
