@@ -23,7 +23,8 @@ Exit codes:
   0  success; `recv`: the sender disconnected cleanly after everything was
      written (or stdout was closed by its reader, e.g. `| head`)
   1  the operation failed: the peer process died, the segment turned out
-     corrupted, an I/O error (stdin, stdout, /dev/shm)
+     corrupted, an I/O error (stdin, stdout, /dev/shm); `send`: the
+     receiver left before the end of input (without --wait-receiver)
   2  bad usage or bad input: unknown option, invalid name or size, a line
      longer than the ring's largest message
   3  the segment is not usable: not found, not a shmq segment, other version
@@ -44,11 +45,13 @@ sending and detach cleanly too (exit 130, 143, 129).
 
 When the receiver leaves: by default `send` stops like a writer whose pipe
 reader went away. If the receiver detached (Ctrl-C, `recv -n`, its stdout
-closed) or died while input remains, `send` exits 1 at its next message
-(MPMC: once the queue is full and no receiver is attached); the messages
-already in the ring stay there for the next `shmq recv`, the rest of stdin
-is not read. With --wait-receiver it waits for the next receiver instead
-and goes on where it stopped: nothing is lost, nothing sent twice.
+closed) while input remains, `send` exits 1 at its next message; if it
+died, once the ring is full (MPMC: once the queue is full and no receiver
+is attached). The messages already in the ring stay there for the next
+`shmq recv`; the rest of stdin is not sent. With --wait-receiver, `send`
+waits for the next receiver instead and goes on where it stopped: every
+message is sent once, in order. (What a killed receiver had taken: see
+`shmq recv --help`.)
 
 Examples:
   shmq send logs < app.log
@@ -75,6 +78,8 @@ A receiver that is killed (SIGKILL, a crash):
   mpmc  loses what it had taken from the queue but not yet written (at most
         64 KiB of output, or one larger message): MPMC delivers each message
         once, and a slot a dead receiver held is freed, not delivered again.
+A receiver that cannot write stdout (closed, disk full) stops; the
+messages of the batch it could not write are freed with it.
 
 Examples:
   shmq recv logs > copy.log
