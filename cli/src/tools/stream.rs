@@ -305,10 +305,13 @@ fn tidy(a: &RecvArgs) {
 /// first, when the consumer drops).
 ///
 /// `ReadBatch` frees on drop, and a receive under a batch that finds the
-/// ring empty frees too; so each message is taken under a batch of its
-/// own, given to `mem::forget` (documented: its space is then freed by a
-/// later receive or the consumer's drop), and only taken when
-/// `looks_empty` says one is there without looking again.
+/// ring empty frees too. So each message is taken under a batch of its
+/// own, given to `mem::forget`, and only when `looks_empty` says a record
+/// is there without looking at the producer's cursor again. This relies on
+/// more than `ReadBatch`'s docs promise ("freed by the consumer's next
+/// receive, or when it drops"): that a batched receive which finds a
+/// message frees nothing. The SIGKILL test in cli/tests/tools.rs fails if
+/// that changes; a library API for "take, release later" would be better.
 fn hold(batch: spsc::ReadBatch<'_>) {
     std::mem::forget(batch);
 }
