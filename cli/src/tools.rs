@@ -9,6 +9,7 @@ use shmq::{OpenError, Options, WaitStrategy};
 
 mod segments;
 mod signals;
+mod stdio;
 mod stream;
 
 pub use segments::{gc, ls, rm, stat};
@@ -22,7 +23,8 @@ Exit codes:
   0  success; `recv`: the sender disconnected cleanly after everything was
      written (or stdout was closed by its reader, e.g. `| head`)
   1  the operation failed: the peer process died, the segment turned out
-     corrupted, an I/O error (stdin, stdout, /dev/shm)
+     corrupted, an I/O error (stdin, stdout, /dev/shm); `send`: the
+     receiver left before the end of input (without --wait-receiver)
   2  bad usage or bad input: unknown option, invalid name or size, a line
      longer than the ring's largest message
   3  the segment is not usable: not found, not a shmq segment, other version
@@ -36,13 +38,25 @@ macro_rules! send_help {
     () => {
         "\
 Opens the ring, or creates it if it does not exist yet, and sends stdin.
-End of input (Ctrl-D, end of file) or Ctrl-C detaches cleanly: the
-receiver gets everything sent, then exits 0. Messages nobody has read yet stay in /dev/shm for
-a later `shmq recv`.
+End of input (Ctrl-D, end of file) detaches cleanly: the receiver gets
+everything sent, then exits 0. Messages nobody has read yet stay in
+/dev/shm for a later `shmq recv`. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop
+sending and detach cleanly too (exit 130, 143, 129).
+
+When the receiver leaves: by default `send` stops like a writer whose pipe
+reader went away. If the receiver detached (Ctrl-C, `recv -n`, its stdout
+closed) while input remains, `send` exits 1 at its next message; if it
+died, once the ring is full (MPMC: once the queue is full and no receiver
+is attached). The messages already in the ring stay there for the next
+`shmq recv`; the rest of stdin is not sent. With --wait-receiver, `send`
+waits for the next receiver instead and goes on where it stopped: every
+message is sent once, in order. (What a killed receiver had taken: see
+`shmq recv --help`.)
 
 Examples:
   shmq send logs < app.log
-  tail -f app.log | shmq send --lines logs"
+  tail -f app.log | shmq send --lines logs
+  shmq send --lines --wait-receiver jobs < work.txt"
     };
 }
 
@@ -52,8 +66,20 @@ macro_rules! recv_help {
 Opens the ring, or creates it if it does not exist yet, waits for a sender
 and writes every message to stdout, bytes exactly as sent. Exits 0 when the
 sender detaches cleanly and everything was written; 1 when the sender's
-process died (after writing everything it had committed). Ctrl-C detaches
-cleanly (exit 130).
+process died (after writing everything it had committed). SIGINT (Ctrl-C),
+SIGTERM and SIGHUP detach cleanly after writing what was taken (exit 130,
+143, 129); the rest stays for the next receiver.
+
+A receiver that is killed (SIGKILL, a crash):
+  spsc  loses nothing. A message leaves the ring only after it was written
+        to stdout, so the next `shmq recv` starts at the first message the
+        killed one had not finished. It may write again what the killed one
+        wrote last (at most 64 KiB of output, or one larger message).
+  mpmc  loses what it had taken from the queue but not yet written (at most
+        64 KiB of output, or one larger message): MPMC delivers each message
+        once, and a slot a dead receiver held is freed, not delivered again.
+A receiver that cannot write stdout (closed, disk full) stops; the
+messages of the batch it could not write are freed with it.
 
 Examples:
   shmq recv logs > copy.log
@@ -158,6 +184,10 @@ pub struct SendArgs {
     /// up to the largest message, bytes exactly as read).
     #[arg(long, short = 'l')]
     pub lines: bool,
+    /// When the receiver leaves or dies, wait for the next one and go on
+    /// (default: exit 1, like a writer whose pipe reader went away).
+    #[arg(long)]
+    pub wait_receiver: bool,
 }
 
 /// Arguments of `shmq recv`.
@@ -170,7 +200,8 @@ pub struct RecvArgs {
     #[arg(long, short = 'l')]
     pub lines: bool,
     /// Stop after this many messages; the rest stay in the ring for the
-    /// next receiver.
+    /// next receiver (a `shmq send` still running then stops, unless it
+    /// runs with --wait-receiver).
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
 }

@@ -357,14 +357,16 @@ pub fn gc(a: GcArgs) -> u8 {
 }
 
 /// What `gc` does with one named segment (for `--dry-run` and name lists;
-/// the same rule as [`shmq::gc`]).
+/// the same rule as [`shmq::gc`]). Removal is [`shmq::gc_one`], which
+/// decides holding the segment's gate lock: a look with `inspect` followed
+/// by `remove` would unlink a segment that a sender opened in between,
+/// leaving it on a file nobody else can find.
 fn gc_one(name: &str, dry_run: bool) -> GcOutcome {
+    if !dry_run {
+        return shmq::gc_one(name);
+    }
     match shmq::inspect(name) {
-        Ok(info) if info.stale && dry_run => GcOutcome::Removed,
-        Ok(info) if info.stale => match shmq::remove(name) {
-            Ok(()) => GcOutcome::Removed,
-            Err(e) => GcOutcome::Skipped(e),
-        },
+        Ok(info) if info.stale => GcOutcome::Removed,
         Ok(_) => GcOutcome::InUse,
         Err(e) => GcOutcome::Skipped(e),
     }

@@ -4,18 +4,26 @@
 //! `read(2)` into shared memory per message). MPMC `send` reads into a local
 //! buffer first and then copies: a claimed MPMC slot blocks every message
 //! behind it, so we never hold one across a read that may wait for input.
-//! `recv` writes messages from their read grants; small messages are
-//! gathered in a buffer that is flushed whenever the ring runs empty, so
-//! interactive pipelines see every message without delay.
+//!
+//! SPSC `recv` frees ring space only after the messages it held were
+//! written to stdout: it takes messages under a read batch, gathers them in
+//! the output buffer (or writes a large one straight from the ring), and
+//! releases the batch once `write(2)` returned. A receiver killed at any
+//! point therefore loses nothing: its successor starts at the first
+//! message not yet freed, and may write again what the killed one wrote
+//! after its last release (at most [`OUT_BUF`] bytes, or one larger
+//! message). MPMC delivers each message once, so a killed MPMC receiver
+//! loses what it had taken and not yet written (at most the same amount).
+//! Either way stdout is flushed whenever the ring runs empty, so
+//! interactive pipelines see every message at once.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::Duration;
 
 use shmq::{Error, OpenError, mpmc, spsc};
 
-use super::signals::{self, TICK};
+use super::signals;
+use super::stdio::{Input, OUT_BUF, Output};
 use super::{FAILED, KindArg, OK, RecvArgs, SendArgs, USAGE, fail, open_code};
 
 /// Largest chunk `send` reads at once. Measured on a 2-core VM, 256 MiB
@@ -24,13 +32,14 @@ use super::{FAILED, KindArg, OK, RecvArgs, SendArgs, USAGE, fail, open_code};
 const CHUNK_MAX: usize = 1 << 20;
 /// How long `send` waits for room for a whole chunk before it reads first.
 const ROOM_WAIT: Duration = Duration::from_millis(20);
-/// Output buffer: messages at least this large bypass it.
-const OUT_BUF: usize = 64 << 10;
 /// Input buffer of `send --lines`.
 const IN_BUF: usize = 64 << 10;
+/// How often `send --wait-receiver` looks for a new receiver.
+const RECEIVER_POLL: Duration = Duration::from_millis(20);
 
 /// Why `send` or `recv` stopped early.
 enum Fail {
+    Setup(io::Error),
     Open(OpenError),
     Ring(Error),
     Input(io::Error),
@@ -43,28 +52,27 @@ enum Fail {
 impl Fail {
     fn report(self, cmd: &str, name: &str) -> u8 {
         let peer = if cmd == "send" { "receiver" } else { "sender" };
+        let rest = if cmd == "send" {
+            format!(
+                "; the rest of the input was not sent (what was sent but not read stays \
+                 for a later `shmq recv {name}`; `shmq send --wait-receiver` waits for \
+                 the next receiver instead)"
+            )
+        } else {
+            " (everything it had committed was written)".to_owned()
+        };
         match self {
+            Fail::Setup(e) => fail(cmd, FAILED, format!("setting up signal handling: {e}")),
             Fail::Open(e) => fail(cmd, open_code(&e), e),
             Fail::Ring(Error::PeerDied) => fail(
                 cmd,
                 FAILED,
-                format!(
-                    "the {peer}'s process died without detaching from {name:?}{}",
-                    if cmd == "recv" {
-                        " (everything it had committed was written)"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("the {peer}'s process died without detaching from {name:?}{rest}"),
             ),
             Fail::Ring(Error::Disconnected) => fail(
                 cmd,
                 FAILED,
-                format!(
-                    "the {peer} detached from {name:?} before everything was sent; what was \
-                     sent but not read stays there for a later `shmq recv {name}` \
-                     (`shmq rm {name}` removes it)"
-                ),
+                format!("the {peer} detached from {name:?} before everything was sent{rest}"),
             ),
             Fail::Ring(Error::Corrupted(what)) => fail(
                 cmd,
@@ -97,12 +105,6 @@ impl Fail {
     }
 }
 
-/// A private descriptor for fd 0 or 1, so reads and writes bypass the
-/// standard library's small (and, for stdout, line-flushing) buffers.
-fn dup_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<File> {
-    Ok(File::from(fd.try_clone_to_owned()?))
-}
-
 /// `Err(Interrupted)` once SIGINT, SIGTERM or SIGHUP was caught.
 fn interrupted() -> Result<(), Fail> {
     match signals::caught() {
@@ -111,91 +113,39 @@ fn interrupted() -> Result<(), Fail> {
     }
 }
 
-/// Stdin, whose reads give up within [`TICK`] once a signal was caught.
-struct Input(File);
-
-impl Input {
-    fn stdin() -> Result<Input, Fail> {
-        dup_fd(io::stdin().as_fd()).map(Input).map_err(Fail::Input)
-    }
-
-    /// What a read error means: an interruption, or an input error.
-    fn fail(e: io::Error) -> Fail {
-        match signals::caught() {
-            Some(sig) => Fail::Interrupted(sig),
-            None => Fail::Input(e),
-        }
-    }
-
-    /// One `read(2)`; 0 at end of input.
-    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Fail> {
-        self.read(buf).map_err(Input::fail)
+/// What a ring error means: an interruption (the signal handler ended a
+/// blocking call), or a ring failure.
+fn ring_fail(e: Error) -> Fail {
+    match (e, signals::caught()) {
+        (Error::Interrupted, Some(sig)) => Fail::Interrupted(sig),
+        (Error::Interrupted, None) => Fail::Interrupted(libc::SIGINT),
+        (e, _) => Fail::Ring(e),
     }
 }
 
-impl Read for Input {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        // Wait for input in slices of TICK, checking for a signal between
-        // them: a signal that lands just before a blocking read(2) would
-        // otherwise go unnoticed until more input came.
-        let mut pfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        loop {
-            if signals::caught().is_some() {
-                return Err(io::Error::other("interrupted by a signal"));
-            }
-            pfd.revents = 0;
-            // SAFETY: `pfd` is a valid pollfd for the duration of the call;
-            // the descriptor is ours (a dup of stdin).
-            let n = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as libc::c_int) };
-            if n == 0 {
-                continue;
-            }
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            match self.0.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
-    }
-}
-
-/// Runs a `_timeout` operation in slices of [`TICK`] until it completes,
-/// fails, or a signal is caught.
-fn blocking(mut op: impl FnMut(std::time::Duration) -> Result<(), Error>) -> Result<(), Fail> {
-    loop {
-        interrupted()?;
-        match op(TICK) {
-            Err(Error::Timeout) => {}
-            r => return r.map_err(Fail::Ring),
-        }
+/// What a stdin error means: an interruption, or an input error.
+fn input_fail(e: io::Error) -> Fail {
+    match signals::caught() {
+        Some(sig) => Fail::Interrupted(sig),
+        None => Fail::Input(e),
     }
 }
 
 /// Reads stdin line by line, at most `max + 1` bytes per line, and hands
 /// each line (without its '\n') to `send`.
 fn for_each_line(max: usize, mut send: impl FnMut(&[u8]) -> Result<(), Fail>) -> Result<(), Fail> {
-    let mut rd = BufReader::with_capacity(IN_BUF, Input::stdin()?);
+    let mut rd = BufReader::with_capacity(IN_BUF, Input::stdin().map_err(Fail::Input)?);
     let mut line = Vec::new();
     let mut no = 0u64;
     loop {
+        interrupted()?;
         line.clear();
         // Bounded: a huge input without newlines never grows `line` past
         // one byte more than the largest message.
         let n = (&mut rd)
             .take(max as u64 + 1)
             .read_until(b'\n', &mut line)
-            .map_err(Input::fail)?;
+            .map_err(input_fail)?;
         if n == 0 {
             return Ok(());
         }
@@ -214,13 +164,34 @@ fn for_each_line(max: usize, mut send: impl FnMut(&[u8]) -> Result<(), Fail>) ->
     }
 }
 
+/// The receiver left or died: with `--wait-receiver`, pause before trying
+/// again (a new receiver takes the slot and the send goes through);
+/// without, that is the end, as for a writer whose pipe reader closed.
+fn receiver_gone(wait: bool, e: Error) -> Result<(), Fail> {
+    if wait && matches!(e, Error::Disconnected | Error::PeerDied) {
+        return signals::pause(RECEIVER_POLL).map_err(Fail::Interrupted);
+    }
+    Err(ring_fail(e))
+}
+
+/// Runs a blocking send until it went through (see [`receiver_gone`]).
+fn deliver(wait: bool, mut send: impl FnMut() -> Result<(), Error>) -> Result<(), Fail> {
+    loop {
+        match send() {
+            Ok(()) => return Ok(()),
+            Err(e) => receiver_gone(wait, e)?,
+        }
+    }
+}
+
 /// `shmq send NAME`: stdin into the ring.
 pub fn send(a: SendArgs) -> u8 {
-    signals::install();
-    let r = match a.ring.kind {
-        KindArg::Spsc => send_spsc(&a),
-        KindArg::Mpmc => send_mpmc(&a),
-    };
+    let r = signals::install()
+        .map_err(Fail::Setup)
+        .and_then(|()| match a.ring.kind {
+            KindArg::Spsc => send_spsc(&a),
+            KindArg::Mpmc => send_mpmc(&a),
+        });
     match r {
         Ok(()) => OK,
         Err(f) => f.report("send", &a.ring.name),
@@ -230,11 +201,13 @@ pub fn send(a: SendArgs) -> u8 {
 fn send_spsc(a: &SendArgs) -> Result<(), Fail> {
     let mut tx =
         spsc::Producer::open_or_create(&a.ring.name, &a.ring.options()).map_err(Fail::Open)?;
+    let _armed = signals::arm(tx.interrupter());
+    let wait = a.wait_receiver;
     if a.lines {
         let max = tx.max_message_len();
-        return for_each_line(max, |l| blocking(|t| tx.send_timeout(l, t)));
+        return for_each_line(max, |l| deliver(wait, || tx.send(l)));
     }
-    let mut input = Input::stdin()?;
+    let mut input = Input::stdin().map_err(Fail::Input)?;
     let chunk = tx.max_message_len().min(CHUNK_MAX);
     let mut spare = Vec::new();
     loop {
@@ -243,7 +216,7 @@ fn send_spsc(a: &SendArgs) -> Result<(), Fail> {
         // for a whole chunk soon.
         match tx.reserve_timeout(chunk, ROOM_WAIT) {
             Ok(mut grant) => {
-                let n = input.read_some(&mut grant)?;
+                let n = input.read(&mut grant).map_err(input_fail)?;
                 if n == 0 {
                     // End of input: the grant drops uncommitted (writes
                     // nothing); the producer detaches cleanly when `tx` drops.
@@ -257,13 +230,13 @@ fn send_spsc(a: &SendArgs) -> Result<(), Fail> {
             // the rest fits in the ring but a whole chunk does not.
             Err(Error::Timeout) => {
                 spare.resize(chunk, 0);
-                let n = input.read_some(&mut spare)?;
+                let n = input.read(&mut spare).map_err(input_fail)?;
                 if n == 0 {
                     return Ok(());
                 }
-                blocking(|t| tx.send_timeout(&spare[..n], t))?;
+                deliver(wait, || tx.send(&spare[..n]))?;
             }
-            Err(e) => return Err(Fail::Ring(e)),
+            Err(e) => receiver_gone(wait, e)?,
         }
     }
 }
@@ -271,98 +244,37 @@ fn send_spsc(a: &SendArgs) -> Result<(), Fail> {
 fn send_mpmc(a: &SendArgs) -> Result<(), Fail> {
     let mut tx =
         mpmc::Producer::open_or_create(&a.ring.name, &a.ring.options()).map_err(Fail::Open)?;
+    let _armed = signals::arm(tx.interrupter());
+    let wait = a.wait_receiver;
     let max = tx.max_message_len();
     if a.lines {
-        return for_each_line(max, |l| blocking(|t| tx.send_timeout(l, t)));
+        return for_each_line(max, |l| deliver(wait, || tx.send(l)));
     }
-    let mut input = Input::stdin()?;
+    let mut input = Input::stdin().map_err(Fail::Input)?;
     let mut buf = vec![0u8; max];
     loop {
         interrupted()?;
-        let n = input.read_some(&mut buf)?;
+        let n = input.read(&mut buf).map_err(input_fail)?;
         if n == 0 {
             return Ok(());
         }
-        blocking(|t| tx.send_timeout(&buf[..n], t))?;
-    }
-}
-
-/// Buffered stdout, optionally with a '\n' after each message.
-struct Output {
-    w: BufWriter<File>,
-    lines: bool,
-}
-
-impl Output {
-    fn new(lines: bool) -> Result<Output, Fail> {
-        let f = dup_fd(io::stdout().as_fd()).map_err(Fail::Output)?;
-        Ok(Output {
-            w: BufWriter::with_capacity(OUT_BUF, f),
-            lines,
-        })
-    }
-
-    fn put(&mut self, msg: &[u8]) -> Result<(), Fail> {
-        self.w.write_all(msg).map_err(Fail::Output)?;
-        if self.lines {
-            self.w.write_all(b"\n").map_err(Fail::Output)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), Fail> {
-        self.w.flush().map_err(Fail::Output)
+        deliver(wait, || tx.send(&buf[..n]))?;
     }
 }
 
 /// `shmq recv NAME`: the ring to stdout.
 pub fn recv(a: RecvArgs) -> u8 {
-    signals::install();
-    let r = Output::new(a.lines).and_then(|mut out| {
-        let r = match a.ring.kind {
+    let r = signals::install()
+        .map_err(Fail::Setup)
+        .and_then(|()| Output::stdout(a.lines).map_err(Fail::Output))
+        .and_then(|mut out| match a.ring.kind {
             KindArg::Spsc => recv_spsc(&a, &mut out),
             KindArg::Mpmc => recv_mpmc(&a, &mut out),
-        };
-        // Whatever happened, write out what was received first.
-        let flushed = out.flush();
-        r.and(flushed)
-    });
+        });
     match r {
         Ok(()) => OK,
         Err(f) => f.report("recv", &a.ring.name),
     }
-}
-
-/// The receive loop for either ring kind: take what is there without
-/// waiting; when the ring runs empty, flush stdout, then wait (in slices,
-/// to notice signals).
-macro_rules! recv_loop {
-    ($rx:ident, $out:ident, $count:expr) => {{
-        let mut left = $count.unwrap_or(u64::MAX);
-        while left > 0 {
-            interrupted()?;
-            match $rx.try_recv() {
-                Ok(m) => {
-                    $out.put(&m)?;
-                    left -= 1;
-                    continue;
-                }
-                Err(Error::Empty) => {}
-                Err(Error::Disconnected) => break,
-                Err(e) => return Err(Fail::Ring(e)),
-            }
-            $out.flush()?;
-            match $rx.recv_timeout(TICK) {
-                Ok(m) => {
-                    $out.put(&m)?;
-                    left -= 1;
-                }
-                Err(Error::Timeout) => {}
-                Err(Error::Disconnected) => break,
-                Err(e) => return Err(Fail::Ring(e)),
-            }
-        }
-    }};
 }
 
 /// Options of a receiver. With `--count`, the receiver may stop before the
@@ -373,46 +285,144 @@ fn recv_options(a: &RecvArgs) -> shmq::Options {
 }
 
 /// After a `--count` receiver detached: removes the segment if nobody uses
-/// it any more and nothing is left to read.
+/// it any more and nothing is left to read. The removal itself is
+/// [`shmq::gc_one`], which decides again under the segment's gate lock, so
+/// a sender opening the segment meanwhile keeps it (an `inspect` followed by
+/// `remove` could unlink it under that sender).
 fn tidy(a: &RecvArgs) {
     if a.count.is_none() {
         return;
     }
     if let Ok(info) = shmq::inspect(&a.ring.name) {
         if info.stale && info.used == 0 {
-            let _ = shmq::remove(&a.ring.name);
+            let _ = shmq::gc_one(&a.ring.name);
         }
     }
+}
+
+/// Leaves the messages taken under `batch` released only locally: their
+/// space is freed by the next [`release`] (or, if an error ends `recv`
+/// first, when the consumer drops).
+///
+/// `ReadBatch` frees on drop, and a receive under a batch that finds the
+/// ring empty frees too. So each message is taken under a batch of its
+/// own, given to `mem::forget`, and only when `looks_empty` says a record
+/// is there without looking at the producer's cursor again. This relies on
+/// more than `ReadBatch`'s docs promise ("freed by the consumer's next
+/// receive, or when it drops"): that a batched receive which finds a
+/// message frees nothing. The SIGKILL test in cli/tests/tools.rs fails if
+/// that changes; a library API for "take, release later" would be better.
+fn hold(batch: spsc::ReadBatch<'_>) {
+    std::mem::forget(batch);
+}
+
+/// Frees the ring space of every message taken since the last release.
+fn release(rx: &mut spsc::Consumer) {
+    rx.batch().release();
+}
+
+/// Bytes of messages taken between two releases: the output buffer, or a
+/// quarter of the ring, so that the sender can go on writing while we do.
+fn round_bytes(capacity: usize) -> usize {
+    (capacity / 4).min(OUT_BUF)
 }
 
 fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
     let mut rx =
         spsc::Consumer::open_or_create(&a.ring.name, &recv_options(a)).map_err(Fail::Open)?;
+    let armed = signals::arm(rx.interrupter());
+    let round = round_bytes(rx.capacity());
+    let mut left = a.count.unwrap_or(u64::MAX);
     let r = (|| {
-        recv_loop!(rx, out, a.count);
+        while left > 0 {
+            interrupted()?;
+            // Every message taken so far was written and its space freed:
+            // wait for the next one.
+            let mut batch = rx.batch();
+            let mut taken = match batch.recv() {
+                Ok(m) => {
+                    out.put(&m).map_err(Fail::Output)?;
+                    m.len() + 1
+                }
+                Err(Error::Disconnected) => return Ok(()),
+                Err(e) => return Err(ring_fail(e)),
+            };
+            left -= 1;
+            hold(batch);
+            // Then whatever is known to be there, up to a round's worth.
+            while left > 0 && taken < round && !rx.looks_empty() {
+                let mut batch = rx.batch();
+                // Not `Empty`: `looks_empty` said a record is there (a
+                // padding record is always followed by its message).
+                let m = batch.try_recv().map_err(ring_fail)?;
+                out.put(&m).map_err(Fail::Output)?;
+                taken += m.len() + 1;
+                drop(m);
+                left -= 1;
+                hold(batch);
+            }
+            // Out first, then free: a receiver killed in between leaves
+            // these messages to its successor, which writes them again.
+            out.flush().map_err(Fail::Output)?;
+            release(&mut rx);
+        }
         Ok(())
     })();
+    // Whatever ended the loop, write what was taken before freeing it (the
+    // consumer's drop frees it; after an output error that loses it).
+    let flushed = out.flush().map_err(Fail::Output);
+    drop(armed);
     drop(rx);
     tidy(a);
-    r
+    r.and(flushed)
 }
 
 fn recv_mpmc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
     let mut rx =
         mpmc::Consumer::open_or_create(&a.ring.name, &recv_options(a)).map_err(Fail::Open)?;
+    let armed = signals::arm(rx.interrupter());
     let died_before = rx.producers_died();
+    let mut left = a.count.unwrap_or(u64::MAX);
+    // An MPMC slot is freed when its grant drops (a consumer can hold one
+    // at a time, and a slot a dead consumer held is reclaimed, not
+    // delivered again), so messages are copied to the output buffer and
+    // freed at once; the buffer is written when full and whenever the
+    // queue runs empty.
     let r = (|| {
-        recv_loop!(rx, out, a.count);
+        while left > 0 {
+            interrupted()?;
+            match rx.try_recv() {
+                Ok(m) => {
+                    out.put(&m).map_err(Fail::Output)?;
+                    left -= 1;
+                    continue;
+                }
+                Err(Error::Empty) => {}
+                Err(Error::Disconnected) => break,
+                Err(e) => return Err(ring_fail(e)),
+            }
+            out.flush().map_err(Fail::Output)?;
+            match rx.recv() {
+                Ok(m) => {
+                    out.put(&m).map_err(Fail::Output)?;
+                    left -= 1;
+                }
+                Err(Error::Disconnected) => break,
+                Err(e) => return Err(ring_fail(e)),
+            }
+        }
         Ok(())
     })();
+    let flushed = out.flush().map_err(Fail::Output);
     // An MPMC ring reports a dead sender as gone, like a clean one; the
     // ring's count of dead producers and of half-written messages tell them
     // apart.
     let lost = rx.stats().abandoned;
     let died = rx.producers_died() > died_before;
+    drop(armed);
     drop(rx);
     tidy(a);
-    match (r, lost) {
+    match (r.and(flushed), lost) {
         (Err(e), _) => Err(e),
         (Ok(()), 0) if !died => Ok(()),
         (Ok(()), 0) => Err(Fail::Ring(Error::PeerDied)),
