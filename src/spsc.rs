@@ -597,7 +597,10 @@ impl Drop for ReadGrant<'_> {
 
 /// A run of receives whose space is freed for the producer with one store
 /// when this guard drops (or at [`release`](Self::release)). It borrows the
-/// [`Consumer`] and has the same receiving methods.
+/// [`Consumer`] and has the same receiving methods. A receive that finds
+/// the ring empty frees what the batch took so far too (the producer may be
+/// waiting for that space); see [`looks_empty`](Self::looks_empty) to take
+/// only what is there.
 ///
 /// Given to `mem::forget`, the batch's space is freed by the consumer's next
 /// receive, or when it drops.
@@ -607,6 +610,31 @@ pub struct ReadBatch<'a> {
 
 impl ReadBatch<'_> {
     receiving!(true, |b| b.c);
+
+    /// Whether the ring looked empty when last checked (no syscall, no
+    /// look at the producer's cursor). While it says `false`, a receive
+    /// returns a message and frees nothing, so a batch can take messages,
+    /// pass them on (say, `write(2)` them) and only then free their space:
+    /// a receiver killed before the release leaves them to its successor.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+    /// tx.send(b"a")?;
+    /// tx.send(b"b")?;
+    /// let mut out = Vec::new();
+    /// let mut batch = rx.batch();
+    /// out.extend_from_slice(&batch.recv()?);
+    /// while !batch.looks_empty() {
+    ///     out.extend_from_slice(&batch.try_recv()?);
+    /// }
+    /// // ... hand `out` on, then free the space:
+    /// drop(batch);
+    /// assert_eq!(out, b"ab");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn looks_empty(&self) -> bool {
+        self.c.looks_empty()
+    }
 
     /// Frees what was released so far; the batch goes on.
     pub fn release(&mut self) {

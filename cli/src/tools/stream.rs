@@ -300,27 +300,6 @@ fn tidy(a: &RecvArgs) {
     }
 }
 
-/// Leaves the messages taken under `batch` released only locally: their
-/// space is freed by the next [`release`] (or, if an error ends `recv`
-/// first, when the consumer drops).
-///
-/// `ReadBatch` frees on drop, and a receive under a batch that finds the
-/// ring empty frees too. So each message is taken under a batch of its
-/// own, given to `mem::forget`, and only when `looks_empty` says a record
-/// is there without looking at the producer's cursor again. This relies on
-/// more than `ReadBatch`'s docs promise ("freed by the consumer's next
-/// receive, or when it drops"): that a batched receive which finds a
-/// message frees nothing. The SIGKILL test in cli/tests/tools.rs fails if
-/// that changes; a library API for "take, release later" would be better.
-fn hold(batch: spsc::ReadBatch<'_>) {
-    std::mem::forget(batch);
-}
-
-/// Frees the ring space of every message taken since the last release.
-fn release(rx: &mut spsc::Consumer) {
-    rx.batch().release();
-}
-
 /// Bytes of messages taken between two releases: the output buffer, or a
 /// quarter of the ring, so that the sender can go on writing while we do.
 fn round_bytes(capacity: usize) -> usize {
@@ -337,7 +316,10 @@ fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
         while left > 0 {
             interrupted()?;
             // Every message taken so far was written and its space freed:
-            // wait for the next one.
+            // wait for the next one. Messages taken under the batch keep
+            // their space until it drops (a receive that finds the ring
+            // empty would free it, so only what `looks_empty` says is there
+            // is taken after the first).
             let mut batch = rx.batch();
             let mut taken = match batch.recv() {
                 Ok(m) => {
@@ -348,10 +330,8 @@ fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
                 Err(e) => return Err(ring_fail(e)),
             };
             left -= 1;
-            hold(batch);
             // Then whatever is known to be there, up to a round's worth.
-            while left > 0 && taken < round && !rx.looks_empty() {
-                let mut batch = rx.batch();
+            while left > 0 && taken < round && !batch.looks_empty() {
                 // Not `Empty`: `looks_empty` said a record is there (a
                 // padding record is always followed by its message).
                 let m = batch.try_recv().map_err(ring_fail)?;
@@ -359,12 +339,11 @@ fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
                 taken += m.len() + 1;
                 drop(m);
                 left -= 1;
-                hold(batch);
             }
             // Out first, then free: a receiver killed in between leaves
             // these messages to its successor, which writes them again.
             out.flush().map_err(Fail::Output)?;
-            release(&mut rx);
+            drop(batch);
         }
         Ok(())
     })();
