@@ -48,7 +48,7 @@ fn quotes(name: &str) -> Res<()> {
     let consumer = std::thread::spawn(move || -> Result<(u64, f64), Error> {
         let (mut n, mut spread) = (0u64, 0.0);
         loop {
-            match rx.read() {
+            match rx.recv() {
                 // Read in place: `q` points into the ring.
                 Ok(q) => {
                     assert_eq!(q.seq, n, "quotes arrive in order");
@@ -100,7 +100,7 @@ fn work_queue(name: &str) -> Res<()> {
             let (mut n, mut sum) = (0, 0);
             loop {
                 match rx.recv() {
-                    Ok(v) => (n, sum) = (n + 1, sum + v),
+                    Ok(v) => (n, sum) = (n + 1, sum + *v),
                     Err(Error::Disconnected) => return Ok((n, sum)),
                     Err(e) => return Err(e),
                 }

@@ -329,8 +329,15 @@ pub(crate) trait Side: Sized {
     /// good.
     fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error>;
     /// Settles what this side owes the ring before it detaches (publish a
-    /// batch, release a forgotten grant).
-    fn leave(ep: &mut Endpoint<Self>);
+    /// batch, release a forgotten grant). By default: publish.
+    fn leave(ep: &mut Endpoint<Self>) {
+        ep.publish();
+    }
+    /// Makes what this side did visible to its peers if it was held back
+    /// (SPSC: commits or releases of a batch); `true` if anything was.
+    fn publish_pending(&mut self, _mem: &Mem) -> bool {
+        false
+    }
 }
 
 /// An attached endpoint of any ring: see the module docs.
@@ -463,6 +470,14 @@ impl<S: Side> Endpoint<S> {
         notify::wake(word, self.at.wait.backend, &mut self.at.stats);
     }
 
+    /// Publishes what this side held back, and wakes a sleeping peer.
+    #[inline]
+    pub(crate) fn publish(&mut self) {
+        if self.side.publish_pending(&self.at.mem) {
+            self.wake_peers();
+        }
+    }
+
     /// Wakes the other endpoints of this side (MPMC: after abandoning a
     /// slot, consumers may sleep with messages waiting behind it).
     pub(crate) fn wake_mates(&mut self) {
@@ -563,6 +578,11 @@ pub(crate) fn heap_pair<P: Front, C: Front>(
 /// is a struct with a field `ep: Endpoint<S>` and implements [`Front`].
 macro_rules! endpoint_api {
     ($ty:ident, $side:ty, $channel:literal, $v:literal) => {
+        // Each endpoint keeps private cursor caches: movable to another
+        // thread, not shareable.
+        static_assertions::assert_impl_all!($ty: Send);
+        static_assertions::assert_not_impl_any!($ty: Sync);
+
         impl $crate::endpoint::Front for $ty {
             type Side = $side;
             fn from_endpoint(ep: $crate::endpoint::Endpoint<$side>) -> Self {

@@ -15,24 +15,24 @@ fn attach<F: Front>(mem: Mem, opts: &Options, name: Option<&str>) -> Result<F, O
 }
 
 /// Runs the open path's header validation over `image` (a whole segment's
-/// bytes) and, if it passes, attaches an SPSC consumer to a heap copy.
-pub fn open_spsc_image(image: &[u8]) -> Result<spsc::Consumer, OpenError> {
+/// bytes) and, if it passes, attaches an endpoint of kind `kind` to a heap
+/// copy.
+fn open_as<F: Front>(image: &[u8], kind: Kind) -> Result<F, OpenError> {
     let spec = Spec {
-        kind: Kind::Spsc,
+        kind,
         ty: TypeInfo::default(),
     };
-    let mem = open_image(image, &spec)?;
-    attach(mem, &Options::new(), Some("<image>"))
+    attach(open_image(image, &spec)?, &Options::new(), Some("<image>"))
 }
 
-/// As [`open_spsc_image`], for an MPMC consumer.
+/// [`open_as`] for an SPSC consumer.
+pub fn open_spsc_image(image: &[u8]) -> Result<spsc::Consumer, OpenError> {
+    open_as(image, Kind::Spsc)
+}
+
+/// [`open_as`] for an MPMC consumer.
 pub fn open_mpmc_image(image: &[u8]) -> Result<mpmc::Consumer, OpenError> {
-    let spec = Spec {
-        kind: Kind::Mpmc,
-        ty: TypeInfo::default(),
-    };
-    let mem = open_image(image, &spec)?;
-    attach(mem, &Options::new(), Some("<image>"))
+    open_as(image, Kind::Mpmc)
 }
 
 /// The bytes of a freshly created, valid segment for `opts` and `kind`: a
@@ -42,11 +42,16 @@ pub fn valid_image(kind: Kind, opts: &Options) -> Vec<u8> {
         kind,
         ty: TypeInfo::default(),
     };
-    let mem = create_heap(&spec, opts).expect("valid options");
+    image_of(&create_heap(&spec, opts).expect("valid options"))
+}
+
+/// The bytes of a heap region that nobody writes now.
+fn image_of(mem: &Mem) -> Vec<u8> {
     let len = mem.geometry().total_size().unwrap() as usize;
     let mut out = vec![0u8; len];
-    // SAFETY: the region is `len` bytes from its header (a heap allocation
-    // we own, with no other endpoint attached); reading it as bytes is fine.
+    // SAFETY: the region is `len` bytes from its header, a heap allocation
+    // `mem` keeps alive; no endpoint is attached to it (or the last one has
+    // detached), so nobody writes it while we read it as bytes.
     unsafe {
         std::ptr::copy_nonoverlapping(
             (mem.header() as *const crate::layout::Header).cast::<u8>(),
@@ -228,16 +233,5 @@ pub fn image_with_messages(kind: Kind, opts: &Options, msgs: &[&[u8]]) -> Vec<u8
             }
         }
     }
-    let len = view.geometry().total_size().unwrap() as usize;
-    let mut out = vec![0u8; len];
-    // SAFETY: the region is `len` bytes from its header, a heap allocation
-    // kept alive by `view`; the producer has detached, so nobody writes it.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (view.header() as *const crate::layout::Header).cast::<u8>(),
-            out.as_mut_ptr(),
-            len,
-        )
-    };
-    out
+    image_of(&view)
 }

@@ -33,7 +33,7 @@ use crate::endpoint::{self, Endpoint, Peer, Role, Side, role_range};
 use crate::error::{Error, Kind, OpenError};
 use crate::header::TypeInfo;
 use crate::layout::{EP_DETACHED, EP_FREE, EP_MASK, KIND_ABANDONED, KIND_MSG, KIND_SKIP};
-use crate::notify::Wait;
+use crate::notify::{self, Wait};
 use crate::options::Options;
 use crate::region::Mem;
 use crate::ring::mpmc::{self as ring, Slots, Stall, Taken};
@@ -397,11 +397,6 @@ pub struct Consumer {
     ep: Endpoint<Rx>,
 }
 
-static_assertions::assert_impl_all!(Producer: Send);
-static_assertions::assert_not_impl_any!(Producer: Sync);
-static_assertions::assert_impl_all!(Consumer: Send);
-static_assertions::assert_not_impl_any!(Consumer: Sync);
-
 endpoint::endpoint_api!(
     Producer,
     Tx,
@@ -484,29 +479,24 @@ impl Producer {
         Ok(self.grant(pos))
     }
 
-    /// Claims a slot without waiting. The grant derefs to the whole payload
-    /// area ([`max_message_len`](Self::max_message_len) bytes).
-    ///
-    /// # Errors
-    /// `Full`, `Corrupted`.
-    pub fn try_reserve(&mut self) -> Result<WriteGrant<'_>, Error> {
-        self.reserve_with(Wait::No)
-    }
-
-    /// Claims a slot, waiting while the queue is full.
-    ///
-    /// # Errors
-    /// `Disconnected` (every consumer detached or died), `Corrupted`.
-    pub fn reserve(&mut self) -> Result<WriteGrant<'_>, Error> {
-        self.reserve_with(Wait::Forever)
-    }
-
-    /// Claims a slot, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`reserve`](Self::reserve), plus `Timeout`.
-    pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGrant<'_>, Error> {
-        self.reserve_with(Wait::at_most(timeout))
+    notify::waiting_variants! {
+        /// Claims a slot, waiting while the queue is full. The grant derefs
+        /// to the whole payload area ([`max_message_len`](Self::max_message_len)
+        /// bytes); commit the first `n` to publish them.
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+        /// let mut g = tx.reserve()?;
+        /// g[..3].copy_from_slice(b"job");
+        /// g.commit(3);
+        /// assert_eq!(&*rx.recv()?, b"job");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        /// `Disconnected` (every consumer detached or died), `Corrupted`.
+        fn reserve / try_reserve / reserve_timeout () -> Result<WriteGrant<'_>, Error>,
+        |p, w| p.reserve_with(w)
     }
 
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
@@ -521,28 +511,21 @@ impl Producer {
         Ok(())
     }
 
-    /// Copies `msg` into a slot without waiting.
-    ///
-    /// # Errors
-    /// `TooLarge`, `Full`, `Corrupted`; on error nothing was sent.
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.send_with(msg, Wait::No)
-    }
-
-    /// Copies `msg` into a slot, waiting for one.
-    ///
-    /// # Errors
-    /// As [`reserve`](Self::reserve), plus `TooLarge`.
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.send_with(msg, Wait::Forever)
-    }
-
-    /// Copies `msg` into a slot, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`reserve_timeout`](Self::reserve_timeout), plus `TooLarge`.
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.send_with(msg, Wait::at_most(timeout))
+    notify::waiting_variants! {
+        /// Copies `msg` into a slot, waiting for one.
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+        /// tx.send(b"job")?;
+        /// assert_eq!(&*rx.recv()?, b"job");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        /// As [`reserve`](Self::reserve), plus `TooLarge`; on error nothing
+        /// was sent.
+        fn send / try_send / send_timeout (msg: &[u8]) -> Result<(), Error>,
+        |p, w| p.send_with(msg, w)
     }
 }
 
@@ -665,72 +648,50 @@ impl Consumer {
         Ok(ReadGrant { c: self, t })
     }
 
-    /// The next message without waiting.
-    ///
-    /// # Errors
-    /// `Empty`, `Disconnected` (every producer gone and the queue drained),
-    /// `Corrupted`.
-    pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        self.recv_with(Wait::No)
+    notify::waiting_variants! {
+        /// The next message, read in place, waiting for one; dropping the
+        /// grant frees its slot.
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+        /// tx.send(b"job")?;
+        /// assert_eq!(&*rx.recv()?, b"job");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        /// `Disconnected` (every producer gone and the queue drained),
+        /// `Corrupted`.
+        fn recv / try_recv / recv_timeout () -> Result<ReadGrant<'_>, Error>,
+        |c, w| c.recv_with(w)
     }
 
-    /// The next message, waiting for one.
-    ///
-    /// # Errors
-    /// `Disconnected`, `Corrupted`.
-    pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-        self.recv_with(Wait::Forever)
-    }
-
-    /// The next message, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv), plus `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
-        self.recv_with(Wait::at_most(timeout))
-    }
-
-    /// Copies the next message into `buf`, waiting for one; returns its
-    /// length.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv), plus `BufferTooSmall`: the message then
-    /// stays with this consumer, and its next receive returns it (the same
-    /// rule as SPSC; it is dropped only if this consumer drops first).
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
-    /// tx.send(b"twelve bytes")?;
-    /// let mut small = [0u8; 4];
-    /// assert!(matches!(
-    ///     rx.recv_into(&mut small),
-    ///     Err(shmq::Error::BufferTooSmall { needed: 12, .. })
-    /// ));
-    /// let mut big = [0u8; 64];
-    /// let n = rx.recv_into(&mut big)?;
-    /// assert_eq!(&big[..n], b"twelve bytes");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        self.recv()?.copy_to(buf)
-    }
-
-    /// Copies the next message into `buf` without waiting.
-    ///
-    /// # Errors
-    /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall` (the message
-    /// stays with this consumer, as for [`recv_into`](Self::recv_into)).
-    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        self.try_recv()?.copy_to(buf)
-    }
-
-    /// Copies the next message into `buf`, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall` (as
-    /// for [`recv_into`](Self::recv_into)).
-    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
-        self.recv_timeout(timeout)?.copy_to(buf)
+    notify::waiting_variants! {
+        /// Copies the next message into `buf`, waiting for one; returns its
+        /// length. Never reads the ring through a reference: the receive for
+        /// peers you do not trust.
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmq::mpmc::channel(&shmq::Options::new().slots(4))?;
+        /// tx.send(b"twelve bytes")?;
+        /// let mut small = [0u8; 4];
+        /// assert!(matches!(
+        ///     rx.recv_into(&mut small),
+        ///     Err(shmq::Error::BufferTooSmall { needed: 12, .. })
+        /// ));
+        /// let mut big = [0u8; 64];
+        /// let n = rx.recv_into(&mut big)?;
+        /// assert_eq!(&big[..n], b"twelve bytes");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        /// As [`recv`](Self::recv), plus `BufferTooSmall`: the message then
+        /// stays with this consumer, and its next receive returns it (the
+        /// rule of SPSC too; an MPMC position cannot be handed back to the
+        /// queue, so it is dropped only if this consumer drops first).
+        fn recv_into / try_recv_into / recv_into_timeout (buf: &mut [u8]) -> Result<usize, Error>,
+        |c, w| c.recv_with(w)?.copy_to(buf)
     }
 }
 

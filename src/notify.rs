@@ -188,7 +188,7 @@ pub(crate) trait Waitable {
 
 /// How long an operation may wait.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// Not at all: one attempt (`try_` variants).
     No,
     /// Until it succeeds or fails for good.
@@ -207,6 +207,43 @@ impl Wait {
         }
     }
 }
+
+/// Writes the three waiting variants of one operation: `$wait` (for as
+/// long as it takes; documented by the caller), `$try` (no wait) and
+/// `$timeout` (at most a duration). `$body` runs with `$s` bound to `self`
+/// and `$w` to the [`Wait`].
+macro_rules! waiting_variants {
+    (
+        $(#[$doc:meta])*
+        fn $wait:ident / $try:ident / $timeout:ident ($($arg:ident: $t:ty),*) -> $ret:ty,
+        |$s:ident, $w:ident| $body:expr
+    ) => {
+        $(#[$doc])*
+        pub fn $wait(&mut self $(, $arg: $t)*) -> $ret {
+            let ($s, $w) = (self, $crate::notify::Wait::Forever);
+            $body
+        }
+
+        #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), without waiting: `Full` (sending) or `Empty` (receiving) where it would wait.")]
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), plus `Full` / `Empty`.")]
+        pub fn $try(&mut self $(, $arg: $t)*) -> $ret {
+            let ($s, $w) = (self, $crate::notify::Wait::No);
+            $body
+        }
+
+        #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), waiting at most `timeout`.")]
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), plus `Timeout`.")]
+        pub fn $timeout(&mut self $(, $arg: $t)*, timeout: std::time::Duration) -> $ret {
+            let ($s, $w) = (self, $crate::notify::Wait::at_most(timeout));
+            $body
+        }
+    };
+}
+pub(crate) use waiting_variants;
 
 /// `start + d`, or a point about a century away when that overflows
 /// (`Duration::MAX` means "no limit").

@@ -92,6 +92,21 @@ impl Default for Options {
     }
 }
 
+/// Builder setters: each sets one field (and, for the options of one ring
+/// kind, marks it set, so that the other kind refuses it).
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($v:ident: $t:ty) $(marks $bit:ident)? => $field:ident = $val:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $v: $t) -> Self {
+                $(self.set |= $bit;)?
+                self.$field = $val;
+                self
+            }
+        )*
+    };
+}
+
 impl Options {
     /// The defaults: 1 MiB SPSC ring, 1024 MPMC slots of 256 bytes, 64
     /// producers and consumers at most, mode 0600, futex waits after a
@@ -100,54 +115,39 @@ impl Options {
         Options::default()
     }
 
-    /// SPSC ring size in bytes: a power of two from 64 to 2^40. The largest
-    /// message is `capacity / 2 - 8` bytes (at most `u32::MAX`).
-    pub fn capacity(mut self, bytes: usize) -> Self {
-        self.set |= SET_CAPACITY;
-        self.capacity = bytes as u64;
-        self
-    }
-
-    /// MPMC: number of slots, a power of two from 2 to 2^24.
-    pub fn slots(mut self, n: usize) -> Self {
-        self.set |= SET_SLOTS;
-        self.slots = n as u64;
-        self
-    }
-
-    /// MPMC: bytes per slot including its 16-byte header, a multiple of 8
-    /// from 24 to 2^24. The largest message is `slot_size - 16` bytes.
-    pub fn slot_size(mut self, bytes: usize) -> Self {
-        self.set |= SET_SLOT_SIZE;
-        self.slot_size = bytes as u64;
-        self
-    }
-
-    /// MPMC: most producers attached at once (1 to 1024, default 64).
-    pub fn max_producers(mut self, n: u32) -> Self {
-        self.set |= SET_MAX_PRODUCERS;
-        self.max_producers = n;
-        self
-    }
-
-    /// MPMC: most consumers attached at once (1 to 1024, default 64).
-    pub fn max_consumers(mut self, n: u32) -> Self {
-        self.set |= SET_MAX_CONSUMERS;
-        self.max_consumers = n;
-        self
-    }
-
-    /// Permission bits of a created segment (default `0o600`), and the most
-    /// an opened segment may grant: a segment with more bits is refused.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
-        self
-    }
-
-    /// How long `open` waits for a segment's creator to finish (default 1 s).
-    pub fn open_timeout(mut self, t: Duration) -> Self {
-        self.open_timeout = t;
-        self
+    setters! {
+        /// SPSC ring size in bytes: a power of two from 64 to 2^40. The largest
+        /// message is `capacity / 2 - 8` bytes (at most `u32::MAX`).
+        capacity(bytes: usize) marks SET_CAPACITY => capacity = bytes as u64;
+        /// MPMC: number of slots, a power of two from 2 to 2^24.
+        slots(n: usize) marks SET_SLOTS => slots = n as u64;
+        /// MPMC: bytes per slot including its 16-byte header, a multiple of 8
+        /// from 24 to 2^24. The largest message is `slot_size - 16` bytes.
+        slot_size(bytes: usize) marks SET_SLOT_SIZE => slot_size = bytes as u64;
+        /// MPMC: most producers attached at once (1 to 1024, default 64).
+        max_producers(n: u32) marks SET_MAX_PRODUCERS => max_producers = n;
+        /// MPMC: most consumers attached at once (1 to 1024, default 64).
+        max_consumers(n: u32) marks SET_MAX_CONSUMERS => max_consumers = n;
+        /// Permission bits of a created segment (default `0o600`), and the most
+        /// an opened segment may grant: a segment with more bits is refused.
+        mode(mode: u32) => mode = mode & 0o777;
+        /// How long `open` waits for a segment's creator to finish (default 1 s).
+        open_timeout(t: Duration) => open_timeout = t;
+        /// How long the blocking strategies spin before they sleep.
+        spin(d: Duration) => spin = d;
+        /// Longest sleep between liveness checks of the peer while blocked
+        /// (default 100 ms): a dead peer is reported within about this time.
+        liveness_interval(d: Duration) => liveness_interval = d.max(Duration::from_micros(100));
+        /// MPMC: how long a stalled slot is waited for before its claimer's
+        /// liveness is checked and, if dead, the slot is skipped (default 1 s).
+        abandon_timeout(d: Duration) marks SET_ABANDON => abandon_timeout = d;
+        /// Keep the segment in `/dev/shm` when the last endpoint drops (default:
+        /// the last endpoint removes it, unless it is a producer leaving unread
+        /// messages behind).
+        keep(keep: bool) => keep = keep;
+        /// When creating over an existing segment that no live process uses
+        /// (stale), remove it and create anew instead of failing.
+        reclaim_stale(yes: bool) => reclaim_stale = yes;
     }
 
     /// How this endpoint waits. A segment created with [`WaitStrategy::Semaphore`]
@@ -157,42 +157,6 @@ impl Options {
     pub fn wait(mut self, w: WaitStrategy) -> Self {
         self.wait = w;
         self.wait_explicit = true;
-        self
-    }
-
-    /// How long the blocking strategies spin before they sleep.
-    pub fn spin(mut self, d: Duration) -> Self {
-        self.spin = d;
-        self
-    }
-
-    /// Longest sleep between liveness checks of the peer while blocked
-    /// (default 100 ms): a dead peer is reported within about this time.
-    pub fn liveness_interval(mut self, d: Duration) -> Self {
-        self.liveness_interval = d.max(Duration::from_micros(100));
-        self
-    }
-
-    /// MPMC: how long a stalled slot is waited for before its claimer's
-    /// liveness is checked and, if dead, the slot is skipped (default 1 s).
-    pub fn abandon_timeout(mut self, d: Duration) -> Self {
-        self.set |= SET_ABANDON;
-        self.abandon_timeout = d;
-        self
-    }
-
-    /// Keep the segment in `/dev/shm` when the last endpoint drops (default:
-    /// the last endpoint removes it, unless it is a producer leaving unread
-    /// messages behind).
-    pub fn keep(mut self, keep: bool) -> Self {
-        self.keep = keep;
-        self
-    }
-
-    /// When creating over an existing segment that no live process uses
-    /// (stale), remove it and create anew instead of failing.
-    pub fn reclaim_stale(mut self, yes: bool) -> Self {
-        self.reclaim_stale = yes;
         self
     }
 

@@ -21,12 +21,11 @@
 //! message read under it with one store when it drops.
 
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
 
 use crate::endpoint::{self, Endpoint, Peer, Role, Side};
 use crate::error::{Error, Kind, OpenError};
 use crate::header::TypeInfo;
-use crate::notify::Wait;
+use crate::notify::{self, Wait};
 use crate::options::Options;
 use crate::region::Mem;
 use crate::ring::spsc::{ConsumerRing, ProducerRing, Record, Reservation};
@@ -60,11 +59,6 @@ pub struct Producer {
 pub struct Consumer {
     ep: Endpoint<ConsumerRing>,
 }
-
-static_assertions::assert_impl_all!(Producer: Send);
-static_assertions::assert_not_impl_any!(Producer: Sync);
-static_assertions::assert_impl_all!(Consumer: Send);
-static_assertions::assert_not_impl_any!(Consumer: Sync);
 
 endpoint::endpoint_api!(
     Producer,
@@ -105,78 +99,45 @@ macro_rules! spsc_common {
 spsc_common!(Producer, CONSUMER_SLOT);
 spsc_common!(Consumer, PRODUCER_SLOT);
 
-/// `Some(error)` once the peer in `slot` is gone for good.
-fn gone<S: Side>(ep: &Endpoint<S>, slot: usize) -> Option<Error> {
-    match ep.peer(slot, true) {
-        Peer::Dead => Some(Error::PeerDied),
-        Peer::Detached => Some(Error::Disconnected),
-        Peer::Attached | Peer::NeverAttached => None,
-    }
-}
-
 /// The reserving and sending methods of [`Producer`] and [`WriteBatch`]:
 /// `$batch` says whether a commit waits for the batch to publish it.
 macro_rules! sending {
     ($batch:literal, |$s:ident| $p:expr) => {
-        /// Reserves `len` bytes for a message, without waiting.
-        ///
-        /// # Errors
-        /// `Full`, `TooLarge`, `Disconnected` (the consumer detached),
-        /// `Corrupted`.
-        pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
-            let $s = self;
-            $p.reserve_with(len, Wait::No, $batch)
+        notify::waiting_variants! {
+            /// Reserves `len` bytes for a message, waiting while the ring is
+            /// full. The grant derefs to the reserved bytes; commit it to
+            /// publish them.
+            ///
+            /// ```
+            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+            /// let mut g = tx.reserve(5)?;
+            /// g.copy_from_slice(b"hello");
+            /// g.commit(5);
+            /// assert_eq!(&*rx.recv()?, b"hello");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
+            /// # Errors
+            /// `TooLarge`, `Disconnected` (the consumer detached), `PeerDied`
+            /// (its process died while we waited), `Corrupted`.
+            fn reserve / try_reserve / reserve_timeout (len: usize) -> Result<WriteGrant<'_>, Error>,
+            |$s, w| $p.reserve_with(len, w, $batch)
         }
 
-        /// Reserves `len` bytes, waiting while the ring is full.
-        ///
-        /// # Errors
-        /// `TooLarge`, `Disconnected`, `PeerDied` (the consumer's process
-        /// died while we waited), `Corrupted`.
-        pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, Error> {
-            let $s = self;
-            $p.reserve_with(len, Wait::Forever, $batch)
-        }
-
-        /// Reserves `len` bytes, waiting at most `timeout`.
-        ///
-        /// # Errors
-        /// As [`reserve`](Self::reserve), plus `Timeout`.
-        pub fn reserve_timeout(
-            &mut self,
-            len: usize,
-            timeout: Duration,
-        ) -> Result<WriteGrant<'_>, Error> {
-            let $s = self;
-            $p.reserve_with(len, Wait::at_most(timeout), $batch)
-        }
-
-        /// Copies `msg` into the ring as one message, without waiting.
-        ///
-        /// # Errors
-        /// As [`try_reserve`](Self::try_reserve); on error nothing was sent.
-        pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
-            let $s = self;
-            $p.send_with(msg, Wait::No, $batch)
-        }
-
-        /// Copies `msg` into the ring, waiting for room.
-        ///
-        /// # Errors
-        /// As [`reserve`](Self::reserve); on error nothing was sent.
-        pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-            let $s = self;
-            $p.send_with(msg, Wait::Forever, $batch)
-        }
-
-        /// Copies `msg` into the ring, waiting at most `timeout` for room.
-        ///
-        /// # Errors
-        /// As [`reserve_timeout`](Self::reserve_timeout); on error nothing
-        /// was sent.
-        pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
-            let $s = self;
-            $p.send_with(msg, Wait::at_most(timeout), $batch)
+        notify::waiting_variants! {
+            /// Copies `msg` into the ring as one message, waiting for room.
+            ///
+            /// ```
+            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+            /// tx.send(b"ping")?;
+            /// assert_eq!(&*rx.recv()?, b"ping");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
+            /// # Errors
+            /// As [`reserve`](Self::reserve); on error nothing was sent.
+            fn send / try_send / send_timeout (msg: &[u8]) -> Result<(), Error>,
+            |$s, w| $p.send_with(msg, w, $batch)
         }
     };
 }
@@ -185,126 +146,138 @@ macro_rules! sending {
 /// whether a release waits for the batch to free the space.
 macro_rules! receiving {
     ($batch:literal, |$s:ident| $c:expr) => {
-        /// The next message, without waiting.
-        ///
-        /// # Errors
-        /// `Empty`, `Disconnected` (the producer detached and everything it
-        /// sent was received), `Corrupted`.
-        pub fn try_recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-            let $s = self;
-            $c.recv_with(Wait::No, $batch)
+        notify::waiting_variants! {
+            /// The next message, read in place, waiting for one. Dropping the
+            /// grant frees its space.
+            ///
+            /// ```
+            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+            /// tx.send(b"ping")?;
+            /// assert_eq!(&*rx.recv()?, b"ping");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
+            /// # Errors
+            /// `Disconnected` (the producer detached and everything it sent
+            /// was received), `PeerDied` (its process died; everything it
+            /// committed was received first), `Corrupted`.
+            fn recv / try_recv / recv_timeout () -> Result<ReadGrant<'_>, Error>,
+            |$s, w| $c.recv_with(w, $batch)
         }
 
-        /// The next message, waiting for one.
-        ///
-        /// # Errors
-        /// `Disconnected`, `PeerDied` (the producer's process died;
-        /// everything it committed was received first), `Corrupted`.
-        pub fn recv(&mut self) -> Result<ReadGrant<'_>, Error> {
-            let $s = self;
-            $c.recv_with(Wait::Forever, $batch)
-        }
-
-        /// The next message, waiting at most `timeout`.
-        ///
-        /// # Errors
-        /// As [`recv`](Self::recv), plus `Timeout`.
-        pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, Error> {
-            let $s = self;
-            $c.recv_with(Wait::at_most(timeout), $batch)
-        }
-
-        /// Copies the next message into `buf` without waiting; returns its
-        /// length.
-        ///
-        /// # Errors
-        /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall` (the
-        /// message stays queued).
-        pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-            let $s = self;
-            $c.recv_with(Wait::No, $batch)?.copy_to(buf)
-        }
-
-        /// Copies the next message into `buf`, waiting for one; returns its
-        /// length.
-        ///
-        /// # Errors
-        /// As [`recv`](Self::recv), plus `BufferTooSmall` (the message stays
-        /// queued).
-        pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-            let $s = self;
-            $c.recv_with(Wait::Forever, $batch)?.copy_to(buf)
-        }
-
-        /// Copies the next message into `buf`, waiting at most `timeout`.
-        ///
-        /// # Errors
-        /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
-        pub fn recv_into_timeout(
-            &mut self,
-            buf: &mut [u8],
-            timeout: Duration,
-        ) -> Result<usize, Error> {
-            let $s = self;
-            $c.recv_with(Wait::at_most(timeout), $batch)?.copy_to(buf)
+        notify::waiting_variants! {
+            /// Copies the next message into `buf`, waiting for one; returns
+            /// its length. Never reads the ring through a reference: the
+            /// receive for peers you do not trust.
+            ///
+            /// ```
+            /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+            /// tx.send(b"ping")?;
+            /// let mut buf = [0u8; 16];
+            /// let n = rx.recv_into(&mut buf)?;
+            /// assert_eq!(&buf[..n], b"ping");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
+            /// # Errors
+            /// As [`recv`](Self::recv), plus `BufferTooSmall`: the message
+            /// stays queued, and the error says how big it is.
+            fn recv_into / try_recv_into / recv_into_timeout (buf: &mut [u8]) -> Result<usize, Error>,
+            |$s, w| $c.recv_with(w, $batch)?.copy_to(buf)
         }
     };
 }
-impl Side for ProducerRing {
-    const KIND: Kind = Kind::Spsc;
-    const ROLE: Role = Role::Producer;
-    type Ready = Reservation;
-    type Arg = usize;
 
-    fn new(mem: &Mem) -> Result<Self, Error> {
-        ProducerRing::attach(mem)
-    }
+/// The [`Side`] impl of an SPSC ring half: its peer is the one endpoint
+/// in slot `$peer`; what it held back it publishes with one store.
+macro_rules! spsc_side {
+    ($ring:ident, $role:expr, $ready:ty, $arg:ty, $peer:expr, $attempt:ident) => {
+        impl Side for $ring {
+            const KIND: Kind = Kind::Spsc;
+            const ROLE: Role = $role;
+            type Ready = $ready;
+            type Arg = $arg;
 
-    #[inline]
-    fn attempt(ep: &mut Endpoint<Self>, len: usize, spinning: bool) -> Result<Reservation, Error> {
-        ep.usable()?;
-        if ep.peer(CONSUMER_SLOT, false) == Peer::Detached {
-            return Err(Error::Disconnected);
-        }
-        // While spinning on a full ring, wait for an eighth of it to be free
-        // (see `ProducerRing::try_reserve_slack`). Not when about to sleep:
-        // there each early wake would cost a syscall.
-        let slack = if spinning { ep.side.capacity() / 8 } else { 0 };
-        match ep.side.try_reserve_slack(&ep.at.mem, len, slack) {
-            Err(Error::Full) => {
-                if ep.side.has_unpublished() {
-                    // A batch filled the ring: publish it, or we would wait
-                    // for ever for a consumer that cannot see it.
-                    publish(ep);
-                }
-                if spinning {
-                    // And look less often: each look pulls the consumer's
-                    // cursor line over while it is writing it.
-                    for _ in 0..64 {
-                        crate::sync::spin_hint();
-                    }
-                }
-                Err(Error::Full)
+            fn new(mem: &Mem) -> Result<Self, Error> {
+                $ring::attach(mem)
             }
-            Err(e) => Err(ep.note(e)),
-            r => r,
+
+            #[inline]
+            fn attempt(
+                ep: &mut Endpoint<Self>,
+                arg: $arg,
+                spinning: bool,
+            ) -> Result<$ready, Error> {
+                $attempt(ep, arg, spinning)
+            }
+
+            fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
+                match ep.peer($peer, true) {
+                    Peer::Dead => Some(Error::PeerDied),
+                    Peer::Detached => Some(Error::Disconnected),
+                    Peer::Attached | Peer::NeverAttached => None,
+                }
+            }
+
+            #[inline]
+            fn publish_pending(&mut self, mem: &Mem) -> bool {
+                self.publish(mem)
+            }
         }
-    }
-
-    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
-        gone(ep, CONSUMER_SLOT)
-    }
-
-    fn leave(ep: &mut Endpoint<Self>) {
-        publish(ep);
-    }
+    };
 }
 
-/// Publishes what the producer committed, and wakes a sleeping consumer.
+spsc_side!(
+    ProducerRing,
+    Role::Producer,
+    Reservation,
+    usize,
+    CONSUMER_SLOT,
+    try_reserve
+);
+spsc_side!(
+    ConsumerRing,
+    Role::Consumer,
+    Record,
+    (),
+    PRODUCER_SLOT,
+    try_take
+);
+
+/// One reserve attempt of the producer. `spinning`: no sleeper to wake
+/// cheaply, so hold out for a better moment.
 #[inline]
-fn publish(ep: &mut Endpoint<ProducerRing>) {
-    if ep.side.publish(&ep.at.mem) {
-        ep.wake_peers();
+fn try_reserve(
+    ep: &mut Endpoint<ProducerRing>,
+    len: usize,
+    spinning: bool,
+) -> Result<Reservation, Error> {
+    ep.usable()?;
+    if ep.peer(CONSUMER_SLOT, false) == Peer::Detached {
+        return Err(Error::Disconnected);
+    }
+    // While spinning on a full ring, wait for an eighth of it to be free
+    // (see `ProducerRing::try_reserve_slack`). Not when about to sleep:
+    // there each early wake would cost a syscall.
+    let slack = if spinning { ep.side.capacity() / 8 } else { 0 };
+    match ep.side.try_reserve_slack(&ep.at.mem, len, slack) {
+        Err(Error::Full) => {
+            if ep.side.has_unpublished() {
+                // A batch filled the ring: publish it, or we would wait
+                // for ever for a consumer that cannot see it.
+                ep.publish();
+            }
+            if spinning {
+                // And look less often: each look pulls the consumer's
+                // cursor line over while it is writing it.
+                for _ in 0..64 {
+                    crate::sync::spin_hint();
+                }
+            }
+            Err(Error::Full)
+        }
+        Err(e) => Err(ep.note(e)),
+        r => r,
     }
 }
 
@@ -385,7 +358,7 @@ impl WriteGrant<'_> {
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += n as u64;
         if !self.batch {
-            publish(ep);
+            ep.publish();
         }
     }
 
@@ -433,63 +406,36 @@ impl WriteBatch<'_> {
 
     /// Publishes what was committed so far; the batch goes on.
     pub fn publish(&mut self) {
-        publish(&mut self.p.ep);
+        self.p.ep.publish();
     }
 }
 
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
-        publish(&mut self.p.ep);
+        self.p.ep.publish();
     }
 }
 
-impl Side for ConsumerRing {
-    const KIND: Kind = Kind::Spsc;
-    const ROLE: Role = Role::Consumer;
-    type Ready = Record;
-    type Arg = ();
-
-    fn new(mem: &Mem) -> Result<Self, Error> {
-        ConsumerRing::attach(mem)
-    }
-
-    #[inline]
-    fn attempt(ep: &mut Endpoint<Self>, (): (), _spinning: bool) -> Result<Record, Error> {
-        ep.usable()?;
-        match ep.side.try_peek(&ep.at.mem) {
-            Err(Error::Empty) => {
-                // Batch-released space the producer may be waiting for.
-                free(ep);
-                if ep.peer(PRODUCER_SLOT, false) != Peer::Detached {
-                    return Err(Error::Empty);
-                }
-                // The detach came after its last publish: look once more.
-                match ep.side.try_peek(&ep.at.mem) {
-                    Err(Error::Empty) => Err(Error::Disconnected),
-                    Err(e) => Err(ep.note(e)),
-                    r => r,
-                }
-            }
-            Err(e) => Err(ep.note(e)),
-            r => r,
-        }
-    }
-
-    fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
-        gone(ep, PRODUCER_SLOT)
-    }
-
-    fn leave(ep: &mut Endpoint<Self>) {
-        free(ep);
-    }
-}
-
-/// Frees the space the consumer released for the producer, and wakes it if
-/// it sleeps.
+/// One receive attempt of the consumer.
 #[inline]
-fn free(ep: &mut Endpoint<ConsumerRing>) {
-    if ep.side.publish(&ep.at.mem) {
-        ep.wake_peers();
+fn try_take(ep: &mut Endpoint<ConsumerRing>, (): (), _spinning: bool) -> Result<Record, Error> {
+    ep.usable()?;
+    match ep.side.try_peek(&ep.at.mem) {
+        Err(Error::Empty) => {
+            // Batch-released space the producer may be waiting for.
+            ep.publish();
+            if ep.peer(PRODUCER_SLOT, false) != Peer::Detached {
+                return Err(Error::Empty);
+            }
+            // The detach came after its last publish: look once more.
+            match ep.side.try_peek(&ep.at.mem) {
+                Err(Error::Empty) => Err(Error::Disconnected),
+                Err(e) => Err(ep.note(e)),
+                r => r,
+            }
+        }
+        Err(e) => Err(ep.note(e)),
+        r => r,
     }
 }
 
@@ -526,7 +472,7 @@ impl Consumer {
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += rec.len as u64;
         if !batch {
-            free(ep);
+            ep.publish();
         }
     }
 
@@ -638,12 +584,12 @@ impl ReadBatch<'_> {
 
     /// Frees what was released so far; the batch goes on.
     pub fn release(&mut self) {
-        free(&mut self.c.ep);
+        self.c.ep.publish();
     }
 }
 
 impl Drop for ReadBatch<'_> {
     fn drop(&mut self) {
-        free(&mut self.c.ep);
+        self.c.ep.publish();
     }
 }

@@ -28,14 +28,11 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
 /// Yield the CPU to another runnable thread.
-#[inline]
-pub(crate) fn yield_now() {
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-    #[cfg(loom)]
-    loom::thread::yield_now();
-}
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
 
 /// Raw storage for a value that is handed to the kernel or libc by pointer
 /// (a `sem_t`), never read or written by Rust code directly. It is not tracked
