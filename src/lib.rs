@@ -52,6 +52,7 @@ mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
 mod header;
+mod heap;
 #[cfg(not(loom))]
 mod inspect;
 mod interrupt;

@@ -16,8 +16,8 @@ use loom::sync::Mutex;
 
 use super::{Lock, validate_name};
 use crate::error::OpenError;
+use crate::heap::HeapBuf;
 use crate::layout::{Geometry, Header};
-use crate::region::HeapBuf;
 
 /// A file: its bytes and the locks held on it.
 struct File {
