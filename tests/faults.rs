@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{CHILD_ROLE, Name, Rng, env, fill, spawn_child, wait_for_line};
+use common::{Name, Rng, env, fill, kill_after, spawn_child, wait_for_line};
 use shmq::{Error, OpenError, Options, mpmc, spsc};
 
 fn iters() -> u64 {
@@ -56,22 +56,13 @@ fn check_spsc_msg(m: &[u8]) -> u64 {
     seq
 }
 
-fn kill_after(mut child: Child, delay: Duration) -> Instant {
-    std::thread::sleep(delay);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    Instant::now()
-}
-
-/// The entry point of this binary's child processes (`spawn_child` runs
-/// it with `--ignored --exact`): not a test, so ignored in a normal run.
+/// Child processes' entry (run by `spawn_child`; ignored as a test).
 #[test]
 #[ignore = "child process entry point, run by spawn_child"]
 fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
+    let Some((role, name)) = common::child() else {
         return;
     };
-    let name = env("SHMQ_NAME");
     let (o, om) = (fast(), fast_mpmc());
     match role.as_str() {
         "spsc_producer" => {

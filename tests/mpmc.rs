@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{CHILD_ROLE, Name, env, spawn_child, wait_for_line};
+use common::{Name, env, spawn_child, wait_for_line};
 use shmq::mpmc::{self, Consumer, Producer};
 use shmq::{Error, OpenError, Options};
 
@@ -210,16 +210,6 @@ fn crashed_consumer_holding_a_message_does_not_block_producers() {
 }
 
 #[test]
-fn opening_spsc_segment_as_mpmc_is_kind_mismatch() {
-    let name = Name::new("mkind");
-    let _p = shmq::spsc::Producer::create(&name, &Options::new()).unwrap();
-    assert!(matches!(
-        Consumer::open(&name, &opts()),
-        Err(OpenError::KindMismatch { .. })
-    ));
-}
-
-#[test]
 fn invalid_mpmc_options_are_rejected() {
     for o in [
         opts().slots(3),
@@ -239,15 +229,13 @@ fn invalid_mpmc_options_are_rejected() {
 // ---------------------------------------------------------------------------
 // Across processes.
 
-/// The entry point of this binary's child processes (`spawn_child` runs
-/// it with `--ignored --exact`): not a test, so ignored in a normal run.
+/// Child processes' entry (run by `spawn_child`; ignored as a test).
 #[test]
 #[ignore = "child process entry point, run by spawn_child"]
 fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
+    let Some((role, name)) = common::child() else {
         return;
     };
-    let name = env("SHMQ_NAME");
     let o = Options::new().slots(256).slot_size(32);
     match role.as_str() {
         "producer" => {

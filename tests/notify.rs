@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{CHILD_ROLE, Name, env, spawn_child, wait_for_line};
+use common::{Name, env, spawn_child, wait_for_line};
 use shmq::spsc::{self, Consumer, Producer};
 use shmq::{Error, Options, WaitStrategy};
 
@@ -155,15 +155,13 @@ fn strategy(s: &str) -> WaitStrategy {
     }
 }
 
-/// The entry point of this binary's child processes (`spawn_child` runs
-/// it with `--ignored --exact`): not a test, so ignored in a normal run.
+/// Child processes' entry (run by `spawn_child`; ignored as a test).
 #[test]
 #[ignore = "child process entry point, run by spawn_child"]
 fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
+    let Some((role, name)) = common::child() else {
         return;
     };
-    let name = env("SHMQ_NAME");
     let w = strategy(&env("SHMQ_WAIT"));
     let o = with(w, Duration::ZERO);
     match role.as_str() {
@@ -239,12 +237,7 @@ fn killed_while_sleeping(wait: &str) {
         ],
     );
     wait_for_line(&mut child, "READY");
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        Instant::now()
-    });
+    let killer = std::thread::spawn(move || common::kill_after(child, Duration::from_millis(100)));
     let r = rx.recv_timeout(Duration::from_secs(10)).err();
     let seen = Instant::now();
     let killed = killer.join().unwrap();

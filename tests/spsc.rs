@@ -5,7 +5,7 @@ mod common;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use common::{CHILD_ROLE, Name, Rng, env, fill, spawn_child, wait_for_line};
+use common::{Name, Rng, env, fill, spawn_child, wait_for_line};
 use proptest::prelude::*;
 use shmq::spsc::{self, Consumer, Producer};
 use shmq::{Error, OpenError, Options, WaitStrategy};
@@ -441,13 +441,14 @@ fn create_twice_is_already_exists() {
 }
 
 #[test]
-fn opening_an_mpmc_segment_as_spsc_is_kind_mismatch() {
-    let name = Name::new("kind");
-    let _p = shmq::mpmc::Producer::create(&name, &Options::new()).unwrap();
-    assert!(matches!(
-        Consumer::open(&name, &small()),
-        Err(OpenError::KindMismatch { .. })
-    ));
+fn opening_the_other_kind_is_kind_mismatch() {
+    let (a, b) = (Name::new("kind-a"), Name::new("kind-b"));
+    let _p = shmq::mpmc::Producer::create(&a, &Options::new()).unwrap();
+    let e = Consumer::open(&a, &small()).err();
+    assert!(matches!(e, Some(OpenError::KindMismatch { .. })), "{e:?}");
+    let _q = Producer::create(&b, &small()).unwrap();
+    let e = shmq::mpmc::Consumer::open(&b, &Options::new()).err();
+    assert!(matches!(e, Some(OpenError::KindMismatch { .. })), "{e:?}");
 }
 
 #[test]
@@ -588,15 +589,13 @@ fn inspect_and_gc_see_live_endpoints() {
 
 const MESSAGES: u64 = 1_000_000;
 
-/// The entry point of this binary's child processes (`spawn_child` runs
-/// it with `--ignored --exact`): not a test, so ignored in a normal run.
+/// Child processes' entry (run by `spawn_child`; ignored as a test).
 #[test]
 #[ignore = "child process entry point, run by spawn_child"]
 fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
+    let Some((role, name)) = common::child() else {
         return;
     };
-    let name = env("SHMQ_NAME");
     match role.as_str() {
         "producer" => {
             let count: u64 = env("SHMQ_COUNT").parse().unwrap();
@@ -668,12 +667,7 @@ fn killed_producer_gives_peer_died_to_a_blocked_consumer() {
     let mut child = spawn_child("child_entry", "hang", &[("SHMQ_NAME", name.0.clone())]);
     wait_for_line(&mut child, "READY");
     assert!(rx.peer_alive());
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        Instant::now()
-    });
+    let killer = std::thread::spawn(move || common::kill_after(child, Duration::from_millis(100)));
     // Generous deadline: the point is PeerDied rather than Timeout.
     let r = rx.recv_timeout(Duration::from_secs(10)).err();
     let detected = Instant::now();

@@ -106,61 +106,42 @@ fn image(input: &Input) -> Vec<u8> {
     img
 }
 
-/// Drains with `try_recv` (and `try_recv_into`) until an error; fails if
-/// the consumer returns more messages than the ring can hold.
-fn drain_spsc(mut c: shmq::spsc::Consumer) {
-    let bound = c.capacity() / 8 + 2;
-    let max = c.max_message_len();
-    let mut buf = vec![0u8; 64];
-    for i in 0.. {
-        assert!(
-            i <= bound,
-            "more than {bound} messages from a {}-byte ring",
-            c.capacity()
-        );
-        let r = if i % 3 == 2 {
-            c.try_recv_into(&mut buf)
-                .map(|n| buf[..n].iter().map(|&b| b as u64).sum::<u64>())
-        } else {
-            c.try_recv().map(|g| {
-                assert!(g.len() <= max, "message of {} bytes > max {max}", g.len());
-                g.iter().map(|&b| b as u64).sum::<u64>()
-            })
-        };
-        match r {
-            Ok(_) => {}
-            Err(Error::BufferTooSmall { .. }) => buf.resize(max, 0),
-            Err(Error::Empty | Error::Disconnected | Error::Corrupted(_)) => break,
-            Err(e) => panic!("unexpected error from a drained image: {e:?}"),
+/// Drains consumer `$c` with `try_recv` (and `try_recv_into`, starting
+/// with a `$buf`-byte buffer) until an error; fails if it returns more than
+/// `$bound` messages (what the ring can hold, and a little).
+macro_rules! drain {
+    ($c:ident, $bound:expr, $buf:expr) => {{
+        let bound = $bound;
+        let mut c = $c;
+        let max = c.max_message_len();
+        let mut buf = vec![0u8; $buf(max)];
+        for i in 0.. {
+            assert!(i <= bound, "more than {bound} messages from the ring");
+            let r = if i % 3 == 2 {
+                c.try_recv_into(&mut buf)
+                    .map(|n| buf[..n].iter().map(|&b| b as u64).sum::<u64>())
+            } else {
+                c.try_recv().map(|g| {
+                    assert!(g.len() <= max, "message of {} bytes > max {max}", g.len());
+                    g.iter().map(|&b| b as u64).sum::<u64>()
+                })
+            };
+            match r {
+                Ok(_) => {}
+                Err(Error::BufferTooSmall { .. }) => buf.resize(max, 0),
+                Err(Error::Empty | Error::Disconnected | Error::Corrupted(_)) => break,
+                Err(e) => panic!("unexpected error from a drained image: {e:?}"),
+            }
         }
-    }
+    }};
 }
 
-fn drain_mpmc(mut c: shmq::mpmc::Consumer) {
-    let bound = c.slots() + 2;
-    let max = c.max_message_len();
-    let mut buf = vec![0u8; max];
-    for i in 0.. {
-        assert!(
-            i <= bound,
-            "more than {bound} messages from {} slots",
-            c.slots()
-        );
-        let r = if i % 3 == 2 {
-            c.try_recv_into(&mut buf)
-                .map(|n| buf[..n].iter().map(|&b| b as u64).sum::<u64>())
-        } else {
-            c.try_recv().map(|g| {
-                assert!(g.len() <= max, "message of {} bytes > max {max}", g.len());
-                g.iter().map(|&b| b as u64).sum::<u64>()
-            })
-        };
-        match r {
-            Ok(_) => {}
-            Err(Error::Empty | Error::Disconnected | Error::Corrupted(_)) => break,
-            Err(e) => panic!("unexpected error from a drained image: {e:?}"),
-        }
-    }
+fn drain_spsc(c: shmq::spsc::Consumer) {
+    drain!(c, c.capacity() / 8 + 2, |_| 64)
+}
+
+fn drain_mpmc(c: shmq::mpmc::Consumer) {
+    drain!(c, c.slots() + 2, |max| max)
 }
 
 fuzz_target!(|input: Input| {

@@ -5,6 +5,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -87,6 +88,20 @@ pub fn wait_for_line(child: &mut Child, marker: &str) {
             return;
         }
     }
+}
+
+/// Sleeps `delay`, SIGKILLs `child`, reaps it, and says when.
+pub fn kill_after(mut child: std::process::Child, delay: Duration) -> Instant {
+    std::thread::sleep(delay);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Instant::now()
+}
+
+/// In a child process (see `spawn_child`): its role and the segment name.
+pub fn child() -> Option<(String, String)> {
+    let role = std::env::var(CHILD_ROLE).ok()?;
+    Some((role, env("SHMQ_NAME")))
 }
 
 pub fn env(key: &str) -> String {
