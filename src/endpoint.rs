@@ -492,7 +492,7 @@ impl<S: Side> Endpoint<S> {
     }
 
     /// One attempt, or a wait as `wait` says.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn run(&mut self, arg: S::Arg, wait: Wait) -> Result<S::Ready, Error> {
         match wait {
             Wait::No => S::attempt(self, arg, false),

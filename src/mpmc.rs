@@ -76,6 +76,14 @@ pub fn __heap_consumer(opts: &Options) -> Result<Consumer, OpenError> {
 struct StallClock(Option<(u64, Instant)>);
 
 impl StallClock {
+    /// Forgets the stuck position (tested first: usually there is none).
+    #[inline]
+    fn clear(&mut self) {
+        if self.0.is_some() {
+            self.0 = None;
+        }
+    }
+
     /// Tracks a stuck position; true once it has been stuck long enough.
     fn long(&mut self, pos: u64, urgent: bool, timeout: Duration) -> bool {
         let now = Instant::now();
@@ -141,39 +149,17 @@ impl Side for Tx {
         })
     }
 
+    #[inline]
     fn attempt(ep: &mut Endpoint<Self>, (): (), spinning: bool) -> Result<u64, Error> {
         resolve_forgotten(ep);
         ep.usable()?;
         match ring::try_claim(&ep.at.mem, &ep.side.slots, ep.at.slot) {
             Ok(pos) => {
-                ep.side.stall = StallClock::default();
+                ep.side.stall.clear();
                 ep.side.held = Some(pos);
                 Ok(pos)
             }
-            Err(Error::Full) => {
-                // A consumer that died holding a slot would block us forever.
-                if let Some(prev) = ring::producer_stall(&ep.at.mem, &ep.side.slots) {
-                    let timeout = ep.opts.abandon_timeout;
-                    if ep.side.stall.long(prev, false, timeout) {
-                        if let Some(dead) = claimers_dead(ep, Role::Consumer, prev) {
-                            if ring::reclaim(&ep.at.mem, &ep.side.slots, prev, &dead) {
-                                ep.at.stats.abandoned += 1;
-                                ep.wake_mates();
-                            }
-                            ep.side.stall = StallClock::default();
-                        }
-                    }
-                }
-                if spinning {
-                    // Look less often while the queue is full: each look
-                    // pulls the cursor and slot lines the consumers are
-                    // writing (as for SPSC).
-                    for _ in 0..64 {
-                        crate::sync::spin_hint();
-                    }
-                }
-                Err(Error::Full)
-            }
+            Err(Error::Full) => claim_full(ep, spinning),
             Err(e) => Err(ep.note(e)),
         }
     }
@@ -193,6 +179,36 @@ impl Side for Tx {
     fn leave(ep: &mut Endpoint<Self>) {
         resolve_forgotten(ep);
     }
+}
+
+/// A claim found the queue full: reclaim a slot a dead consumer holds
+/// (after `abandon_timeout`), and while spinning look less often. Out of the
+/// hot path.
+#[cold]
+#[inline(never)]
+fn claim_full(ep: &mut Endpoint<Tx>, spinning: bool) -> Result<u64, Error> {
+    // A consumer that died holding a slot would block us forever.
+    if let Some(prev) = ring::producer_stall(&ep.at.mem, &ep.side.slots) {
+        let timeout = ep.opts.abandon_timeout;
+        if ep.side.stall.long(prev, false, timeout) {
+            if let Some(dead) = claimers_dead(ep, Role::Consumer, prev) {
+                if ring::reclaim(&ep.at.mem, &ep.side.slots, prev, &dead) {
+                    ep.at.stats.abandoned += 1;
+                    ep.wake_mates();
+                }
+                ep.side.stall = StallClock::default();
+            }
+        }
+    }
+    if spinning {
+        // Look less often while the queue is full: each look
+        // pulls the cursor and slot lines the consumers are
+        // writing (as for SPSC).
+        for _ in 0..64 {
+            crate::sync::spin_hint();
+        }
+    }
+    Err(Error::Full)
 }
 
 /// Publishes the claim of a grant given to `mem::forget` as a skip record.
@@ -297,68 +313,26 @@ impl Side for Rx {
         })
     }
 
+    #[inline]
     fn attempt(ep: &mut Endpoint<Self>, (): (), _spinning: bool) -> Result<Taken, Error> {
         if let Some(t) = ep.side.held {
             // A read grant given to `mem::forget`: free its slot.
             release(ep, &t);
         }
         ep.usable()?;
-        if let Some(t) = ep.side.pending.take() {
-            // The message that did not fit the last buffer.
+        if let Some(t) = ep.side.pending {
+            // The message that did not fit the last buffer. (Tested before
+            // taken: the common case is one load.)
+            ep.side.pending = None;
             return Ok(t);
         }
-        // Skip records are consumed here; at most one lap of them per call.
-        for _ in 0..=ep.side.slots.n {
-            match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
-                Ok(t) if t.kind == KIND_MSG => {
-                    ep.side.stall = StallClock::default();
-                    return Ok(t);
-                }
-                Ok(t) => {
-                    ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
-                    if t.kind == KIND_ABANDONED {
-                        ep.at.stats.abandoned += 1;
-                    }
-                    debug_assert!(t.kind == KIND_SKIP || t.kind == KIND_ABANDONED);
-                    ep.wake_peers();
-                }
-                Err(Error::Empty) => {
-                    maybe_reap(ep);
-                    let gone = Rx::producers_gone(&ep.at.mem);
-                    if let Stall::InFlight(pos) = ring::consumer_stall(&ep.at.mem, &ep.side.slots) {
-                        // With every producer gone there is nobody to wait for.
-                        let timeout = ep.opts.abandon_timeout;
-                        if ep.side.stall.long(pos, gone, timeout) {
-                            if let Some(dead) = claimers_dead(ep, Role::Producer, pos) {
-                                if ring::abandon(&ep.at.mem, &ep.side.slots, pos, &dead) {
-                                    // Other consumers may sleep with
-                                    // messages waiting behind this slot.
-                                    ep.wake_mates();
-                                }
-                                ep.side.stall = StallClock::default();
-                                continue;
-                            }
-                        }
-                        return Err(Error::Empty);
-                    }
-                    if gone {
-                        // The last detach came after its publishes: look again.
-                        return match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
-                            Ok(t) if t.kind == KIND_MSG => Ok(t),
-                            Ok(t) => {
-                                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
-                                Err(Error::Empty)
-                            }
-                            Err(Error::Empty) => Err(Error::Disconnected),
-                            Err(e) => Err(ep.note(e)),
-                        };
-                    }
-                    return Err(Error::Empty);
-                }
-                Err(e) => return Err(ep.note(e)),
+        match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+            Ok(t) if t.kind == KIND_MSG => {
+                ep.side.stall.clear();
+                Ok(t)
             }
+            first => take_slow(ep, first),
         }
-        Err(Error::Empty)
     }
 
     fn peers_gone(ep: &mut Endpoint<Self>) -> Option<Error> {
@@ -376,6 +350,70 @@ impl Side for Rx {
             release(ep, &t);
         }
     }
+}
+
+/// The rest of a receive attempt, out of the hot path: skip records,
+/// abandoned slots, an empty queue (stalls, dead producers, the end).
+/// `first` is what the first `try_take` gave.
+#[cold]
+#[inline(never)]
+fn take_slow(ep: &mut Endpoint<Rx>, first: Result<Taken, Error>) -> Result<Taken, Error> {
+    let mut next = Some(first);
+    // Skip records are consumed here; at most one lap of them per call.
+    for _ in 0..=ep.side.slots.n {
+        let r = next
+            .take()
+            .unwrap_or_else(|| ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot));
+        match r {
+            Ok(t) if t.kind == KIND_MSG => {
+                ep.side.stall.clear();
+                return Ok(t);
+            }
+            Ok(t) => {
+                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                if t.kind == KIND_ABANDONED {
+                    ep.at.stats.abandoned += 1;
+                }
+                debug_assert!(t.kind == KIND_SKIP || t.kind == KIND_ABANDONED);
+                ep.wake_peers();
+            }
+            Err(Error::Empty) => {
+                maybe_reap(ep);
+                let gone = Rx::producers_gone(&ep.at.mem);
+                if let Stall::InFlight(pos) = ring::consumer_stall(&ep.at.mem, &ep.side.slots) {
+                    // With every producer gone there is nobody to wait for.
+                    let timeout = ep.opts.abandon_timeout;
+                    if ep.side.stall.long(pos, gone, timeout) {
+                        if let Some(dead) = claimers_dead(ep, Role::Producer, pos) {
+                            if ring::abandon(&ep.at.mem, &ep.side.slots, pos, &dead) {
+                                // Other consumers may sleep with
+                                // messages waiting behind this slot.
+                                ep.wake_mates();
+                            }
+                            ep.side.stall = StallClock::default();
+                            continue;
+                        }
+                    }
+                    return Err(Error::Empty);
+                }
+                if gone {
+                    // The last detach came after its publishes: look again.
+                    return match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+                        Ok(t) if t.kind == KIND_MSG => Ok(t),
+                        Ok(t) => {
+                            ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                            Err(Error::Empty)
+                        }
+                        Err(Error::Empty) => Err(Error::Disconnected),
+                        Err(e) => Err(ep.note(e)),
+                    };
+                }
+                return Err(Error::Empty);
+            }
+            Err(e) => return Err(ep.note(e)),
+        }
+    }
+    Err(Error::Empty)
 }
 
 fn release(ep: &mut Endpoint<Rx>, t: &Taken) {
@@ -466,6 +504,7 @@ impl Producer {
             .store(pos + 1, Ordering::Relaxed);
     }
 
+    #[inline]
     fn grant(&mut self, pos: u64) -> WriteGrant<'_> {
         WriteGrant {
             p: self,
@@ -474,6 +513,7 @@ impl Producer {
         }
     }
 
+    #[inline(always)]
     fn reserve_with(&mut self, wait: Wait) -> Result<WriteGrant<'_>, Error> {
         let pos = self.ep.run((), wait)?;
         Ok(self.grant(pos))
@@ -499,6 +539,7 @@ impl Producer {
         |p, w| p.reserve_with(w)
     }
 
+    #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
         let max = self.max_message_len();
         if msg.len() > max {
@@ -558,6 +599,7 @@ impl WriteGrant<'_> {
         publish(&mut self.p.ep, self.pos, n, KIND_MSG);
     }
 
+    #[inline]
     fn write(self, msg: &[u8]) {
         let ep = &self.p.ep;
         let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, msg.len());
@@ -642,6 +684,7 @@ impl Consumer {
             .load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     fn recv_with(&mut self, wait: Wait) -> Result<ReadGrant<'_>, Error> {
         let t = self.ep.run((), wait)?;
         self.ep.side.held = Some(t);
@@ -703,6 +746,7 @@ pub struct ReadGrant<'a> {
 }
 
 impl ReadGrant<'_> {
+    #[inline]
     fn copy_to(self, buf: &mut [u8]) -> Result<usize, Error> {
         let n = self.t.len;
         if n > buf.len() {

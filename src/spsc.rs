@@ -282,6 +282,7 @@ fn try_reserve(
 }
 
 impl Producer {
+    #[inline(always)]
     fn reserve_with(
         &mut self,
         len: usize,
@@ -296,6 +297,7 @@ impl Producer {
         })
     }
 
+    #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
         self.reserve_with(msg.len(), wait, batch)?.write(msg);
         Ok(())
@@ -362,6 +364,7 @@ impl WriteGrant<'_> {
         }
     }
 
+    #[inline]
     fn write(self, msg: &[u8]) {
         let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: the reservation covers `msg.len()` bytes of the data area
@@ -440,6 +443,7 @@ fn try_take(ep: &mut Endpoint<ConsumerRing>, (): (), _spinning: bool) -> Result<
 }
 
 impl Consumer {
+    #[inline(always)]
     fn recv_with(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
         let rec = self.ep.run((), wait)?;
         Ok(ReadGrant {
@@ -499,6 +503,7 @@ pub struct ReadGrant<'a> {
 }
 
 impl ReadGrant<'_> {
+    #[inline]
     fn copy_to(self, buf: &mut [u8]) -> Result<usize, Error> {
         let n = self.rec.len;
         if n > buf.len() {

@@ -412,6 +412,7 @@ impl<T: Pod, K: Ring> Sender<T, K> {
         self.inner.endpoint().at.interrupter()
     }
 
+    #[inline]
     fn lend(&mut self, w: Wait) -> Result<Loan<'_, T, K>, Error> {
         let grant = K::reserve(&mut self.inner, size_of::<T>(), w)?;
         let in_place = bytemuck::try_from_bytes::<T>(&grant[..size_of::<T>()]).is_ok();
@@ -508,6 +509,7 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         self.inner.endpoint().at.interrupter()
     }
 
+    #[inline]
     fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
@@ -521,15 +523,17 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         Ok(g)
     }
 
-    /// The next value, copied out of the ring through raw pointers (never a
-    /// reference to ring memory): sound even if a peer rewrites it meanwhile.
-    fn copy(&mut self, w: Wait) -> Result<T, Error> {
+    /// The next value, copied into `dst` out of the ring through raw
+    /// pointers (never a reference to ring memory): sound even if a peer
+    /// rewrites it meanwhile. (On an error `dst` may hold part of a
+    /// wrong-sized message.)
+    #[inline]
+    fn copy(&mut self, w: Wait, dst: &mut T) -> Result<(), Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
         }
-        let mut v = T::zeroed();
-        let bad = match K::recv_copy(&mut self.inner, w, bytemuck::bytes_of_mut(&mut v)) {
-            Ok(n) if n == size_of::<T>() => return Ok(v),
+        let bad = match K::recv_copy(&mut self.inner, w, bytemuck::bytes_of_mut(dst)) {
+            Ok(n) if n == size_of::<T>() => return Ok(()),
             Ok(n) | Err(Error::BufferTooSmall { needed: n, .. }) => wrong_size(n),
             Err(e) => return Err(e),
         };
@@ -537,6 +541,7 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         Err(bad)
     }
 
+    #[inline]
     fn grant(&mut self, w: Wait) -> Result<ReadGrant<'_, T, K>, Error> {
         let g = self.take(w)?;
         let held = if bytemuck::try_from_bytes::<T>(&g).is_ok() {
@@ -585,7 +590,7 @@ impl<T: Pod, K: Ring> Receiver<T, K> {
         /// # Errors
         /// As [`recv`](Self::recv).
         fn recv_into / try_recv_into / recv_into_timeout (dst: &mut T) -> Result<(), Error>,
-        |s, w| s.copy(w).map(|v| *dst = v)
+        |s, w| s.copy(w, dst)
     }
 }
 
