@@ -160,6 +160,11 @@ impl Options {
         self
     }
 
+    /// Whether `slot_size` was set explicitly.
+    pub(crate) fn slot_size_set(&self) -> bool {
+        self.set & SET_SLOT_SIZE != 0
+    }
+
     /// The SPSC capacity in bytes.
     pub fn get_capacity(&self) -> usize {
         self.capacity as usize

@@ -193,7 +193,15 @@ sealed_impl!(Mpmc, mpmc, {
         // One value per slot: the payload rounded up to 8 bytes (at least 8)
         // plus the 16-byte slot header.
         let payload = (u64::from(ty.size).max(8) + 7) & !7;
-        Ok(opts.clone().slot_size((payload + 16) as usize))
+        let slot = payload + 16;
+        if opts.slot_size_set() && opts.slot_size != slot {
+            return Err(OpenError::InvalidOptions(format!(
+                "slot_size {} is set, but a typed MPMC ring derives it from the element \
+                 type ({slot} bytes for {}-byte elements); leave slot_size unset",
+                opts.slot_size, ty.size
+            )));
+        }
+        Ok(opts.clone().slot_size(slot as usize))
     }
 
     fn reserve(
@@ -246,8 +254,9 @@ fn type_info<T: Pod>() -> Result<TypeInfo, OpenError> {
 
 /// Creates an in-process typed channel on the heap (for threads and tests).
 ///
-/// For [`Mpmc`], the slot size is derived from `T` (the `slot_size` option
-/// is ignored); for [`Spsc`], `capacity` must hold at least one value.
+/// For [`Mpmc`], the slot size is derived from `T` (a different
+/// `slot_size` option is an error); for [`Spsc`], `capacity` must hold at
+/// least one value.
 ///
 /// # Errors
 /// [`OpenError::InvalidOptions`] if the ring cannot be built or cannot hold
@@ -330,8 +339,8 @@ macro_rules! typed_ctors {
         /// Creates the named segment for values of `T` (it must not exist)
         /// and attaches.
         ///
-        /// For [`Mpmc`], the slot size is derived from `T` (the
-        /// `slot_size` option is ignored).
+        /// For [`Mpmc`], the slot size is derived from `T`; a `slot_size`
+        /// option that differs is an [`OpenError::InvalidOptions`].
         ///
         /// # Errors
         #[doc = concat!("As the ", $end, "'s `create`, plus")]
@@ -763,6 +772,13 @@ mod tests {
         }
         go::<Spsc>(Options::new());
         go::<Mpmc>(Options::new().slots(8));
+    }
+
+    #[test]
+    fn typed_mpmc_refuses_a_slot_size_that_does_not_fit_the_type() {
+        let e = channel::<u64, Mpmc>(&Options::new().slot_size(64)).err();
+        assert!(matches!(e, Some(OpenError::InvalidOptions(_))), "{e:?}");
+        assert!(channel::<u64, Mpmc>(&Options::new().slot_size(24)).is_ok());
     }
 
     #[test]

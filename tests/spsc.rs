@@ -679,3 +679,17 @@ fn killed_producer_gives_peer_died_to_a_blocked_consumer() {
     );
     assert!(!rx.peer_alive());
 }
+
+/// Issue 14: an option of the other ring kind is refused, not ignored, at
+/// create and at open (and by the typed and MPMC endpoints the same way).
+#[test]
+fn options_of_the_other_kind_are_refused() {
+    let name = Name::new("foreign-opt");
+    let e = Producer::create(&name, &small().slots(8)).err();
+    assert!(matches!(e, Some(OpenError::InvalidOptions(_))), "{e:?}");
+    let _tx = Producer::create(&name, &small()).unwrap();
+    let e = Consumer::open(&name, &Options::new().max_consumers(2)).err();
+    assert!(matches!(e, Some(OpenError::InvalidOptions(_))), "{e:?}");
+    let e = shmq::mpmc::channel(&Options::new().capacity(4096)).err();
+    assert!(matches!(e, Some(OpenError::InvalidOptions(_))), "{e:?}");
+}
