@@ -100,8 +100,13 @@ fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedF
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Removes the segment `name` from `/dev/shm`. Endpoints that have it mapped
-/// keep working; new opens fail with `NotFound`.
+/// Removes the segment `name` from `/dev/shm`, whether or not it is in
+/// use: endpoints that have it mapped keep working, on a segment nobody can
+/// open any more; new opens fail with `NotFound` (or create a new one). To
+/// remove it only if no live process uses it, use
+/// [`gc_one`](crate::gc_one), which decides and removes under one lock;
+/// checking [`inspect`](crate::inspect) first and then calling `remove` is
+/// a race with an opener.
 ///
 /// The removal waits (up to a second) for endpoints that are just opening
 /// the segment to finish attaching, so none of them ends up on the removed
