@@ -336,7 +336,7 @@ fn review_10_copy_out_reads_the_ring_without_references() {
     assert_eq!(rx.recv_into(&mut buf).unwrap(), 64);
     assert!(buf.iter().all(|&b| b == 7 || b == 0xff));
     drop(peer.join().unwrap());
-    // Typed `recv` copies out the same way.
+    // Typed `recv_into` copies out the same way.
     let (mut tx, mut rx) =
         shmq::typed::channel::<[u64; 8], shmq::typed::Spsc>(&Options::new()).unwrap();
     tx.send([7; 8]).unwrap();
@@ -347,7 +347,8 @@ fn review_10_copy_out_reads_the_ring_without_references() {
         }
         tx
     });
-    let v = rx.recv().unwrap();
+    let mut v = [0u64; 8];
+    rx.recv_into(&mut v).unwrap();
     assert!(v.iter().all(|&w| w == 7 || w == u64::MAX));
     drop(peer.join().unwrap());
 }
