@@ -41,8 +41,6 @@
 // Under loom only the heap paths are modelled; the segment code idles.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-#[cfg(feature = "baseline")]
-pub mod baseline;
 mod endpoint;
 mod error;
 #[cfg(not(loom))]

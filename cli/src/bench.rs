@@ -1,6 +1,6 @@
 //! `shmq bench`: shmq rings against the floor, pipes, POSIX message queues
 //! and Unix sockets, every one cross-process and through the same code path
-//! ([`shmq::baseline::Transport`]).
+//! ([`shmq_bench::Transport`]).
 //!
 //! Method: the peer is a child `shmq bench-peer` process pinned to another
 //! CPU; every case runs once per round, cases alternate within a round so
@@ -12,17 +12,16 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmq::baseline::{
+use shmq::{WaitStrategy, mpmc, spsc};
+use shmq_bench::{
     Duplex, MessageQueue, PipeSender, Transport, mq_msgsize_max, pipe, seqpacket_pair,
 };
-use shmq::{WaitStrategy, mpmc, spsc};
 
-mod floor;
 mod peer;
 mod report;
 
-use floor::Floor;
 use peer::{PeerSpec, Peers, Report, STOP, mono_ns, shmq_options};
+use shmq_bench::Floor;
 
 /// Arguments of `shmq bench`.
 #[derive(clap::Args, Debug)]

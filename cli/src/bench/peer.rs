@@ -13,11 +13,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shmq::baseline::{Duplex, MessageQueue, PipeReceiver, PipeSender, SeqPacket, Transport};
 use shmq::{Options, mpmc, spsc};
+use shmq_bench::{Duplex, MessageQueue, PipeReceiver, PipeSender, SeqPacket, Transport};
 
-use super::floor::Floor;
 use super::{PeerArgs, Role, TransportName, WaitName};
+use shmq_bench::Floor;
 
 /// First payload byte of the message that ends a run.
 pub const STOP: u8 = 0xff;

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shmq::baseline::Transport;
+use crate::Transport;
 
 /// Offsets in the mapping: two 128-byte lines of control words, then the
 /// two payload buffers.
