@@ -48,6 +48,11 @@ impl PipeSender {
         PipeSender { fd }
     }
 
+    /// Gives up the descriptor (to hand it to another process).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Sets the pipe's kernel buffer (`F_SETPIPE_SZ`, default 64 KiB);
     /// returns the size granted (rounded up to a power-of-two number of
     /// pages).
@@ -133,6 +138,12 @@ impl PipeReceiver {
             start: 0,
             end: 0,
         }
+    }
+
+    /// Gives up the descriptor (to hand it to another process); bytes
+    /// already read ahead into the buffer are dropped.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 
     /// Makes at least `n` bytes available in `buf[start..end]`.

@@ -46,6 +46,11 @@ impl SeqPacket {
         SeqPacket { fd }
     }
 
+    /// Gives up the descriptor (to hand it to another process).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel doubles
     /// the value and caps it at `/proc/sys/net/core/wmem_max`); returns the
     /// size granted. The send buffer bounds how much a Unix datagram socket

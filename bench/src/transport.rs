@@ -18,6 +18,7 @@
 
 use std::io;
 
+use serde::{Deserialize, Serialize};
 use shmq::{Error, Stats, mpmc, spsc};
 
 /// A message-oriented channel endpoint: what every benchmarked transport
@@ -104,7 +105,7 @@ pub(crate) fn unsupported(what: &str) -> io::Error {
 
 /// The shmq endpoint counters a measurement reads (a subset of
 /// [`Stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Messages sent plus received.
     pub messages: u64,

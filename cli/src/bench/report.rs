@@ -7,7 +7,9 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::{Summary, TransportName};
+use shmq_bench::{Pattern, TransportName};
+
+use super::Summary;
 
 /// Nanoseconds, human-readable.
 pub fn ns(v: f64) -> String {
@@ -54,16 +56,16 @@ struct Row {
 fn row(s: &Summary) -> Row {
     let c = &s.case;
     Row {
-        transport: c.transport.as_str(),
-        wait: c.wait.as_str(),
-        pattern: if c.latency { "latency" } else { "throughput" },
-        size: c.size,
+        transport: c.params.transport.as_str(),
+        wait: c.params.wait.as_str(),
+        pattern: c.pattern.as_str(),
+        size: c.params.size,
         producers: c.producers,
         consumers: c.consumers,
         rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
         rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
         msgs_per_s: s.msgs_per_s.map(|v| v.round()),
-        bytes_per_s: s.msgs_per_s.map(|v| (v * c.size as f64).round()),
+        bytes_per_s: s.msgs_per_s.map(|v| (v * c.params.size as f64).round()),
         wake_syscalls_per_msg: s.wake_per_msg.map(|v| (v * 1e6).round() / 1e6),
     }
 }
@@ -80,9 +82,9 @@ pub fn json(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
 /// The pipe's result for the same pattern and size (the ratio's base).
 fn pipe_of<'a>(sums: &'a [Summary], s: &Summary) -> Option<&'a Summary> {
     sums.iter().find(|p| {
-        p.case.transport == TransportName::Pipe
-            && p.case.latency == s.case.latency
-            && p.case.size == s.case.size
+        p.case.params.transport == TransportName::Pipe
+            && p.case.pattern == s.case.pattern
+            && p.case.params.size == s.case.params.size
             && p.na.is_none()
     })
 }
@@ -90,7 +92,7 @@ fn pipe_of<'a>(sums: &'a [Summary], s: &Summary) -> Option<&'a Summary> {
 /// How many times better than the pipe: lower round trip, or more msgs/s.
 fn vs_pipe(sums: &[Summary], s: &Summary) -> Option<f64> {
     let p = pipe_of(sums, s)?;
-    if s.case.latency {
+    if s.case.pattern == Pattern::Latency {
         Some(p.rtt_p50? / s.rtt_p50?)
     } else {
         Some(s.msgs_per_s? / p.msgs_per_s?)
@@ -115,10 +117,10 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         "vs pipe"
     )?;
     let mut order: Vec<&Summary> = sums.iter().collect();
-    order.sort_by_key(|s| (!s.case.latency, s.case.size));
+    order.sort_by_key(|s| (s.case.pattern != Pattern::Latency, s.case.params.size));
     let mut last = None;
     for s in order {
-        let key = (s.case.latency, s.case.size);
+        let key = (s.case.pattern, s.case.params.size);
         if last.is_some() && last != Some(key) {
             writeln!(out)?;
         }
@@ -145,7 +147,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
                 s.rtt_p99.map_or_else(dash, ns),
                 s.msgs_per_s.map_or_else(dash, si),
                 s.msgs_per_s
-                    .map_or_else(dash, |m| format!("{:.1}", m * c.size as f64 / 1e6)),
+                    .map_or_else(dash, |m| format!("{:.1}", m * c.params.size as f64 / 1e6)),
                 s.wake_per_msg.map_or_else(dash, |w| format!("{w:.4}")),
                 vs_pipe(sums, s).map_or_else(dash, |r| format!("x{r:.2}")),
             )
@@ -153,10 +155,10 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         writeln!(
             out,
             "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
-            c.transport.as_str(),
-            c.wait.as_str(),
-            if c.latency { "latency" } else { "throughput" },
-            c.size,
+            c.params.transport.as_str(),
+            c.params.wait.as_str(),
+            c.pattern.as_str(),
+            c.params.size,
             format!("{}x{}", c.producers, c.consumers),
             p50,
             p99,
@@ -200,11 +202,11 @@ pub fn sweep(out: &mut impl Write, sums: &[Summary], as_json: bool) -> io::Resul
     for s in sums {
         let c = &s.case;
         let r = SweepRow {
-            transport: c.transport.as_str(),
-            wait: c.wait.as_str(),
+            transport: c.params.transport.as_str(),
+            wait: c.params.wait.as_str(),
             pattern: "latency",
-            size: c.size,
-            spin_us: c.spin_us,
+            size: c.params.size,
+            spin_us: c.params.spin_us,
             pace_us: c.pace.map(|p| p.as_micros() as u64),
             rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
             rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
@@ -221,7 +223,7 @@ pub fn sweep(out: &mut impl Write, sums: &[Summary], as_json: bool) -> io::Resul
                 "{:<10} {:<6} {:>8} {:>10} {:>10} {:>10} {:>14} {:>9}",
                 r.transport,
                 r.wait,
-                c.spin_us.map_or("-".into(), |v| format!("{v} us")),
+                c.params.spin_us.map_or("-".into(), |v| format!("{v} us")),
                 c.pace
                     .map_or("none".into(), |p| format!("{} us", p.as_micros())),
                 s.rtt_p50.map_or_else(dash, ns),
@@ -265,7 +267,7 @@ type DynErr = Box<dyn std::error::Error>;
 /// below x) and throughput bars (one panel per size, log scale).
 pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> {
     let measured: Vec<&Summary> = sums.iter().filter(|s| s.na.is_none()).collect();
-    let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.size).collect();
+    let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.params.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
     let mut labels: Vec<String> = Vec::new();
@@ -297,7 +299,9 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
         // Latency CDF.
         let lat: Vec<&&Summary> = measured
             .iter()
-            .filter(|s| s.case.latency && s.case.size == size && s.hist.is_some())
+            .filter(|s| {
+                s.case.pattern == Pattern::Latency && s.case.params.size == size && s.hist.is_some()
+            })
             .collect();
         if !lat.is_empty() {
             let lo = lat
@@ -357,7 +361,11 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
         // Throughput bars.
         let thr: Vec<&&Summary> = measured
             .iter()
-            .filter(|s| !s.case.latency && s.case.size == size && s.msgs_per_s.is_some())
+            .filter(|s| {
+                s.case.pattern == Pattern::Throughput
+                    && s.case.params.size == size
+                    && s.msgs_per_s.is_some()
+            })
             .collect();
         if !thr.is_empty() {
             let vals: Vec<f64> = thr.iter().filter_map(|s| s.msgs_per_s).collect();
