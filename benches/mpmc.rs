@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use criterion::{Criterion, Throughput, criterion_group};
+use criterion::{Criterion, Throughput};
 use shmq_bench::{Case, Params, TransportName as T, WaitName as W};
 
 fn throughput(cr: &mut Criterion) {
@@ -23,16 +21,4 @@ fn throughput(cr: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    common::config(Duration::from_millis(500), Duration::from_secs(2))
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = throughput
-}
-
-fn main() {
-    common::run(benches);
-}
+common::bench_main!(500, 2000; throughput);

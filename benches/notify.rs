@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use criterion::{Criterion, criterion_group};
+use criterion::Criterion;
 use shmq_bench::{Case, Params, TransportName as T, WaitName as W};
 
 fn backends(c: &mut Criterion) {
@@ -39,16 +37,4 @@ fn spin_window(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    common::config(Duration::from_millis(300), Duration::from_secs(1))
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = backends, spin_window
-}
-
-fn main() {
-    common::run(benches);
-}
+common::bench_main!(300, 1000; backends, spin_window);

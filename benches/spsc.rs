@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use criterion::{Criterion, Throughput, criterion_group};
+use criterion::{Criterion, Throughput};
 use shmq_bench::{Case, Params, TransportName as T, WaitName as W};
 
 fn round_trip(c: &mut Criterion) {
@@ -43,16 +41,4 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    common::config(Duration::from_millis(500), Duration::from_secs(2))
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = round_trip, throughput
-}
-
-fn main() {
-    common::run(benches);
-}
+common::bench_main!(500, 2000; round_trip, throughput);

@@ -132,8 +132,8 @@ impl Link {
             if buffer > 0 {
                 tx.set_capacity(buffer)?;
             }
-            self.fds.push(rx.into_fd());
-            self.fds.push(tx.into_fd());
+            self.fds.push(rx.into());
+            self.fds.push(tx.into());
         }
         Ok((self.dup(2 * i)?, self.dup(2 * i + 1)?))
     }
@@ -147,8 +147,8 @@ impl Link {
                 a.set_send_buffer(buffer)?;
                 b.set_send_buffer(buffer)?;
             }
-            self.fds.push(a.into_fd());
-            self.fds.push(b.into_fd());
+            self.fds.push(a.into());
+            self.fds.push(b.into());
         }
         self.dup(i)
     }

@@ -239,11 +239,23 @@ impl Session {
         Ok(())
     }
 
-    /// Adds the children's reports to a sample.
-    fn add(s: &mut Sample, reports: &[Report]) {
-        for r in reports {
-            s.counters = s.counters + r.counters;
-            s.cpu_ns += r.cpu_ns;
+    /// A sample with the children's counters and CPU time (this process's
+    /// are added by [`run`](Self::run)).
+    fn sample(
+        hist: Option<Histogram<u64>>,
+        elapsed: Duration,
+        (counted, total): (u64, u64),
+        reports: &[Report],
+    ) -> Sample {
+        Sample {
+            hist,
+            elapsed,
+            counted,
+            total,
+            counters: reports
+                .iter()
+                .fold(Counters::default(), |c, r| c + r.counters),
+            cpu_ns: reports.iter().map(|r| r.cpu_ns).sum(),
         }
     }
 
@@ -296,16 +308,7 @@ impl Session {
         }
         self.stop(true)?;
         let reports = self.peers.reports(0..1, Duration::from_secs(10))?;
-        let mut s = Sample {
-            hist,
-            elapsed: busy,
-            counted,
-            total,
-            counters: Counters::default(),
-            cpu_ns: 0,
-        };
-        Self::add(&mut s, &reports);
-        Ok(s)
+        Ok(Self::sample(hist, busy, (counted, total), &reports))
     }
 
     /// One producer child, this process consumes until its stop message.
@@ -318,16 +321,7 @@ impl Session {
             None => t0.elapsed(),
         };
         let reports = self.peers.reports(0..1, Duration::from_secs(10))?;
-        let mut s = Sample {
-            hist: None,
-            elapsed,
-            counted: c.counted,
-            total: c.total,
-            counters: Counters::default(),
-            cpu_ns: 0,
-        };
-        Self::add(&mut s, &reports);
-        Ok(s)
+        Ok(Self::sample(None, elapsed, (c.counted, c.total), &reports))
     }
 
     /// P producer and C consumer children; this process sends one stop
@@ -358,16 +352,7 @@ impl Session {
             ));
         }
         reports.extend(cons);
-        let mut s = Sample {
-            hist: None,
-            elapsed,
-            counted,
-            total,
-            counters: Counters::default(),
-            cpu_ns: 0,
-        };
-        Self::add(&mut s, &reports);
-        Ok(s)
+        Ok(Self::sample(None, elapsed, (counted, total), &reports))
     }
 }
 

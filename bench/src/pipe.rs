@@ -1,9 +1,9 @@
 //! Length-prefixed messages over a pipe: the first kernel baseline.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::sys::retry;
+use crate::sys::{fd_pair, owns_fd, retry};
 use crate::transport::{Transport, unsupported};
 
 fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
@@ -24,13 +24,8 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
 /// # Errors
 /// The `pipe2` error (e.g. too many open files).
 pub fn pipe() -> io::Result<(PipeSender, PipeReceiver)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a valid out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and now ours alone.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: `fds` points at two writable ints.
+    let (r, w) = fd_pair(|fds| unsafe { libc::pipe2(fds, libc::O_CLOEXEC) })?;
     Ok((PipeSender::from_fd(w), PipeReceiver::from_fd(r)))
 }
 
@@ -46,11 +41,6 @@ impl PipeSender {
     /// Wraps the write end of a pipe (or FIFO).
     pub fn from_fd(fd: OwnedFd) -> PipeSender {
         PipeSender { fd }
-    }
-
-    /// Gives up the descriptor (to hand it to another process).
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
     }
 
     /// Sets the pipe's kernel buffer (`F_SETPIPE_SZ`, default 64 KiB);
@@ -72,17 +62,7 @@ impl PipeSender {
     }
 }
 
-impl AsFd for PipeSender {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for PipeSender {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+owns_fd!(PipeSender, PipeReceiver);
 
 impl Transport for PipeSender {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
@@ -140,12 +120,6 @@ impl PipeReceiver {
         }
     }
 
-    /// Gives up the descriptor (to hand it to another process); bytes
-    /// already read ahead into the buffer are dropped.
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
-
     /// Makes at least `n` bytes available in `buf[start..end]`.
     fn fill(&mut self, n: usize) -> io::Result<()> {
         if self.end - self.start >= n {
@@ -173,18 +147,6 @@ impl PipeReceiver {
             self.end += got;
         }
         Ok(())
-    }
-}
-
-impl AsFd for PipeReceiver {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for PipeReceiver {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 }
 

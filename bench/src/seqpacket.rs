@@ -1,9 +1,9 @@
 //! Unix-domain `SOCK_SEQPACKET` sockets: the socket baseline.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::sys::retry;
+use crate::sys::{fd_pair, owns_fd, retry};
 use crate::transport::Transport;
 
 /// Creates a connected pair of Unix-domain `SOCK_SEQPACKET` sockets
@@ -12,21 +12,17 @@ use crate::transport::Transport;
 /// # Errors
 /// The `socketpair` error.
 pub fn seqpacket_pair() -> io::Result<(SeqPacket, SeqPacket)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a valid out-array of two ints.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded: two open descriptors that only we hold.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (a, b) = fd_pair(|fds| {
+        // SAFETY: `fds` points at two writable ints.
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds,
+            )
+        }
+    })?;
     Ok((SeqPacket::from_fd(a), SeqPacket::from_fd(b)))
 }
 
@@ -44,11 +40,6 @@ impl SeqPacket {
     /// Wraps a connected `SOCK_SEQPACKET` socket.
     pub fn from_fd(fd: OwnedFd) -> SeqPacket {
         SeqPacket { fd }
-    }
-
-    /// Gives up the descriptor (to hand it to another process).
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
     }
 
     /// Asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel doubles
@@ -94,17 +85,7 @@ impl SeqPacket {
     }
 }
 
-impl AsFd for SeqPacket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for SeqPacket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+owns_fd!(SeqPacket);
 
 impl Transport for SeqPacket {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {

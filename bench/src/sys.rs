@@ -1,7 +1,9 @@
 //! The few system calls the transports and the runner share: the `EINTR`
-//! retry, the monotonic clock, CPU time and CPU pinning.
+//! retry, the monotonic clock, CPU time and CPU pinning; and what every
+//! descriptor-owning transport implements.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// Retries `f` while it fails with `EINTR`; converts -1 into the OS error.
 pub(crate) fn retry(mut f: impl FnMut() -> isize) -> io::Result<usize> {
@@ -16,6 +18,46 @@ pub(crate) fn retry(mut f: impl FnMut() -> isize) -> io::Result<usize> {
         }
     }
 }
+
+/// Two new descriptors from a call that fills an array of two ints and
+/// returns 0 (`pipe2`, `socketpair`); -1 becomes the OS error.
+pub(crate) fn fd_pair(
+    make: impl FnOnce(*mut libc::c_int) -> libc::c_int,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    if make(fds.as_mut_ptr()) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so both descriptors are open, and nothing
+    // else in this process knows them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `AsFd`, `AsRawFd` and `From<$ty> for OwnedFd` (giving the descriptor
+/// up, e.g. to hand it to another process) for a type whose `fd` field is
+/// its `OwnedFd`.
+macro_rules! owns_fd {
+    ($($ty:ty),*) => {$(
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.fd.as_fd()
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.fd.as_raw_fd()
+            }
+        }
+
+        impl From<$ty> for std::os::fd::OwnedFd {
+            fn from(t: $ty) -> std::os::fd::OwnedFd {
+                t.fd
+            }
+        }
+    )*};
+}
+pub(crate) use owns_fd;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable across processes, so a
 /// parent can hand its children a measurement window.

@@ -43,6 +43,26 @@ pub fn bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, case: &Case) -> (Co
     (counters, messages)
 }
 
+/// The end of a bench binary: a criterion group of `targets` with the
+/// short configuration (warm-up and measurement in ms), and `main`.
+macro_rules! bench_main {
+    ($warm_up_ms:expr, $measure_ms:expr; $($target:path),+) => {
+        criterion::criterion_group! {
+            name = benches;
+            config = common::config(
+                std::time::Duration::from_millis($warm_up_ms),
+                std::time::Duration::from_millis($measure_ms),
+            );
+            targets = $($target),+
+        }
+
+        fn main() {
+            common::run(benches);
+        }
+    };
+}
+pub(crate) use bench_main;
+
 /// A bench binary's `main`: serve if started as a peer, else run `benches`.
 pub fn run(benches: fn()) {
     if let Some(r) = shmq_bench::peer::serve_if_peer() {

@@ -11,30 +11,32 @@ use shmq_bench::{Pattern, TransportName};
 
 use super::Summary;
 
+/// `v` in the first unit of `steps` (from, divisor, decimals, suffix) it
+/// reaches, else as it is with `plain` after it.
+fn scaled(v: f64, steps: &[(f64, f64, usize, &str)], plain: &str) -> String {
+    match steps.iter().find(|s| v >= s.0) {
+        Some(&(_, div, decimals, suffix)) => format!("{:.*} {suffix}", decimals, v / div),
+        None => format!("{v:.0}{plain}"),
+    }
+}
+
 /// Nanoseconds, human-readable.
 pub fn ns(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} ms", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.1} us", v / 1e3)
-    } else if v >= 1e3 {
-        format!("{:.2} us", v / 1e3)
-    } else {
-        format!("{v:.0} ns")
-    }
+    let steps = [
+        (1e6, 1e6, 2, "ms"),
+        (1e4, 1e3, 1, "us"),
+        (1e3, 1e3, 2, "us"),
+    ];
+    scaled(v, &steps, " ns")
 }
 
 /// A rate with an SI suffix.
 pub fn si(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2} G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
+    scaled(
+        v,
+        &[(1e9, 1e9, 2, "G"), (1e6, 1e6, 2, "M"), (1e3, 1e3, 1, "k")],
+        "",
+    )
 }
 
 /// One JSON line per measurement, exactly these fields.
@@ -422,4 +424,21 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale_as_before() {
+        assert_eq!(ns(542.4), "542 ns");
+        assert_eq!(ns(1070.0), "1.07 us");
+        assert_eq!(ns(61_400.0), "61.4 us");
+        assert_eq!(ns(2_500_000.0), "2.50 ms");
+        assert_eq!(si(950.0), "950");
+        assert_eq!(si(221_000.0), "221.0 k");
+        assert_eq!(si(30_730_000.0), "30.73 M");
+        assert_eq!(si(2e9), "2.00 G");
+    }
 }
