@@ -1,5 +1,6 @@
 //! SPSC, cross-process: round trip of 64-byte messages (spin waits) beside a
-//! pipe ping-pong in the same run, and one-way throughput (spin and futex).
+//! pipe ping-pong in the same run, and one-way throughput (spin, futex, and
+//! a consumer polling `try_recv_into`).
 //! Prints the futex-mode wake syscalls per message while the consumer keeps
 //! up. The peer is this binary started again as a harness peer.
 
@@ -26,7 +27,7 @@ fn round_trip(c: &mut Criterion) {
 fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("spsc/throughput_64B");
     g.throughput(Throughput::Elements(1));
-    for wait in [W::Spin, W::Futex] {
+    for wait in [W::Spin, W::Futex, W::Poll] {
         let case = Case::throughput(Params::new(T::ShmqSpsc, wait, 64), 1, 1);
         let (counters, received) = common::bench(&mut g, &format!("shmq_{}", wait.as_str()), &case);
         if wait == W::Futex {

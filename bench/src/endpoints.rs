@@ -9,9 +9,9 @@ use std::os::fd::AsFd;
 use serde::{Deserialize, Serialize};
 use shmq::{OpenError, Options, mpmc, spsc};
 
-use crate::case::{Params, TransportName};
+use crate::case::{Params, TransportName, WaitName};
 use crate::link::Link;
-use crate::{Duplex, Floor, MessageQueue, PipeReceiver, PipeSender, SeqPacket, Transport};
+use crate::{Duplex, Floor, MessageQueue, PipeReceiver, PipeSender, Polling, SeqPacket, Transport};
 
 /// What an endpoint does in a measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +126,9 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
             io::ErrorKind::Unsupported,
             format!("the floor has no {} role", role.as_str()),
         )),
+        (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Poll => {
+            Ok(Box::new(Polling(attach::<spsc::Consumer>(link, 0, &o)?)))
+        }
         (TransportName::ShmqSpsc, _) => halves(
             role,
             link,
@@ -162,7 +165,6 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::WaitName;
 
     /// Ping and echo in one process, through a parent link and a child
     /// link over the same objects.

@@ -56,4 +56,4 @@ pub use peer::Host;
 pub use pipe::{PipeReceiver, PipeSender, pipe};
 pub use seqpacket::{SeqPacket, seqpacket_pair};
 pub use sys::{allowed_cpus, cpu_ns, mono_ns, pin_to};
-pub use transport::{Counters, Duplex, Transport, to_io};
+pub use transport::{Counters, Duplex, Polling, Transport, to_io};

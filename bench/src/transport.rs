@@ -188,6 +188,36 @@ shmq_receiver!(spsc::Consumer, "SPSC consumer");
 shmq_sender!(mpmc::Producer, "MPMC producer");
 shmq_receiver!(mpmc::Consumer, "MPMC consumer");
 
+/// An SPSC consumer that receives by polling: `try_recv_into` in a loop,
+/// spinning on `Empty`, never sleeping (the `poll` rows of `shmq bench`,
+/// beside the blocking `recv_into` of the others). Every 2^16 empty polls
+/// it asks whether the producer still lives, so a dead one ends the wait.
+pub struct Polling(pub spsc::Consumer);
+
+impl Transport for Polling {
+    fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
+        Err(unsupported("send (it is an SPSC consumer)"))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut empty: u32 = 0;
+        loop {
+            match self.0.try_recv_into(buf) {
+                Err(Error::Empty) => {
+                    empty = empty.wrapping_add(1);
+                    if empty % (1 << 16) == 0 && !self.0.peer_alive() {
+                        return Err(to_io(Error::PeerDied));
+                    }
+                    std::hint::spin_loop();
+                }
+                r => return r.map_err(to_io),
+            }
+        }
+    }
+    fn stats(&self) -> Option<Counters> {
+        Some(self.0.stats().into())
+    }
+}
+
 /// A sending half and a receiving half used as one endpoint: `send` goes to
 /// `tx`, `recv` comes from `rx`.
 ///

@@ -20,9 +20,11 @@ const LATENCY: [(T, W); 8] = [
 ];
 
 /// The throughput rows of each size: transport, wait, producers (= consumers).
-const THROUGHPUT: [(T, W, usize); 9] = [
+/// `poll` is the futex row with a consumer that polls `try_recv_into`.
+const THROUGHPUT: [(T, W, usize); 10] = [
     (T::ShmqSpsc, W::Spin, 1),
     (T::ShmqSpsc, W::Futex, 1),
+    (T::ShmqSpsc, W::Poll, 1),
     (T::ShmqSpsc, W::Sem, 1),
     (T::ShmqMpmc, W::Futex, 1),
     (T::ShmqMpmc, W::Futex, 2),

@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use shmq_bench::{Pattern, TransportName};
+use shmq_bench::{Pattern, TransportName, WaitName};
 
 use super::Summary;
 
@@ -176,7 +176,36 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
          wake/msg: shmq wake syscalls per message; vs pipe: times better than pipe \
          (same pattern and size, same run)."
     )?;
+    let polling: Vec<String> = sums
+        .iter()
+        .filter_map(|s| Some((s.case.params.size, poll_vs_blocking(sums, s)?)))
+        .map(|(size, r)| format!("{size} B x{r:.2}"))
+        .collect();
+    if !polling.is_empty() {
+        writeln!(
+            out,
+            "try_recv polling / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): {}",
+            polling.join(", ")
+        )?;
+    }
     Ok(())
+}
+
+/// For a polling row: its throughput over the blocking (futex) row's of the
+/// same size.
+fn poll_vs_blocking(sums: &[Summary], s: &Summary) -> Option<f64> {
+    let c = &s.case;
+    if c.params.wait != WaitName::Poll || s.na.is_some() {
+        return None;
+    }
+    let blocking = sums.iter().find(|b| {
+        b.case.params.wait == WaitName::Futex
+            && b.case.params.transport == c.params.transport
+            && b.case.pattern == c.pattern
+            && b.case.params.size == c.params.size
+            && !b.case.is_multi()
+    })?;
+    Some(s.msgs_per_s? / blocking.msgs_per_s?)
 }
 
 /// The spin-window sweep: round trip and CPU per round trip.
