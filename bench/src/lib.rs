@@ -14,6 +14,8 @@
 //!   of the running program, see [`peer`]) and the measurement loops:
 //!   ping-pong latency, one-way streams, many-to-many streams; each run
 //!   bounded by a time window or a message count ([`Until`]).
+//! * [`hot`]: one-thread hot paths (SPSC copy and zero-copy, MPMC, typed)
+//!   for instruction counts per message.
 //!
 //! ```no_run
 //! use shmq_bench::{Case, Host, Params, TransportName, Until, WaitName, measure};
@@ -37,6 +39,7 @@
 mod case;
 mod endpoints;
 mod floor;
+pub mod hot;
 mod link;
 mod measure;
 mod mqueue;

@@ -28,7 +28,7 @@ pub struct Link {
 /// Unique names within this process (a counter; no shared memory involved).
 static NEXT: Mutex<u64> = Mutex::new(0);
 
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     let mut n = NEXT.lock().unwrap_or_else(|e| e.into_inner());
     *n += 1;
     format!("bench-{}-{}", std::process::id(), *n)
