@@ -60,8 +60,13 @@ impl TransportName {
     }
 }
 
-/// Parses a name of [`TransportName::as_str`]; the error lists them all.
-fn parse_name<T: Copy>(s: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, String> {
+/// Parses one of the names `name` gives the values in `all`; the error
+/// lists them all.
+pub(crate) fn parse_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
     all.iter().copied().find(|&t| name(t) == s).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(|&t| name(t)).collect();
         format!("unknown {s:?}; one of {}", names.join(", "))

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use shmq::typed::{Receiver, Sender};
 use shmq::{OpenError, Options, WaitStrategy, mpmc, spsc};
 
+use crate::case::parse_name;
 use crate::link::unique_name;
 
 /// Message size of the hot paths.
@@ -53,13 +54,7 @@ impl HotPath {
 impl FromStr for HotPath {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown path {s:?}; one of {}", names.join(", "))
-            })
+        parse_name(s, &Self::ALL, Self::as_str)
     }
 }
 
