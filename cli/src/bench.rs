@@ -11,7 +11,7 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use shmq_bench::{Case, Host, Pattern, Sample, TransportName, measure};
+use shmq_bench::{Case, Host, Pattern, Sample, measure};
 
 mod args;
 mod cases;
@@ -108,20 +108,8 @@ fn run_inner(a: BenchArgs) -> Result<(), String> {
     if a.spin_sweep {
         report::sweep(&mut out, &sums, a.json).map_err(w)?;
     } else {
-        for (size, why) in &mq.na {
-            for (pattern, n) in [
-                (Pattern::Latency, 1),
-                (Pattern::Throughput, 1),
-                (Pattern::Throughput, 2),
-            ] {
-                let p =
-                    shmq_bench::Params::new(TransportName::Mq, shmq_bench::WaitName::Kernel, *size);
-                let case = match pattern {
-                    Pattern::Latency => Case::latency(p),
-                    Pattern::Throughput => Case::throughput(p, n, n),
-                };
-                sums.push(summary::not_measured(case, why));
-            }
+        for (case, why) in mq.skipped() {
+            sums.push(summary::not_measured(case, why));
         }
         if a.json {
             report::json(&mut out, &sums).map_err(w)?;

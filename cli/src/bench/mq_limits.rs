@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use shmq_bench::{Case, MessageQueue, TransportName, mq_msgsize_max};
+use shmq_bench::{Case, MessageQueue, Params, TransportName, WaitName, mq_msgsize_max};
 
 const MSGSIZE_MAX: &str = "/proc/sys/fs/mqueue/msgsize_max";
 
@@ -73,7 +73,23 @@ pub struct MqLimits {
     /// Restores the sysctl when dropped.
     _guard: Option<MsgsizeGuard>,
     /// (size, why) for each size mq is n/a at.
-    pub na: Vec<(usize, String)>,
+    na: Vec<(usize, String)>,
+}
+
+impl MqLimits {
+    /// The mq cases not measured, with why: at each n/a size, the latency
+    /// row and the 1x1 and 2x2 streams.
+    pub fn skipped(&self) -> impl Iterator<Item = (Case, &str)> + '_ {
+        self.na.iter().flat_map(|(size, why)| {
+            let p = Params::new(TransportName::Mq, WaitName::Kernel, *size);
+            [
+                Case::latency(p.clone()),
+                Case::throughput(p.clone(), 1, 1),
+                Case::throughput(p, 2, 2),
+            ]
+            .map(|c| (c, why.as_str()))
+        })
+    }
 }
 
 /// Raises the sysctl for the largest mq size, gives every mq case its queue
