@@ -42,8 +42,6 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 mod acquire;
-#[cfg(feature = "baseline")]
-pub mod baseline;
 mod endpoint;
 mod error;
 #[cfg(not(loom))]

@@ -219,6 +219,7 @@ macro_rules! waiting_variants {
         |$s:ident, $w:ident| $body:expr
     ) => {
         $(#[$doc])*
+        #[inline]
         pub fn $wait(&mut self $(, $arg: $t)*) -> $ret {
             let ($s, $w) = (self, $crate::notify::Wait::Forever);
             $body
@@ -228,6 +229,7 @@ macro_rules! waiting_variants {
         ///
         /// # Errors
         #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), plus `Full` / `Empty`.")]
+        #[inline]
         pub fn $try(&mut self $(, $arg: $t)*) -> $ret {
             let ($s, $w) = (self, $crate::notify::Wait::No);
             $body
@@ -237,6 +239,7 @@ macro_rules! waiting_variants {
         ///
         /// # Errors
         #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), plus `Timeout`.")]
+        #[inline]
         pub fn $timeout(&mut self $(, $arg: $t)*, timeout: std::time::Duration) -> $ret {
             let ($s, $w) = (self, $crate::notify::Wait::at_most(timeout));
             $body
@@ -255,7 +258,7 @@ pub(crate) fn deadline(start: Instant, d: Duration) -> Instant {
 }
 
 /// Runs `w` once, or waits for it as `wait` says.
-#[inline]
+#[inline(always)]
 pub(crate) fn wait_for<W: Waitable>(w: &mut W, wait: Wait) -> Result<W::Output, Error> {
     match wait {
         Wait::No => w.attempt(),

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use shmq::{OpenError, Options, WaitStrategy};
 
 mod segments;
-mod signals;
+pub(crate) mod signals;
 mod stdio;
 mod stream;
 

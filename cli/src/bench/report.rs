@@ -7,32 +7,36 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::{Summary, TransportName};
+use shmq_bench::{Pattern, TransportName, WaitName};
+
+use super::Summary;
+
+/// `v` in the first unit of `steps` (from, divisor, decimals, suffix) it
+/// reaches, else as it is with `plain` after it.
+fn scaled(v: f64, steps: &[(f64, f64, usize, &str)], plain: &str) -> String {
+    match steps.iter().find(|s| v >= s.0) {
+        Some(&(_, div, decimals, suffix)) => format!("{:.*} {suffix}", decimals, v / div),
+        None => format!("{v:.0}{plain}"),
+    }
+}
 
 /// Nanoseconds, human-readable.
 pub fn ns(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} ms", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.1} us", v / 1e3)
-    } else if v >= 1e3 {
-        format!("{:.2} us", v / 1e3)
-    } else {
-        format!("{v:.0} ns")
-    }
+    let steps = [
+        (1e6, 1e6, 2, "ms"),
+        (1e4, 1e3, 1, "us"),
+        (1e3, 1e3, 2, "us"),
+    ];
+    scaled(v, &steps, " ns")
 }
 
 /// A rate with an SI suffix.
 pub fn si(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2} G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
+    scaled(
+        v,
+        &[(1e9, 1e9, 2, "G"), (1e6, 1e6, 2, "M"), (1e3, 1e3, 1, "k")],
+        "",
+    )
 }
 
 /// One JSON line per measurement, exactly these fields.
@@ -54,16 +58,16 @@ struct Row {
 fn row(s: &Summary) -> Row {
     let c = &s.case;
     Row {
-        transport: c.transport.as_str(),
-        wait: c.wait.as_str(),
-        pattern: if c.latency { "latency" } else { "throughput" },
-        size: c.size,
+        transport: c.params.transport.as_str(),
+        wait: c.params.wait.as_str(),
+        pattern: c.pattern.as_str(),
+        size: c.params.size,
         producers: c.producers,
         consumers: c.consumers,
         rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
         rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
         msgs_per_s: s.msgs_per_s.map(|v| v.round()),
-        bytes_per_s: s.msgs_per_s.map(|v| (v * c.size as f64).round()),
+        bytes_per_s: s.msgs_per_s.map(|v| (v * c.params.size as f64).round()),
         wake_syscalls_per_msg: s.wake_per_msg.map(|v| (v * 1e6).round() / 1e6),
     }
 }
@@ -80,9 +84,9 @@ pub fn json(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
 /// The pipe's result for the same pattern and size (the ratio's base).
 fn pipe_of<'a>(sums: &'a [Summary], s: &Summary) -> Option<&'a Summary> {
     sums.iter().find(|p| {
-        p.case.transport == TransportName::Pipe
-            && p.case.latency == s.case.latency
-            && p.case.size == s.case.size
+        p.case.params.transport == TransportName::Pipe
+            && p.case.pattern == s.case.pattern
+            && p.case.params.size == s.case.params.size
             && p.na.is_none()
     })
 }
@@ -90,7 +94,7 @@ fn pipe_of<'a>(sums: &'a [Summary], s: &Summary) -> Option<&'a Summary> {
 /// How many times better than the pipe: lower round trip, or more msgs/s.
 fn vs_pipe(sums: &[Summary], s: &Summary) -> Option<f64> {
     let p = pipe_of(sums, s)?;
-    if s.case.latency {
+    if s.case.pattern == Pattern::Latency {
         Some(p.rtt_p50? / s.rtt_p50?)
     } else {
         Some(s.msgs_per_s? / p.msgs_per_s?)
@@ -115,10 +119,10 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         "vs pipe"
     )?;
     let mut order: Vec<&Summary> = sums.iter().collect();
-    order.sort_by_key(|s| (!s.case.latency, s.case.size));
+    order.sort_by_key(|s| (s.case.pattern != Pattern::Latency, s.case.params.size));
     let mut last = None;
     for s in order {
-        let key = (s.case.latency, s.case.size);
+        let key = (s.case.pattern, s.case.params.size);
         if last.is_some() && last != Some(key) {
             writeln!(out)?;
         }
@@ -145,7 +149,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
                 s.rtt_p99.map_or_else(dash, ns),
                 s.msgs_per_s.map_or_else(dash, si),
                 s.msgs_per_s
-                    .map_or_else(dash, |m| format!("{:.1}", m * c.size as f64 / 1e6)),
+                    .map_or_else(dash, |m| format!("{:.1}", m * c.params.size as f64 / 1e6)),
                 s.wake_per_msg.map_or_else(dash, |w| format!("{w:.4}")),
                 vs_pipe(sums, s).map_or_else(dash, |r| format!("x{r:.2}")),
             )
@@ -153,10 +157,10 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         writeln!(
             out,
             "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
-            c.transport.as_str(),
-            c.wait.as_str(),
-            if c.latency { "latency" } else { "throughput" },
-            c.size,
+            c.params.transport.as_str(),
+            c.params.wait.as_str(),
+            c.pattern.as_str(),
+            c.params.size,
             format!("{}x{}", c.producers, c.consumers),
             p50,
             p99,
@@ -172,7 +176,36 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
          wake/msg: shmq wake syscalls per message; vs pipe: times better than pipe \
          (same pattern and size, same run)."
     )?;
+    let polling: Vec<String> = sums
+        .iter()
+        .filter_map(|s| Some((s.case.params.size, poll_vs_blocking(sums, s)?)))
+        .map(|(size, r)| format!("{size} B x{r:.2}"))
+        .collect();
+    if !polling.is_empty() {
+        writeln!(
+            out,
+            "try_recv polling / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): {}",
+            polling.join(", ")
+        )?;
+    }
     Ok(())
+}
+
+/// For a polling row: its throughput over the blocking (futex) row's of the
+/// same size.
+fn poll_vs_blocking(sums: &[Summary], s: &Summary) -> Option<f64> {
+    let c = &s.case;
+    if c.params.wait != WaitName::Poll || s.na.is_some() {
+        return None;
+    }
+    let blocking = sums.iter().find(|b| {
+        b.case.params.wait == WaitName::Futex
+            && b.case.params.transport == c.params.transport
+            && b.case.pattern == c.pattern
+            && b.case.params.size == c.params.size
+            && !b.case.is_multi()
+    })?;
+    Some(s.msgs_per_s? / blocking.msgs_per_s?)
 }
 
 /// The spin-window sweep: round trip and CPU per round trip.
@@ -200,11 +233,11 @@ pub fn sweep(out: &mut impl Write, sums: &[Summary], as_json: bool) -> io::Resul
     for s in sums {
         let c = &s.case;
         let r = SweepRow {
-            transport: c.transport.as_str(),
-            wait: c.wait.as_str(),
+            transport: c.params.transport.as_str(),
+            wait: c.params.wait.as_str(),
             pattern: "latency",
-            size: c.size,
-            spin_us: c.spin_us,
+            size: c.params.size,
+            spin_us: c.params.spin_us,
             pace_us: c.pace.map(|p| p.as_micros() as u64),
             rtt_ns_p50: s.rtt_p50.map(|v| v as u64),
             rtt_ns_p99: s.rtt_p99.map(|v| v as u64),
@@ -221,7 +254,7 @@ pub fn sweep(out: &mut impl Write, sums: &[Summary], as_json: bool) -> io::Resul
                 "{:<10} {:<6} {:>8} {:>10} {:>10} {:>10} {:>14} {:>9}",
                 r.transport,
                 r.wait,
-                c.spin_us.map_or("-".into(), |v| format!("{v} us")),
+                c.params.spin_us.map_or("-".into(), |v| format!("{v} us")),
                 c.pace
                     .map_or("none".into(), |p| format!("{} us", p.as_micros())),
                 s.rtt_p50.map_or_else(dash, ns),
@@ -265,7 +298,7 @@ type DynErr = Box<dyn std::error::Error>;
 /// below x) and throughput bars (one panel per size, log scale).
 pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> {
     let measured: Vec<&Summary> = sums.iter().filter(|s| s.na.is_none()).collect();
-    let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.size).collect();
+    let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.params.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
     let mut labels: Vec<String> = Vec::new();
@@ -297,7 +330,9 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
         // Latency CDF.
         let lat: Vec<&&Summary> = measured
             .iter()
-            .filter(|s| s.case.latency && s.case.size == size && s.hist.is_some())
+            .filter(|s| {
+                s.case.pattern == Pattern::Latency && s.case.params.size == size && s.hist.is_some()
+            })
             .collect();
         if !lat.is_empty() {
             let lo = lat
@@ -357,7 +392,11 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
         // Throughput bars.
         let thr: Vec<&&Summary> = measured
             .iter()
-            .filter(|s| !s.case.latency && s.case.size == size && s.msgs_per_s.is_some())
+            .filter(|s| {
+                s.case.pattern == Pattern::Throughput
+                    && s.case.params.size == size
+                    && s.msgs_per_s.is_some()
+            })
             .collect();
         if !thr.is_empty() {
             let vals: Vec<f64> = thr.iter().filter_map(|s| s.msgs_per_s).collect();
@@ -414,4 +453,21 @@ pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> 
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale_as_before() {
+        assert_eq!(ns(542.4), "542 ns");
+        assert_eq!(ns(1070.0), "1.07 us");
+        assert_eq!(ns(61_400.0), "61.4 us");
+        assert_eq!(ns(2_500_000.0), "2.50 ms");
+        assert_eq!(si(950.0), "950");
+        assert_eq!(si(221_000.0), "221.0 k");
+        assert_eq!(si(30_730_000.0), "30.73 M");
+        assert_eq!(si(2e9), "2.00 G");
+    }
 }

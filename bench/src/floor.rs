@@ -12,11 +12,11 @@
 #![allow(clippy::disallowed_types)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shmq::baseline::Transport;
+use crate::Transport;
 
 /// Offsets in the mapping: two 128-byte lines of control words, then the
 /// two payload buffers.
@@ -34,11 +34,10 @@ pub struct Floor {
     base: *mut u8,
     map_len: usize,
     size: usize,
-    /// Side A (creator) sends on the A→B line; side B on the B→A line.
+    /// Side A (the pinger) sends on the A→B line; side B on the B→A line.
     a_side: bool,
     sent: u64,
     seen: u64,
-    _fd: OwnedFd,
 }
 
 fn round_up(n: usize, to: usize) -> usize {
@@ -46,40 +45,23 @@ fn round_up(n: usize, to: usize) -> usize {
 }
 
 impl Floor {
-    fn map_len(size: usize) -> usize {
+    /// The bytes of shared memory a channel for messages of at most `size`
+    /// bytes needs (size the file to this before [`map`](Self::map)).
+    pub fn map_len(size: usize) -> usize {
         round_up(DATA + 2 * round_up(size.max(8), 128), 4096)
     }
 
-    /// Creates the shared memory (an anonymous memfd: no name to clean up)
-    /// for messages of at most `size` bytes; returns side A.
-    pub fn create(size: usize) -> io::Result<Floor> {
-        // SAFETY: the name is a NUL-terminated literal.
-        let fd = unsafe { libc::memfd_create(c"shmq-bench-floor".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create returned a fresh descriptor that only we hold.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    /// Maps side A or B of a channel for messages of at most `size` bytes
+    /// over `fd`, a shared-memory file of at least
+    /// [`map_len(size)`](Self::map_len) bytes (an anonymous memfd: nothing
+    /// to clean up). The mapping outlives the descriptor.
+    ///
+    /// # Errors
+    /// The `mmap` error.
+    pub fn map(fd: BorrowedFd<'_>, size: usize, a_side: bool) -> io::Result<Floor> {
         let len = Self::map_len(size);
-        // SAFETY: plain syscall on our descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Self::map(fd, size, true)
-    }
-
-    /// Attaches side B to an inherited memfd descriptor.
-    pub fn open(fd: RawFd, size: usize) -> io::Result<Floor> {
-        // SAFETY: the parent passed us this descriptor number for our
-        // exclusive use (inherited across exec).
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::map(fd, size, false)
-    }
-
-    fn map(fd: OwnedFd, size: usize, a_side: bool) -> io::Result<Floor> {
-        let len = Self::map_len(size);
-        // SAFETY: a fresh shared mapping of our descriptor; the kernel picks
-        // the address; we check for MAP_FAILED.
+        // SAFETY: a fresh shared mapping of the caller's descriptor; the
+        // kernel picks the address; we check for MAP_FAILED.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -100,14 +82,7 @@ impl Floor {
             a_side,
             sent: 0,
             seen: 0,
-            _fd: fd,
         })
-    }
-
-    /// The descriptor to hand to the child (it must not be close-on-exec
-    /// there).
-    pub fn raw_fd(&self) -> RawFd {
-        self._fd.as_raw_fd()
     }
 
     fn word(&self, off: usize) -> &AtomicU64 {

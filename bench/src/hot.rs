@@ -1,0 +1,165 @@
+//! One-thread hot paths, for counting instructions per message
+//! (`benches/instructions.rs` with gungraun, `scripts/instructions.sh`
+//! with callgrind): both endpoints of one named segment live in this
+//! process, wait with [`WaitStrategy::Spin`] and move [`HOT_SIZE`]-byte
+//! messages one at a time (send one, receive it), so every message takes
+//! the fast path of both sides and nothing sleeps.
+
+use std::hint::black_box;
+use std::str::FromStr;
+
+use shmq::typed::{Receiver, Sender};
+use shmq::{OpenError, Options, WaitStrategy, mpmc, spsc};
+
+use crate::case::parse_name;
+use crate::link::unique_name;
+
+/// Message size of the hot paths.
+pub const HOT_SIZE: usize = 64;
+
+/// A path a message can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotPath {
+    /// SPSC `send`, then `recv_into` (copy in, copy out).
+    SpscSendRecvInto,
+    /// SPSC zero-copy: `reserve`, write, `commit`, then `recv` and drop the
+    /// grant.
+    SpscReserveCommit,
+    /// MPMC `send`, then `recv` and drop the grant.
+    MpmcSendRecv,
+    /// Typed SPSC channel of `[u8; 64]`: `send`, then `recv`.
+    TypedSendRecv,
+}
+
+impl HotPath {
+    /// Every path.
+    pub const ALL: [HotPath; 4] = [
+        HotPath::SpscSendRecvInto,
+        HotPath::SpscReserveCommit,
+        HotPath::MpmcSendRecv,
+        HotPath::TypedSendRecv,
+    ];
+
+    /// The name used on command lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HotPath::SpscSendRecvInto => "spsc-send-recv-into",
+            HotPath::SpscReserveCommit => "spsc-reserve-commit",
+            HotPath::MpmcSendRecv => "mpmc-send-recv",
+            HotPath::TypedSendRecv => "typed-send-recv",
+        }
+    }
+}
+
+impl FromStr for HotPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_name(s, &Self::ALL, Self::as_str)
+    }
+}
+
+type Message = [u8; HOT_SIZE];
+
+enum Ends {
+    Spsc(spsc::Producer, spsc::Consumer),
+    // Boxed: the largest by far (reached once per run, not per message).
+    Mpmc(Box<(mpmc::Producer, mpmc::Consumer)>),
+    Typed(Sender<Message>, Receiver<Message>),
+}
+
+/// Both endpoints of a hot path; dropping them removes the segment.
+pub struct Hot {
+    path: HotPath,
+    ends: Ends,
+}
+
+impl Hot {
+    /// Creates a segment under a fresh name and attaches both endpoints.
+    ///
+    /// # Errors
+    /// The segment cannot be created (`/dev/shm` full, …).
+    pub fn new(path: HotPath) -> Result<Hot, OpenError> {
+        let name = format!("hot-{}", unique_name());
+        let o = Options::new().wait(WaitStrategy::Spin);
+        let om = o.clone().slot_size(HOT_SIZE + 16).slots(1024);
+        let ends = match path {
+            HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit => Ends::Spsc(
+                spsc::Producer::create(&name, &o)?,
+                spsc::Consumer::open(&name, &o)?,
+            ),
+            HotPath::MpmcSendRecv => Ends::Mpmc(Box::new((
+                mpmc::Producer::create(&name, &om)?,
+                mpmc::Consumer::open(&name, &om)?,
+            ))),
+            HotPath::TypedSendRecv => {
+                Ends::Typed(Sender::create(&name, &o)?, Receiver::open(&name, &o)?)
+            }
+        };
+        Ok(Hot { path, ends })
+    }
+
+    /// Moves `n` messages along the path.
+    ///
+    /// # Panics
+    /// If an operation fails (it cannot, with both ends here and one
+    /// message in flight).
+    pub fn run(&mut self, n: u64) {
+        let msg: Message = [7; HOT_SIZE];
+        let mut buf: Message = [0; HOT_SIZE];
+        match (&mut self.ends, self.path) {
+            (Ends::Spsc(tx, rx), HotPath::SpscReserveCommit) => {
+                for _ in 0..n {
+                    let mut g = tx.reserve(HOT_SIZE).expect("reserve");
+                    g.copy_from_slice(black_box(&msg));
+                    g.commit(HOT_SIZE);
+                    let r = rx.recv().expect("recv");
+                    black_box(&*r);
+                }
+            }
+            (Ends::Spsc(tx, rx), _) => {
+                for _ in 0..n {
+                    tx.send(black_box(&msg)).expect("send");
+                    black_box(rx.recv_into(&mut buf).expect("recv_into"));
+                }
+            }
+            (Ends::Mpmc(ends), _) => {
+                let (tx, rx) = &mut **ends;
+                for _ in 0..n {
+                    tx.send(black_box(&msg)).expect("send");
+                    let r = rx.recv().expect("recv");
+                    black_box(&*r);
+                }
+            }
+            (Ends::Typed(tx, rx), _) => {
+                for _ in 0..n {
+                    tx.send(black_box(msg)).expect("send");
+                    rx.recv_into(&mut buf).expect("recv_into");
+                    black_box(&buf);
+                }
+            }
+        }
+        black_box(&buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_moves_messages_and_leaves_no_segment() {
+        for p in HotPath::ALL {
+            assert_eq!(p.as_str().parse::<HotPath>(), Ok(p));
+            let mut h = Hot::new(p).unwrap();
+            h.run(3000);
+            drop(h);
+        }
+        let me = format!("hot-bench-{}-", std::process::id());
+        let left: Vec<String> = shmq::list()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&me))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The one interface every measured transport offers, and its shmq
+//! implementations.
+//!
+//! | transport | type | messages |
+//! |---|---|---|
+//! | shmq SPSC | [`spsc::Producer`], [`spsc::Consumer`] | records in the ring |
+//! | shmq MPMC | [`mpmc::Producer`], [`mpmc::Consumer`] | one slot each |
+//! | pipe | [`PipeSender`](crate::PipeSender), [`PipeReceiver`](crate::PipeReceiver) | 4-byte length prefix + payload |
+//! | POSIX message queue | [`MessageQueue`](crate::MessageQueue) | one kernel message each |
+//! | Unix-domain socket | [`SeqPacket`](crate::SeqPacket) | one `SOCK_SEQPACKET` datagram each |
+//! | floor | [`Floor`](crate::Floor) | one cache-line hand-off, no ring |
+//!
+//! A [`Duplex`] joins a sending and a receiving half into one endpoint for
+//! request/response patterns (two rings, two pipes, two queues).
+//!
+//! Errors are [`io::Error`]s; a peer that closed or died shows up as
+//! [`io::ErrorKind::UnexpectedEof`] (see [`to_io`]).
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+use shmq::{Error, Stats, mpmc, spsc};
+
+/// A message-oriented channel endpoint: what every benchmarked transport
+/// offers.
+///
+/// Both calls block. A half that only sends (or only receives) returns
+/// [`io::ErrorKind::Unsupported`] from the other call.
+///
+/// ```
+/// use shmq_bench::{Transport, pipe};
+/// let (mut tx, mut rx) = pipe()?;
+/// tx.send(b"ping")?;
+/// let mut buf = [0u8; 16];
+/// let n = rx.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Transport {
+    /// Sends `msg` as one message, waiting for room.
+    ///
+    /// # Errors
+    /// The transport's error; [`io::ErrorKind::UnexpectedEof`] or
+    /// [`io::ErrorKind::BrokenPipe`] when the peer is gone.
+    fn send(&mut self, msg: &[u8]) -> io::Result<()>;
+
+    /// Receives the next message into `buf`, waiting for one; returns its
+    /// length.
+    ///
+    /// # Errors
+    /// The transport's error; [`io::ErrorKind::UnexpectedEof`] when the peer
+    /// closed (or died) and nothing is left; [`io::ErrorKind::InvalidInput`]
+    /// if `buf` is too small for the message.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// The shmq endpoint counters (wake syscalls, sleeps), summed over both
+    /// halves of a [`Duplex`]; `None` for kernel transports.
+    fn stats(&self) -> Option<Counters> {
+        None
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        (**self).send(msg)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv(buf)
+    }
+    fn stats(&self) -> Option<Counters> {
+        (**self).stats()
+    }
+}
+
+/// Converts a ring [`Error`] into an [`io::Error`] with a fitting kind:
+/// `Disconnected` and `PeerDied` become [`io::ErrorKind::UnexpectedEof`],
+/// `Timeout` [`io::ErrorKind::TimedOut`], `TooLarge` and `BufferTooSmall`
+/// [`io::ErrorKind::InvalidInput`], `Corrupted` [`io::ErrorKind::InvalidData`].
+///
+/// ```
+/// let e = shmq_bench::to_io(shmq::Error::PeerDied);
+/// assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+/// ```
+pub fn to_io(e: Error) -> io::Error {
+    let kind = match e {
+        Error::Disconnected | Error::PeerDied => io::ErrorKind::UnexpectedEof,
+        Error::Timeout => io::ErrorKind::TimedOut,
+        Error::TooLarge { .. } | Error::BufferTooSmall { .. } => io::ErrorKind::InvalidInput,
+        Error::Corrupted(_) => io::ErrorKind::InvalidData,
+        Error::Full | Error::Empty => io::ErrorKind::WouldBlock,
+        Error::Interrupted => io::ErrorKind::Interrupted,
+        // `Error` is non_exhaustive: new kinds map to Other.
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+/// The error of a half asked to do what only the other half does.
+pub(crate) fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("this endpoint cannot {what}"),
+    )
+}
+
+/// The shmq endpoint counters a measurement reads (a subset of
+/// [`Stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Messages sent plus received.
+    pub messages: u64,
+    /// Wake syscalls issued (futex wakes, semaphore posts).
+    pub wake_syscalls: u64,
+    /// Times the endpoint went to sleep in the kernel.
+    pub waits: u64,
+}
+
+impl From<Stats> for Counters {
+    fn from(s: Stats) -> Counters {
+        Counters {
+            messages: s.messages,
+            wake_syscalls: s.wake_syscalls,
+            waits: s.waits,
+        }
+    }
+}
+
+impl std::ops::Add for Counters {
+    type Output = Counters;
+    fn add(self, b: Counters) -> Counters {
+        Counters {
+            messages: self.messages + b.messages,
+            wake_syscalls: self.wake_syscalls + b.wake_syscalls,
+            waits: self.waits + b.waits,
+        }
+    }
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    /// What happened since `b`, an earlier reading of the same endpoint.
+    fn sub(self, b: Counters) -> Counters {
+        Counters {
+            messages: self.messages - b.messages,
+            wake_syscalls: self.wake_syscalls - b.wake_syscalls,
+            waits: self.waits - b.waits,
+        }
+    }
+}
+
+/// `Transport` for a shmq producer: `send` sends, `recv` is unsupported.
+macro_rules! shmq_sender {
+    ($ty:ty, $what:literal) => {
+        impl Transport for $ty {
+            fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+                <$ty>::send(self, msg).map_err(to_io)
+            }
+            fn recv(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+                Err(unsupported(concat!("receive (it is an ", $what, ")")))
+            }
+            fn stats(&self) -> Option<Counters> {
+                Some(<$ty>::stats(self).into())
+            }
+        }
+    };
+}
+
+/// `Transport` for a shmq consumer: `recv` copies out (`recv_into`), `send`
+/// is unsupported.
+macro_rules! shmq_receiver {
+    ($ty:ty, $what:literal) => {
+        impl Transport for $ty {
+            fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
+                Err(unsupported(concat!("send (it is an ", $what, ")")))
+            }
+            fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.recv_into(buf).map_err(to_io)
+            }
+            fn stats(&self) -> Option<Counters> {
+                Some(<$ty>::stats(self).into())
+            }
+        }
+    };
+}
+
+shmq_sender!(spsc::Producer, "SPSC producer");
+shmq_receiver!(spsc::Consumer, "SPSC consumer");
+shmq_sender!(mpmc::Producer, "MPMC producer");
+shmq_receiver!(mpmc::Consumer, "MPMC consumer");
+
+/// An SPSC consumer that receives by polling: `try_recv_into` in a loop,
+/// spinning on `Empty`, never sleeping (the `poll` rows of `shmq bench`,
+/// beside the blocking `recv_into` of the others). Every 2^16 empty polls
+/// it asks whether the producer still lives, so a dead one ends the wait.
+pub struct Polling(pub spsc::Consumer);
+
+impl Transport for Polling {
+    fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
+        Err(unsupported("send (it is an SPSC consumer)"))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut empty: u32 = 0;
+        loop {
+            match self.0.try_recv_into(buf) {
+                Err(Error::Empty) => {
+                    empty = empty.wrapping_add(1);
+                    if empty % (1 << 16) == 0 && !self.0.peer_alive() {
+                        return Err(to_io(Error::PeerDied));
+                    }
+                    std::hint::spin_loop();
+                }
+                r => return r.map_err(to_io),
+            }
+        }
+    }
+    fn stats(&self) -> Option<Counters> {
+        Some(self.0.stats().into())
+    }
+}
+
+/// A sending half and a receiving half used as one endpoint: `send` goes to
+/// `tx`, `recv` comes from `rx`.
+///
+/// ```
+/// use shmq_bench::{Duplex, Transport, pipe};
+/// let (a_tx, b_rx) = pipe()?;
+/// let (b_tx, a_rx) = pipe()?;
+/// let mut a = Duplex::new(a_tx, a_rx);
+/// let mut b = Duplex::new(b_tx, b_rx);
+/// a.send(b"ping")?;
+/// let mut buf = [0u8; 8];
+/// let n = b.recv(&mut buf)?;
+/// b.send(&buf[..n])?;
+/// assert_eq!(a.recv(&mut buf)?, 4);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Duplex<T, R> {
+    /// The sending half.
+    pub tx: T,
+    /// The receiving half.
+    pub rx: R,
+}
+
+impl<T, R> Duplex<T, R> {
+    /// Joins two halves.
+    pub fn new(tx: T, rx: R) -> Self {
+        Duplex { tx, rx }
+    }
+}
+
+impl<T: Transport, R: Transport> Transport for Duplex<T, R> {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.tx.send(msg)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.rx.recv(buf)
+    }
+    fn stats(&self) -> Option<Counters> {
+        match (self.tx.stats(), self.rx.stats()) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        }
+    }
+}
