@@ -297,10 +297,10 @@ fn maybe_reap(ep: &mut Endpoint<Rx>) {
 }
 
 impl Side for Rx {
-    const KIND: Kind = Kind::Mpmc;
-    const ROLE: Role = Role::Consumer;
     type Ready = Taken;
     type Arg = ();
+    const KIND: Kind = Kind::Mpmc;
+    const ROLE: Role = Role::Consumer;
 
     fn new(mem: &Mem) -> Result<Self, Error> {
         Ok(Rx {

@@ -331,9 +331,38 @@ fn wrong_size(len: usize) -> Error {
 }
 
 macro_rules! typed_ctors {
-    ($end:literal, $make:ident, |$inner:ident| $wrap:expr) => {
+    ($end:literal, $make:ident, $v:literal, |$inner:ident| $wrap:expr) => {
         fn wrap($inner: K::$make) -> Self {
             $wrap
+        }
+
+        /// The segment name (`None` for heap channels).
+        ///
+        /// ```
+        /// let (tx, rx) = shmq::typed::channel::<u64, shmq::typed::Spsc>(&shmq::Options::new())?;
+        #[doc = concat!("assert_eq!(", $v, ".name(), None);")]
+        /// # Ok::<(), shmq::OpenError>(())
+        /// ```
+        pub fn name(&self) -> Option<&str> {
+            self.inner.endpoint().name.as_deref()
+        }
+
+        /// A handle that makes this endpoint's blocking calls return
+        /// [`Error::Interrupted`] (see [`Interrupter`](crate::Interrupter)).
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmq::typed::channel::<u64, shmq::typed::Mpmc>(&shmq::Options::new().slots(2))?;
+        #[doc = concat!($v, ".interrupter().interrupt();")]
+        /// tx.send(1)?;
+        /// tx.send(2)?;
+        /// // The queue is full and empty in turn: whichever end was
+        /// // interrupted returns `Interrupted` when it would wait.
+        #[doc = concat!("let r = if \"", $v, "\" == \"tx\" { tx.send(3) } else { drop(rx.recv()?); drop(rx.recv()?); rx.recv().map(drop) };")]
+        /// assert_eq!(r.err(), Some(shmq::Error::Interrupted));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn interrupter(&self) -> crate::Interrupter {
+            self.inner.endpoint().at.interrupter()
         }
 
         /// Creates the named segment for values of `T` (it must not exist)
@@ -396,30 +425,10 @@ macro_rules! typed_ctors {
 }
 
 impl<T: Pod, K: Ring> Sender<T, K> {
-    typed_ctors!("ring's producer", Producer, |inner| Sender {
+    typed_ctors!("ring's producer", Producer, "tx", |inner| Sender {
         inner,
         _t: PhantomData,
     });
-
-    /// The segment name (`None` for heap channels).
-    pub fn name(&self) -> Option<&str> {
-        self.inner.endpoint().name.as_deref()
-    }
-
-    /// A handle that makes this sender's blocking calls return
-    /// [`Error::Interrupted`] (see [`Interrupter`](crate::Interrupter)).
-    ///
-    /// ```
-    /// let (mut tx, _rx) = shmq::typed::channel::<u64, shmq::typed::Mpmc>(&shmq::Options::new().slots(2))?;
-    /// tx.send(1)?;
-    /// tx.send(2)?; // full
-    /// tx.interrupter().interrupt();
-    /// assert_eq!(tx.send(3).err(), Some(shmq::Error::Interrupted));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn interrupter(&self) -> crate::Interrupter {
-        self.inner.endpoint().at.interrupter()
-    }
 
     #[inline]
     fn lend(&mut self, w: Wait) -> Result<Loan<'_, T, K>, Error> {
@@ -494,29 +503,11 @@ impl<T: Pod> Sender<T, Mpmc> {
 }
 
 impl<T: Pod, K: Ring> Receiver<T, K> {
-    typed_ctors!("ring's consumer", Consumer, |inner| Receiver {
+    typed_ctors!("ring's consumer", Consumer, "rx", |inner| Receiver {
         inner,
         poisoned: None,
         _t: PhantomData,
     });
-
-    /// The segment name (`None` for heap channels).
-    pub fn name(&self) -> Option<&str> {
-        self.inner.endpoint().name.as_deref()
-    }
-
-    /// A handle that makes this receiver's blocking calls return
-    /// [`Error::Interrupted`] (see [`Interrupter`](crate::Interrupter)).
-    ///
-    /// ```
-    /// let (_tx, mut rx) = shmq::typed::channel::<u64, shmq::typed::Spsc>(&shmq::Options::new())?;
-    /// rx.interrupter().interrupt();
-    /// assert_eq!(rx.recv().err(), Some(shmq::Error::Interrupted));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn interrupter(&self) -> crate::Interrupter {
-        self.inner.endpoint().at.interrupter()
-    }
 
     #[inline]
     fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
@@ -714,8 +705,10 @@ mod tests {
         x: [u64; 4],
     }
 
-    fn name(tag: &str) -> String {
-        format!("test-typed-{}-{tag}", std::process::id())
+    /// A segment name for this test, and the guard that removes it.
+    fn named(tag: &str) -> (String, Cleanup) {
+        let n = format!("test-typed-{}-{tag}", std::process::id());
+        (n.clone(), Cleanup(n))
     }
 
     /// Removes the segment when dropped, whatever the test did.
@@ -835,8 +828,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_type_mismatch() {
-        let n = name("mismatch");
-        let _c = Cleanup(n.clone());
+        let (n, _c) = named("mismatch");
         let opts = Options::new().capacity(4096);
         let mut tx = Sender::<Pair>::create(&n, &opts).unwrap();
         assert_eq!(tx.name(), Some(n.as_str()));
@@ -858,8 +850,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_raw_segment_refuses_typed_open() {
-        let n = name("raw");
-        let _c = Cleanup(n.clone());
+        let (n, _c) = named("raw");
         let opts = Options::new().slots(4).slot_size(64);
         let _p = crate::mpmc::Producer::create(&n, &opts).unwrap();
         let e = Receiver::<u64, Mpmc>::open(&n, &opts).err().unwrap();
@@ -869,8 +860,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "shm_open is not available under Miri")]
     fn named_mpmc_clones() {
-        let n = name("mpmc");
-        let _c = Cleanup(n.clone());
+        let (n, _c) = named("mpmc");
         let opts = Options::new().slots(8);
         let mut rx = Receiver::<Pair, Mpmc>::create(&n, &opts).unwrap();
         let mut tx = Sender::<Pair, Mpmc>::open(&n, &opts).unwrap();
