@@ -170,11 +170,11 @@ fn main() -> ExitCode {
             }
         }
     };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    r.map_or_else(
+        |e| {
             eprintln!("relay_sum: {e}");
             ExitCode::FAILURE
-        }
-    }
+        },
+        |()| ExitCode::SUCCESS,
+    )
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Name, Rng, env, fill, kill_after, spawn_child, wait_for_line};
+use common::{Name, Rng, env, fill, kill_after, spawn_child, spawn_role, wait_for_line};
 use shmq::{Error, OpenError, Options, mpmc, spsc};
 
 fn iters() -> u64 {
@@ -307,7 +307,7 @@ fn doom(
     std::thread::JoinHandle<Instant>,
     std::thread::JoinHandle<Vec<u64>>,
 ) {
-    let mut child = spawn_child("child_entry", role, &[("SHMQ_NAME", name.0.clone())]);
+    let mut child = spawn_role(role, name, &[]);
     wait_for_line(&mut child, "READY");
     let reader = read_seqs(&mut child);
     let delay = Duration::from_micros(rng.below(3000));
@@ -423,11 +423,7 @@ fn mpmc_producer_killed_at_random_points() {
     for round in 0..5 {
         let name = Name::new("mkp-claim");
         let mut rx = mpmc::Consumer::create(&name, &fast_mpmc()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "mpmc_claim_then_wait",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
+        let mut child = spawn_role("mpmc_claim_then_wait", &name, &[]);
         wait_for_line(&mut child, "CLAIMED");
         child.kill().unwrap();
         child.wait().unwrap();
@@ -524,11 +520,7 @@ fn mpmc_consumer_killed_at_random_points() {
 #[test]
 fn creator_killed_during_init_times_out_then_is_reclaimed() {
     let name = Name::new("init");
-    let mut child = spawn_child(
-        "child_entry",
-        "stuck_creator",
-        &[("SHMQ_NAME", name.0.clone())],
-    );
+    let mut child = spawn_role("stuck_creator", &name, &[]);
     wait_for_line(&mut child, "READY");
     let o = Options::new().open_timeout(Duration::from_millis(50));
     assert!(matches!(
@@ -548,11 +540,7 @@ fn creator_killed_during_init_times_out_then_is_reclaimed() {
     let rx = spsc::Consumer::open_or_create(&name, &o.clone().reclaim_stale(true)).unwrap();
     drop(rx);
     // And gc removes a stale half-made segment.
-    let mut child = spawn_child(
-        "child_entry",
-        "stuck_creator",
-        &[("SHMQ_NAME", name.0.clone())],
-    );
+    let mut child = spawn_role("stuck_creator", &name, &[]);
     wait_for_line(&mut child, "READY");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -570,11 +558,7 @@ fn gc_never_removes_a_live_segment_and_removes_a_dead_one() {
     // A segment whose only endpoints were a consumer that left (keeping the
     // segment) and a producer that was killed.
     let rx = spsc::Consumer::create(&dead, &fast().keep(true)).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
-        "spsc_producer",
-        &[("SHMQ_NAME", dead.0.clone())],
-    );
+    let mut child = spawn_role("spsc_producer", &dead, &[]);
     wait_for_line(&mut child, "READY");
     drop(rx);
     assert!(matches!(shmq::gc_one(&dead), shmq::GcOutcome::InUse));
@@ -881,14 +865,7 @@ fn churn_opts() -> Options {
 fn review_03_attach_detach_churn_never_orphans() {
     let name = Name::new("churn");
     let secs = 4;
-    let child = spawn_child(
-        "child_entry",
-        "churn_consumer",
-        &[
-            ("SHMQ_NAME", name.0.clone()),
-            ("SHMQ_SECS", secs.to_string()),
-        ],
-    );
+    let child = spawn_role("churn_consumer", &name, &[("SHMQ_SECS", secs.to_string())]);
     let end = Instant::now() + Duration::from_secs(secs);
     let (mut n, mut orphans, mut errors) = (0u64, 0u64, 0u64);
     while Instant::now() < end {
@@ -932,11 +909,7 @@ fn review_03_attach_detach_churn_never_orphans() {
 fn review_04_reclaim_and_gc_never_remove_a_segment_being_created() {
     for gc in [false, true] {
         let name = Name::new(if gc { "big-gc" } else { "big-reclaim" });
-        let mut child = spawn_child(
-            "child_entry",
-            "big_producer",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
+        let mut child = spawn_role("big_producer", &name, &[]);
         let lines = common::line_channel(&mut child);
         // Strike as soon as anything of the segment shows under its name.
         let t0 = Instant::now();
@@ -1003,14 +976,7 @@ fn review_05_open_or_create_race_across_processes() {
     let names: Vec<Name> = (0..count)
         .map(|i| Name(format!("{}-{i}", base.0)))
         .collect();
-    let child = spawn_child(
-        "child_entry",
-        "race_consumer",
-        &[
-            ("SHMQ_NAME", base.0.clone()),
-            ("SHMQ_COUNT", count.to_string()),
-        ],
-    );
+    let child = spawn_role("race_consumer", &base, &[("SHMQ_COUNT", count.to_string())]);
     let (mut errors, mut orphans) = (0u64, 0u64);
     for (i, n) in names.iter().enumerate() {
         match spsc::Producer::open_or_create(n, &Options::new().capacity(4096)) {
@@ -1131,11 +1097,7 @@ fn review2_r2_producer_killed_while_attaching_or_detaching() {
     for it in 0..iters() {
         let name = Name::new("r2kill");
         let mut rx = mpmc::Consumer::create(&name, &churn_mpmc()).unwrap();
-        let mut child = spawn_child(
-            "child_entry",
-            "producer_churn",
-            &[("SHMQ_NAME", name.0.clone())],
-        );
+        let mut child = spawn_role("producer_churn", &name, &[]);
         wait_for_line(&mut child, "READY");
         std::thread::sleep(Duration::from_micros(200 + rng.below(5000)));
         child.kill().unwrap();
@@ -1155,11 +1117,7 @@ fn review2_r6_forked_child_does_not_keep_a_dead_parent_alive() {
         .capacity(4096)
         .liveness_interval(Duration::from_millis(50));
     let mut tx = spsc::Producer::create(&name, &o).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
-        "forking_consumer",
-        &[("SHMQ_NAME", name.0.clone())],
-    );
+    let mut child = spawn_role("forking_consumer", &name, &[]);
     wait_for_line(&mut child, "READY");
     while tx.try_send(&[0u8; 100]).is_ok() {}
     child.kill().unwrap();
@@ -1176,11 +1134,7 @@ fn forked_child_cannot_use_or_detach_the_parents_endpoint() {
     let name = Name::new("forkuse");
     let o = Options::new().capacity(4096);
     let mut rx = spsc::Consumer::create(&name, &o).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
-        "fork_uses_endpoint",
-        &[("SHMQ_NAME", name.0.clone())],
-    );
+    let mut child = spawn_role("fork_uses_endpoint", &name, &[]);
     let lines = common::line_channel(&mut child);
     let status = loop {
         let l = lines.recv_timeout(Duration::from_secs(10)).unwrap();

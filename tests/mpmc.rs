@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Name, env, spawn_child, wait_for_line};
+use common::{Name, env, spawn_child, spawn_role, wait_for_line};
 use shmq::mpmc::{self, Consumer, Producer};
 use shmq::{Error, OpenError, Options};
 
@@ -341,11 +341,7 @@ fn producer_killed_between_claim_and_commit_is_abandoned() {
         .slot_size(32)
         .abandon_timeout(Duration::from_millis(200));
     let mut rx = Consumer::create(&name, &o).unwrap();
-    let mut doomed = spawn_child(
-        "child_entry",
-        "claim_and_hang",
-        &[("SHMQ_NAME", name.0.clone())],
-    );
+    let mut doomed = spawn_role("claim_and_hang", &name, &[]);
     wait_for_line(&mut doomed, "CLAIMED");
     let mut live = Producer::open(&name, &o).unwrap();
     for s in 0..100 {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Name, env, spawn_child, wait_for_line};
+use common::{Name, env, spawn_role, wait_for_line};
 use shmq::spsc::{self, Consumer, Producer};
 use shmq::{Error, Options, WaitStrategy};
 
@@ -191,11 +191,10 @@ fn cross_process_ping_pong(wait: &str, n: u64) {
     let o = with(strategy(wait), Duration::ZERO);
     let mut tx = Producer::create(&ab, &o).unwrap();
     let mut rx = Consumer::create(&ba, &o).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
+    let mut child = spawn_role(
         "echo",
+        &name,
         &[
-            ("SHMQ_NAME", name.0.clone()),
             ("SHMQ_WAIT", wait.to_string()),
             ("SHMQ_COUNT", n.to_string()),
         ],
@@ -228,14 +227,7 @@ fn killed_while_sleeping(wait: &str) {
     let name = Name::new(&format!("ks{wait}"));
     let o = with(strategy(wait), Duration::ZERO);
     let mut rx = Consumer::create(&name, &o).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
-        "sleep",
-        &[
-            ("SHMQ_NAME", name.0.clone()),
-            ("SHMQ_WAIT", wait.to_string()),
-        ],
-    );
+    let mut child = spawn_role("sleep", &name, &[("SHMQ_WAIT", wait.to_string())]);
     wait_for_line(&mut child, "READY");
     let killer = std::thread::spawn(move || common::kill_after(child, Duration::from_millis(100)));
     let r = rx.recv_timeout(Duration::from_secs(10)).err();

@@ -5,7 +5,7 @@ mod common;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use common::{Name, Rng, env, fill, spawn_child, wait_for_line};
+use common::{Name, Rng, env, fill, spawn_role, wait_for_line};
 use proptest::prelude::*;
 use shmq::spsc::{self, Consumer, Producer};
 use shmq::{Error, OpenError, Options, WaitStrategy};
@@ -628,14 +628,7 @@ fn cross_process_million_messages_with_checksum() {
     // A small ring so the producer often blocks on full, too.
     let opts = Options::new().capacity(4096);
     let mut rx = Consumer::create(&name, &opts).unwrap();
-    let mut child = spawn_child(
-        "child_entry",
-        "producer",
-        &[
-            ("SHMQ_NAME", name.0.clone()),
-            ("SHMQ_COUNT", MESSAGES.to_string()),
-        ],
-    );
+    let mut child = spawn_role("producer", &name, &[("SHMQ_COUNT", MESSAGES.to_string())]);
     let mut rng = Rng(42);
     let mut want = vec![0u8; 256];
     let mut sum = 0u64;
@@ -664,7 +657,7 @@ fn cross_process_million_messages_with_checksum() {
 fn killed_producer_gives_peer_died_to_a_blocked_consumer() {
     let name = Name::new("kill");
     let mut rx = Consumer::create(&name, &Options::new()).unwrap();
-    let mut child = spawn_child("child_entry", "hang", &[("SHMQ_NAME", name.0.clone())]);
+    let mut child = spawn_role("hang", &name, &[]);
     wait_for_line(&mut child, "READY");
     assert!(rx.peer_alive());
     let killer = std::thread::spawn(move || common::kill_after(child, Duration::from_millis(100)));

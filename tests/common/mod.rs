@@ -52,6 +52,14 @@ pub const CHILD_ROLE: &str = "SHMQ_TEST_CHILD_ROLE";
 
 /// Re-runs the current test binary, running only `entry` (an ignored test
 /// function that dispatches on `CHILD_ROLE`), with `role` and extra env vars.
+/// `spawn_child` of this binary's `child_entry` in `role`, on segment
+/// `name`, with more env vars `env`.
+pub fn spawn_role(role: &str, name: &Name, env: &[(&str, String)]) -> Child {
+    let mut all = vec![("SHMQ_NAME", name.0.clone())];
+    all.extend(env.iter().cloned());
+    spawn_child("child_entry", role, &all)
+}
+
 pub fn spawn_child(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
