@@ -132,9 +132,10 @@ pub fn peek_mpmc(p: &mpmc::Producer, off: usize) -> u64 {
     peek(p.mem(), off)
 }
 
-/// Record-header tags of the SPSC ring and slot kinds of the MPMC ring, so the
-/// fuzzers can forge plausible words.
-pub const SPSC_TAGS: [u32; 2] = [0x2147_534d, 0x2144_4150];
+/// Record-header tags of the SPSC ring (message and padding, for even and
+/// odd laps) and slot kinds of the MPMC ring, so the fuzzers can forge
+/// plausible words.
+pub const SPSC_TAGS: [u32; 4] = [0x2147_534d, 0x2144_4150, 0x2147_534c, 0x2144_4151];
 /// MPMC info-word kinds: message, skip, abandoned.
 pub const MPMC_KINDS: [u32; 3] = [
     crate::ring::mpmc::KIND_MSG,

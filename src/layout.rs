@@ -15,7 +15,7 @@ use crate::sync::{AtomicU32, AtomicU64, RawCell};
 /// `b"SHMQRING"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// Bumped on every incompatible change of the layout or a protocol.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.

@@ -289,7 +289,7 @@ macro_rules! receiving {
         /// message stays queued).
         pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
             let $s = self;
-            $c.recv_with(Wait::No, $batch)?.copy_to(buf)
+            $c.recv_into_with(buf, Wait::No, $batch)
         }
 
         /// Copies the next message into `buf`, waiting for one; returns its
@@ -300,7 +300,7 @@ macro_rules! receiving {
         /// queued).
         pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
             let $s = self;
-            $c.recv_with(Wait::Forever, $batch)?.copy_to(buf)
+            $c.recv_into_with(buf, Wait::Forever, $batch)
         }
 
         /// Copies the next message into `buf`, waiting at most `timeout`.
@@ -313,7 +313,7 @@ macro_rules! receiving {
             timeout: Duration,
         ) -> Result<usize, Error> {
             let $s = self;
-            $c.recv_with(Wait::at_most(timeout), $batch)?.copy_to(buf)
+            $c.recv_into_with(buf, Wait::at_most(timeout), $batch)
         }
     };
 }
@@ -353,6 +353,7 @@ impl Producer {
         endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, true) == Peer::Attached
     }
 
+    #[inline]
     fn check(&mut self, r: Result<Reservation, Error>) -> Result<Reservation, Error> {
         if let Err(e @ Error::Corrupted(_)) = r {
             self.poisoned = Some(e);
@@ -360,6 +361,7 @@ impl Producer {
         r
     }
 
+    #[inline]
     fn attempt(&mut self, len: usize, slack: u64) -> Result<Reservation, Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
@@ -379,6 +381,7 @@ impl Producer {
         self.check(r)
     }
 
+    #[inline]
     fn publish(&mut self) {
         if self.ring.publish(&self.at.mem) {
             notify::wake(
@@ -389,6 +392,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn reserve_with(
         &mut self,
         len: usize,
@@ -403,7 +407,36 @@ impl Producer {
         })
     }
 
+    #[inline]
     fn send_with(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
+        // Fast path: the ring has room now (the checks of `attempt`, then
+        // one ring call that reserves, copies and commits).
+        if self.poisoned.is_none()
+            && !self.at.forked()
+            && endpoint::peer_state(&self.at.mem, CONSUMER_SLOT, false) != Peer::Detached
+        {
+            match self.ring.try_write(&self.at.mem, msg, !batch) {
+                Ok(()) => {
+                    self.at.stats.messages += 1;
+                    self.at.stats.bytes += msg.len() as u64;
+                    if !batch {
+                        notify::wake(
+                            &self.at.mem.header().not_empty,
+                            self.at.wait.backend,
+                            &mut self.at.stats,
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(Error::Full) => {}
+                Err(e) => return self.check(Err(e)).map(drop),
+            }
+        }
+        self.send_slow(msg, wait, batch)
+    }
+
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
         self.reserve_with(msg.len(), wait, batch)?.write(msg);
         Ok(())
     }
@@ -441,6 +474,7 @@ struct ReserveOp<'a> {
 
 impl Waitable for ReserveOp<'_> {
     type Output = Reservation;
+    #[inline]
     fn attempt(&mut self) -> Result<Reservation, Error> {
         self.p.attempt(self.len, 0)
     }
@@ -500,6 +534,7 @@ impl WriteGrant<'_> {
     ///
     /// # Panics
     /// If `n` is larger than the reserved length.
+    #[inline]
     pub fn commit(self, n: usize) {
         let p = self.p;
         if p.at.inert() {
@@ -507,14 +542,21 @@ impl WriteGrant<'_> {
             // parent. (Its message is the parent's to commit.)
             return;
         }
-        p.ring.commit(&p.at.mem, &self.res, n);
         p.at.stats.messages += 1;
         p.at.stats.bytes += n as u64;
-        if !self.batch {
-            p.publish();
+        if self.batch {
+            p.ring.commit(&p.at.mem, &self.res, n);
+        } else {
+            p.ring.commit_publish(&p.at.mem, &self.res, n);
+            notify::wake(
+                &p.at.mem.header().not_empty,
+                p.at.wait.backend,
+                &mut p.at.stats,
+            );
         }
     }
 
+    #[inline]
     fn write(self, msg: &[u8]) {
         let ptr = self.p.ring.payload(&self.p.at.mem, &self.res);
         // SAFETY: the reservation covers `msg.len()` bytes of the data area
@@ -609,6 +651,7 @@ impl Consumer {
         endpoint::peer_state(&self.at.mem, PRODUCER_SLOT, true) == Peer::Attached
     }
 
+    #[inline]
     fn attempt(&mut self) -> Result<Record, Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
@@ -644,6 +687,7 @@ impl Consumer {
         r
     }
 
+    #[inline]
     fn recv_with(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
         let rec = notify::wait_for(&mut RecvOp { c: self }, wait)?;
         Ok(ReadGrant {
@@ -651,6 +695,37 @@ impl Consumer {
             rec,
             batch,
         })
+    }
+
+    #[inline]
+    fn recv_into_with(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
+        // Fast path: a message is there (the checks of `attempt`, then one
+        // ring call that reads, copies and consumes it).
+        if self.poisoned.is_none() && !self.at.forked() {
+            match self.ring.try_read_into(&self.at.mem, buf) {
+                Ok(n) => {
+                    self.at.stats.messages += 1;
+                    self.at.stats.bytes += n as u64;
+                    if !batch {
+                        self.free();
+                    }
+                    return Ok(n);
+                }
+                Err(Error::Empty) => {}
+                Err(e) => {
+                    if let Error::Corrupted(_) = e {
+                        self.poisoned = Some(e);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.recv_into_slow(buf, wait, batch)
+    }
+
+    #[inline(never)]
+    fn recv_into_slow(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
+        self.recv_with(wait, batch)?.copy_to(buf)
     }
 
     receiving!(false, |c| c);
@@ -670,6 +745,7 @@ impl Consumer {
         ReadBatch { c: self }
     }
 
+    #[inline]
     fn release(&mut self, rec: &Record, batch: bool) {
         self.ring.release(rec);
         self.at.stats.messages += 1;
@@ -679,6 +755,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn free(&mut self) {
         if self.ring.publish(&self.at.mem) {
             notify::wake(
@@ -702,6 +779,7 @@ struct RecvOp<'a> {
 
 impl Waitable for RecvOp<'_> {
     type Output = Record;
+    #[inline]
     fn attempt(&mut self) -> Result<Record, Error> {
         self.c.attempt()
     }
@@ -742,6 +820,7 @@ pub struct ReadGrant<'a> {
 }
 
 impl ReadGrant<'_> {
+    #[inline]
     fn copy_to(self, buf: &mut [u8]) -> Result<usize, Error> {
         let n = self.rec.len;
         if n > buf.len() {
@@ -775,6 +854,7 @@ impl Deref for ReadGrant<'_> {
 }
 
 impl Drop for ReadGrant<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.c.at.inert() {
             return;
