@@ -85,6 +85,12 @@ pub fn mpmc_data_offset(p: &mpmc::Producer) -> usize {
     p.mem().geometry().data_offset()
 }
 
+/// Bytes from one MPMC slot to the next for a `slot_size` option: the slot
+/// size rounded up to a cache line.
+pub fn mpmc_slot_stride(slot_size: usize) -> usize {
+    slot_size.next_multiple_of(crate::layout::SLOT_ALIGN as usize)
+}
+
 /// Byte offset of the endpoint table (the same for both kinds).
 pub const TABLE_OFFSET: usize = 5 * crate::layout::LINE;
 

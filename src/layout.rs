@@ -163,6 +163,11 @@ pub(crate) struct EndpointSlot {
 /// Line size used for padding the table and aligning the data area.
 pub(crate) const LINE: usize = 128;
 
+/// MPMC slots start on a cache line of their own: the slot stride is the
+/// slot size rounded up to a multiple of this, so that a producer writing
+/// one slot and a consumer reading its neighbour never share a line.
+pub(crate) const SLOT_ALIGN: u64 = 64;
+
 /// Byte offsets of `Header::prod` and `Header::cons` (for error reports;
 /// asserted below).
 pub(crate) const PROD_AT: Option<u64> = Some(LINE as u64);
@@ -219,8 +224,9 @@ const WAKE_PROTOCOL: u64 = 2;
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 17] = [
+    let parts: [u64; 18] = [
         VERSION as u64,
+        SLOT_ALIGN,
         WAKE_PROTOCOL,
         size_of::<Header>() as u64,
         size_of::<Meta>() as u64,
@@ -272,18 +278,23 @@ impl Geometry {
         let table = self.endpoints() * 16;
         self.table_offset() + table.div_ceil(LINE) * LINE
     }
+    /// MPMC: bytes from one slot to the next, the slot size rounded up to
+    /// [`SLOT_ALIGN`].
+    pub(crate) fn slot_stride(&self) -> u64 {
+        u64::from(self.slot_size).next_multiple_of(SLOT_ALIGN)
+    }
     /// Bytes in the data area.
     pub(crate) fn data_len(&self) -> u64 {
         match self.kind {
             Kind::Spsc => self.capacity,
-            Kind::Mpmc => self.capacity * u64::from(self.slot_size),
+            Kind::Mpmc => self.capacity * self.slot_stride(),
         }
     }
     /// Total segment size in bytes, or `None` on overflow.
     pub(crate) fn total_size(&self) -> Option<u64> {
         let data = match self.kind {
             Kind::Spsc => Some(self.capacity),
-            Kind::Mpmc => self.capacity.checked_mul(u64::from(self.slot_size)),
+            Kind::Mpmc => self.capacity.checked_mul(self.slot_stride()),
         }?;
         (self.data_offset() as u64).checked_add(data)
     }

@@ -481,6 +481,9 @@ impl Producer {
     /// `TooLarge`, `Full`, `Corrupted`; on error nothing was sent.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
         self.check_len(msg.len())?;
+        if self.send_fast(msg)? {
+            return Ok(());
+        }
         self.try_reserve()?.write(msg);
         Ok(())
     }
@@ -491,8 +494,36 @@ impl Producer {
     /// As [`reserve`](Self::reserve), plus `TooLarge`.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         self.check_len(msg.len())?;
+        if self.send_fast(msg)? {
+            return Ok(());
+        }
         self.reserve()?.write(msg);
         Ok(())
+    }
+
+    /// The sends' fast path: a slot is free now. `Ok(false)`: take the
+    /// general path (full, or a forgotten grant to resolve first).
+    #[inline]
+    fn send_fast(&mut self, msg: &[u8]) -> Result<bool, Error> {
+        let i = &mut self.i;
+        if self.held.is_some() || i.poisoned.is_some() || i.at.forked() {
+            return Ok(false);
+        }
+        match ring::try_send(&i.at.mem, &i.slots, i.at.slot, msg) {
+            Ok(_) => {
+                i.stall = None;
+                i.at.stats.messages += 1;
+                i.at.stats.bytes += msg.len() as u64;
+                notify::wake(
+                    &i.at.mem.header().not_empty,
+                    i.at.wait.backend,
+                    &mut i.at.stats,
+                );
+                Ok(true)
+            }
+            Err(Error::Full) => Ok(false),
+            Err(e) => Err(i.note(e)),
+        }
     }
 
     /// Copies `msg` into a slot, waiting at most `timeout`.
@@ -790,7 +821,47 @@ impl Consumer {
     /// dropped: the slot cannot stay claimed; size `buf` to
     /// [`max_message_len`](Self::max_message_len)).
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if let Some(r) = self.recv_into_fast(buf) {
+            return r;
+        }
         self.recv()?.copy_to(buf)
+    }
+
+    /// The copying receives' fast path: a message is there. `None`: take
+    /// the general path (empty, a skip or abandoned slot was consumed, or a
+    /// forgotten grant to release first).
+    #[inline]
+    fn recv_into_fast(&mut self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
+        let i = &mut self.i;
+        if self.held.is_some() || i.poisoned.is_some() || i.at.forked() {
+            return None;
+        }
+        let (mem, slots, me) = (&i.at.mem, &i.slots, i.at.slot);
+        match ring::try_take(mem, slots, me) {
+            Ok(t) => {
+                // A message too long for `buf` is dropped, as `copy_to`
+                // drops it: the slot cannot stay claimed.
+                let r = (t.kind == KIND_MSG).then(|| ring::copy_out(mem, slots, &t, buf));
+                ring::release(mem, slots, me, t.pos);
+                match t.kind {
+                    KIND_MSG => {
+                        i.stall = None;
+                        i.at.stats.messages += 1;
+                        i.at.stats.bytes += t.len as u64;
+                    }
+                    KIND_ABANDONED => i.at.stats.abandoned += 1,
+                    _ => {}
+                }
+                notify::wake(
+                    &i.at.mem.header().not_full,
+                    i.at.wait.backend,
+                    &mut i.at.stats,
+                );
+                r
+            }
+            Err(Error::Empty) => None,
+            Err(e) => Some(Err(i.note(e))),
+        }
     }
 
     /// Copies the next message into `buf` without waiting.
@@ -798,6 +869,9 @@ impl Consumer {
     /// # Errors
     /// As [`try_recv`](Self::try_recv), plus `BufferTooSmall`.
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if let Some(r) = self.recv_into_fast(buf) {
+            return r;
+        }
         self.try_recv()?.copy_to(buf)
     }
 
@@ -806,6 +880,9 @@ impl Consumer {
     /// # Errors
     /// As [`recv_timeout`](Self::recv_timeout), plus `BufferTooSmall`.
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
+        if let Some(r) = self.recv_into_fast(buf) {
+            return r;
+        }
         self.recv_timeout(timeout)?.copy_to(buf)
     }
 
