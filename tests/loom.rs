@@ -63,9 +63,17 @@ where
 /// SPSC ring of 64 bytes: the largest message is 24 bytes (a 32-byte record),
 /// so two of them fill it and a third wraps.
 fn spsc_tiny() -> Options {
-    Options::new().capacity(64)
+    Options::new().capacity(64).liveness_interval(NO_TIMERS)
 }
 
+/// The liveness interval of the models: an hour, so that no model takes a
+/// branch that depends on wall-clock time. With the default 100 ms, a
+/// blocked endpoint probes its peers (more atomic operations) whenever a
+/// loom execution happens to take that long, as it does on a loaded
+/// machine; loom then finds the model not deterministic ("Reached
+/// unexpected exploration state") and fails. Peers here die only by
+/// `__simulate_crash`, which the recovery paths see without timers.
+const NO_TIMERS: Duration = Duration::from_secs(3600);
 
 /// As `spsc_tiny`, with blocking calls that go straight to the futex path.
 fn spsc_tiny_blocking() -> Options {
@@ -79,6 +87,7 @@ fn mpmc_tiny() -> Options {
         .slot_size(24)
         .max_producers(2)
         .max_consumers(2)
+        .liveness_interval(NO_TIMERS)
 }
 
 /// A message whose bytes say which one it is.
