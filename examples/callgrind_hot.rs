@@ -15,7 +15,8 @@
 //!
 //! Modes: `send_recv_into` (send + recv_into), `grant` (reserve/commit +
 //! recv/drop), `mpmc` (MPMC send + recv_into), `typed` (typed SPSC
-//! send + recv of `[u8; 64]`), `typed_mpmc`.
+//! send + recv of `[u8; 64]`), `typed_mpmc`. A third argument sets the
+//! message size of the byte modes (default 64).
 
 use shmq::{Options, WaitStrategy, mpmc, spsc, typed};
 
@@ -27,9 +28,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "send_recv_into".into());
     let n: u64 = args.next().map_or(100_000, |s| s.parse().unwrap());
+    // Message size for the byte modes (default 64).
+    let size: usize = args.next().map_or(64, |s| s.parse().unwrap());
     let opts = Options::new().wait(WaitStrategy::Spin).capacity(1 << 16);
-    let msg = [7u8; 64];
-    let mut buf = [0u8; 64];
+    let msg = vec![7u8; size];
+    let mut buf = vec![0u8; size];
     let mut sum = 0u64;
     let name = name(&mode);
     match mode.as_str() {
@@ -45,15 +48,15 @@ fn main() {
             let mut tx = spsc::Producer::create(&name, &opts).unwrap();
             let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
             for _ in 0..n {
-                let mut g = tx.reserve(64).unwrap();
+                let mut g = tx.reserve(size).unwrap();
                 g[0] = 1;
-                g.commit(64);
+                g.commit(size);
                 let g = rx.recv().unwrap();
                 sum += u64::from(g[0]);
             }
         }
         "mpmc" => {
-            let opts = opts.slots(1024).slot_size(80);
+            let opts = opts.slots(1024).slot_size(size + 16);
             let mut tx = mpmc::Producer::create(&name, &opts).unwrap();
             let mut rx = mpmc::Consumer::open(&name, &opts).unwrap();
             for _ in 0..n {
@@ -65,7 +68,7 @@ fn main() {
             let mut tx = typed::Sender::<[u8; 64], typed::Spsc>::create(&name, &opts).unwrap();
             let mut rx = typed::Receiver::<[u8; 64], typed::Spsc>::open(&name, &opts).unwrap();
             for _ in 0..n {
-                tx.send(msg).unwrap();
+                tx.send([7; 64]).unwrap();
                 sum += u64::from(rx.recv().unwrap()[0]);
             }
         }
@@ -74,7 +77,7 @@ fn main() {
             let mut tx = typed::Sender::<[u8; 64], typed::Mpmc>::create(&name, &opts).unwrap();
             let mut rx = typed::Receiver::<[u8; 64], typed::Mpmc>::open(&name, &opts).unwrap();
             for _ in 0..n {
-                tx.send(msg).unwrap();
+                tx.send([7; 64]).unwrap();
                 sum += u64::from(rx.recv().unwrap()[0]);
             }
         }
