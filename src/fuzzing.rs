@@ -97,6 +97,12 @@ pub fn mpmc_data_offset(p: &mpmc::Producer) -> usize {
     p.mem().geometry().data_offset()
 }
 
+/// Bytes from one MPMC slot to the next for a `slot_size` option: the slot
+/// size rounded up to a cache line.
+pub fn mpmc_slot_stride(slot_size: usize) -> usize {
+    slot_size.next_multiple_of(crate::layout::SLOT_ALIGN as usize)
+}
+
 /// Byte offset of the endpoint table (the same for both kinds).
 pub const TABLE_OFFSET: usize = 5 * crate::layout::LINE;
 
@@ -144,9 +150,15 @@ pub fn peek_mpmc(p: &mpmc::Producer, off: usize) -> u64 {
     peek(p.mem(), off)
 }
 
-/// Record-header tags of the SPSC ring and slot kinds of the MPMC ring, so the
-/// fuzzers can forge plausible words.
-pub const SPSC_TAGS: [u32; 2] = [crate::layout::TAG_MSG, crate::layout::TAG_PAD];
+/// Record-header tags of the SPSC ring (message and padding, for even and
+/// odd laps) and slot kinds of the MPMC ring, so the fuzzers can forge
+/// plausible words.
+pub const SPSC_TAGS: [u32; 4] = [
+    crate::layout::TAG_MSG,
+    crate::layout::TAG_PAD,
+    crate::layout::TAG_MSG ^ 1,
+    crate::layout::TAG_PAD ^ 1,
+];
 /// MPMC info-word kinds: message, skip, abandoned.
 pub const MPMC_KINDS: [u32; 3] = [
     crate::layout::KIND_MSG,

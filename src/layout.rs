@@ -15,7 +15,7 @@ use crate::sync::{AtomicU32, AtomicU64, RawCell};
 /// `b"SHMQRING"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// Bumped on every incompatible change of the layout or a protocol.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.
@@ -83,10 +83,12 @@ impl Kind {
 
 /// SPSC: bytes of the record header, a word `tag << 32 | len`.
 pub(crate) const RECORD_HEADER: usize = 8;
-/// SPSC record tag of a message.
-pub(crate) const TAG_MSG: u32 = 0x2147_534d; // "MSG!"
-/// SPSC record tag of the padding that fills the ring's end.
-pub(crate) const TAG_PAD: u32 = 0x2144_4150; // "PAD!"
+/// SPSC record tag of a message ("MSG!" on even laps of the ring; its low
+/// bit flips on odd laps: "LSG!").
+pub(crate) const TAG_MSG: u32 = 0x2147_534d;
+/// SPSC record tag of the padding that fills the ring's end ("PAD!", and
+/// "QAD!" on odd laps).
+pub(crate) const TAG_PAD: u32 = 0x2144_4150;
 /// Bytes of the slot header: sequence word and info word.
 pub(crate) const SLOT_HEADER: usize = 16;
 
@@ -180,6 +182,11 @@ pub(crate) struct EndpointSlot {
 /// Line size used for padding the table and aligning the data area.
 pub(crate) const LINE: usize = 128;
 
+/// MPMC slots start on a cache line of their own: the slot stride is the
+/// slot size rounded up to a multiple of this, so that a producer writing
+/// one slot and a consumer reading its neighbour never share a line.
+pub(crate) const SLOT_ALIGN: u64 = 64;
+
 /// Byte offsets of `Header::prod` and `Header::cons` (for error reports;
 /// asserted below).
 pub(crate) const PROD_AT: Option<u64> = Some(LINE as u64);
@@ -236,8 +243,9 @@ const WAKE_PROTOCOL: u64 = 2;
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 17] = [
+    let parts: [u64; 18] = [
         VERSION as u64,
+        SLOT_ALIGN,
         WAKE_PROTOCOL,
         size_of::<Header>() as u64,
         size_of::<Meta>() as u64,
@@ -310,18 +318,23 @@ impl Geometry {
         let table = self.endpoints() * 16;
         self.table_offset() + table.div_ceil(LINE) * LINE
     }
+    /// MPMC: bytes from one slot to the next, the slot size rounded up to
+    /// [`SLOT_ALIGN`].
+    pub(crate) fn slot_stride(&self) -> u64 {
+        u64::from(self.slot_size).next_multiple_of(SLOT_ALIGN)
+    }
     /// Bytes in the data area.
     pub(crate) fn data_len(&self) -> u64 {
         match self.kind {
             Kind::Spsc => self.capacity,
-            Kind::Mpmc => self.capacity * u64::from(self.slot_size),
+            Kind::Mpmc => self.capacity * self.slot_stride(),
         }
     }
     /// Total segment size in bytes, or `None` on overflow.
     pub(crate) fn total_size(&self) -> Option<u64> {
         let data = match self.kind {
             Kind::Spsc => Some(self.capacity),
-            Kind::Mpmc => self.capacity.checked_mul(u64::from(self.slot_size)),
+            Kind::Mpmc => self.capacity.checked_mul(self.slot_stride()),
         }?;
         (self.data_offset() as u64).checked_add(data)
     }

@@ -548,6 +548,27 @@ impl Producer {
                 max,
             });
         }
+        // Fast path: a slot is free now (and no forgotten grant to resolve
+        // first): claim, copy and publish in one ring call.
+        let ep = &mut self.ep;
+        if ep.side.held.is_none() && ep.usable().is_ok() {
+            match ring::try_send(&ep.at.mem, &ep.side.slots, ep.at.slot, msg) {
+                Ok(_) => {
+                    ep.side.stall.clear();
+                    ep.at.stats.messages += 1;
+                    ep.at.stats.bytes += msg.len() as u64;
+                    ep.wake_peers();
+                    return Ok(());
+                }
+                Err(Error::Full) => {}
+                Err(e) => return Err(ep.note(e)),
+            }
+        }
+        self.send_slow(msg, wait)
+    }
+
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
         self.reserve_with(wait)?.write(msg);
         Ok(())
     }
@@ -691,6 +712,44 @@ impl Consumer {
         Ok(ReadGrant { c: self, t })
     }
 
+    /// The copying receives' fast path: a message is there (and nothing
+    /// held or pending). `None`: take the general path (empty, or a skip or
+    /// abandoned slot consumed here).
+    #[inline(always)]
+    fn recv_into_fast(&mut self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
+        let ep = &mut self.ep;
+        if ep.side.held.is_some() || ep.side.pending.is_some() || ep.usable().is_err() {
+            return None;
+        }
+        match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
+            Ok(t) if t.kind == KIND_MSG => {
+                if t.len > buf.len() {
+                    // Stays ours, for the next receive (the rule of
+                    // `recv_into`).
+                    ep.side.pending = Some(t);
+                    return Some(Err(Error::BufferTooSmall {
+                        needed: t.len,
+                        capacity: buf.len(),
+                    }));
+                }
+                let r = ring::copy_out(&ep.at.mem, &ep.side.slots, &t, buf);
+                ep.side.stall.clear();
+                release(ep, &t);
+                Some(r)
+            }
+            Ok(t) => {
+                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                if t.kind == KIND_ABANDONED {
+                    ep.at.stats.abandoned += 1;
+                }
+                ep.wake_peers();
+                None
+            }
+            Err(Error::Empty) => None,
+            Err(e) => Some(Err(ep.note(e))),
+        }
+    }
+
     notify::waiting_variants! {
         /// The next message, read in place, waiting for one; dropping the
         /// grant frees its slot.
@@ -734,7 +793,10 @@ impl Consumer {
         /// rule of SPSC too; an MPMC position cannot be handed back to the
         /// queue, so it is dropped only if this consumer drops first).
         fn recv_into / try_recv_into / recv_into_timeout (buf: &mut [u8]) -> Result<usize, Error>,
-        |c, w| c.recv_with(w)?.copy_to(buf)
+        |c, w| match c.recv_into_fast(buf) {
+            Some(r) => r,
+            None => c.recv_with(w)?.copy_to(buf),
+        }
     }
 }
 

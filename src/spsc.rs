@@ -183,7 +183,7 @@ macro_rules! receiving {
             /// As [`recv`](Self::recv), plus `BufferTooSmall`: the message
             /// stays queued, and the error says how big it is.
             fn recv_into / try_recv_into / recv_into_timeout (buf: &mut [u8]) -> Result<usize, Error>,
-            |$s, w| $c.recv_with(w, $batch)?.copy_to(buf)
+            |$s, w| $c.recv_into_with(buf, w, $batch)
         }
     };
 }
@@ -299,6 +299,29 @@ impl Producer {
 
     #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
+        // Fast path: the ring has room now. The checks of `try_reserve`,
+        // then one ring call that reserves, copies, commits (and unless in
+        // a batch, publishes).
+        let ep = &mut self.ep;
+        if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
+            match ep.side.try_write(&ep.at.mem, msg, !batch) {
+                Ok(()) => {
+                    ep.at.stats.messages += 1;
+                    ep.at.stats.bytes += msg.len() as u64;
+                    if !batch {
+                        ep.wake_peers();
+                    }
+                    return Ok(());
+                }
+                Err(Error::Full) => {}
+                Err(e) => return Err(ep.note(e)),
+            }
+        }
+        self.send_slow(msg, wait, batch)
+    }
+
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
         self.reserve_with(msg.len(), wait, batch)?.write(msg);
         Ok(())
     }
@@ -356,11 +379,13 @@ impl WriteGrant<'_> {
             // parent. (Its message is the parent's to commit.)
             return;
         }
-        ep.side.commit(&ep.at.mem, &self.res, n);
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += n as u64;
-        if !self.batch {
-            ep.publish();
+        if self.batch {
+            ep.side.commit(&ep.at.mem, &self.res, n);
+        } else {
+            ep.side.commit_publish(&ep.at.mem, &self.res, n);
+            ep.wake_peers();
         }
     }
 
@@ -451,6 +476,34 @@ impl Consumer {
             rec,
             batch,
         })
+    }
+
+    #[inline(always)]
+    fn recv_into_with(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
+        // Fast path: a message is there. The checks of `try_recv`, then one
+        // ring call that reads, copies and consumes it (a record longer
+        // than `buf` stays queued: `BufferTooSmall`).
+        let ep = &mut self.ep;
+        if ep.usable().is_ok() {
+            match ep.side.try_read_into(&ep.at.mem, buf) {
+                Ok(n) => {
+                    ep.at.stats.messages += 1;
+                    ep.at.stats.bytes += n as u64;
+                    if !batch {
+                        ep.publish();
+                    }
+                    return Ok(n);
+                }
+                Err(Error::Empty) => {}
+                Err(e) => return Err(ep.note(e)),
+            }
+        }
+        self.recv_into_slow(buf, wait, batch)
+    }
+
+    #[inline(never)]
+    fn recv_into_slow(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
+        self.recv_with(wait, batch)?.copy_to(buf)
     }
 
     receiving!(false, |c| c);
@@ -550,8 +603,8 @@ impl Drop for ReadGrant<'_> {
 /// when this guard drops (or at [`release`](Self::release)). It borrows the
 /// [`Consumer`] and has the same receiving methods. A receive that finds
 /// the ring empty frees what the batch took so far too (the producer may be
-/// waiting for that space); see [`looks_empty`](Self::looks_empty) to take
-/// only what is there.
+/// waiting for that space); see [`ready`](Self::ready) to take only what
+/// is there.
 ///
 /// Given to `mem::forget`, the batch's space is freed by the consumer's next
 /// receive, or when it drops.
@@ -562,11 +615,12 @@ pub struct ReadBatch<'a> {
 impl ReadBatch<'_> {
     receiving!(true, |b| b.c);
 
-    /// Whether the ring looked empty when last checked (no syscall, no
-    /// look at the producer's cursor). While it says `false`, a receive
-    /// returns a message and frees nothing, so a batch can take messages,
-    /// pass them on (say, `write(2)` them) and only then free their space:
-    /// a receiver killed before the release leaves them to its successor.
+    /// Whether a message is there to receive now: one look at the ring
+    /// (no syscall), which frees nothing, unlike a receive that finds the
+    /// ring empty. While it says `true`, [`try_recv`](Self::try_recv)
+    /// returns that message, so a batch can take what is there, pass it on
+    /// (say, `write(2)` it) and only then free its space: a receiver killed
+    /// before the release leaves the messages to its successor.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
@@ -575,7 +629,7 @@ impl ReadBatch<'_> {
     /// let mut out = Vec::new();
     /// let mut batch = rx.batch();
     /// out.extend_from_slice(&batch.recv()?);
-    /// while !batch.looks_empty() {
+    /// while batch.ready() {
     ///     out.extend_from_slice(&batch.try_recv()?);
     /// }
     /// // ... hand `out` on, then free the space:
@@ -583,8 +637,10 @@ impl ReadBatch<'_> {
     /// assert_eq!(out, b"ab");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn looks_empty(&self) -> bool {
-        self.c.looks_empty()
+    pub fn ready(&mut self) -> bool {
+        let ep = &mut self.c.ep;
+        // A corruption is left for the receive to report.
+        ep.usable().is_ok() && !matches!(ep.side.try_peek(&ep.at.mem), Err(Error::Empty))
     }
 
     /// Frees what was released so far; the batch goes on.

@@ -707,9 +707,7 @@ const DATA_SPSC: u64 = 768; // header 640 + a 2-entry endpoint table padded to 1
 
 #[test]
 fn runtime_corruption_of_spsc_cursors_and_lengths_is_detected() {
-    let cases: [(&str, u64, u64); 5] = [
-        ("tail far ahead", PROD, 1 << 40),
-        ("tail unaligned", PROD, 3),
+    let cases: [(&str, u64, u64); 3] = [
         (
             "record length huge",
             DATA_SPSC,
@@ -734,6 +732,23 @@ fn runtime_corruption_of_spsc_cursors_and_lengths_is_detected() {
             matches!(rx.try_recv().err(), Some(Error::Corrupted(_))),
             "{what}: poisoned"
         );
+        assert!(shmq::inspect(&name).unwrap().poisoned);
+    }
+    // The write cursor: the consumer finds records by their header words,
+    // so a scribbled `tail` does not stop the stream; an endpoint that
+    // starts from it (a consumer attaching) reports it.
+    for (what, v) in [("tail far ahead", 1 << 40), ("tail unaligned", 3)] {
+        let name = Name::new("corrupt-tail");
+        let mut tx = spsc::Producer::create(&name, &fast()).unwrap();
+        let mut rx = spsc::Consumer::open(&name, &fast()).unwrap();
+        tx.send(b"first message").unwrap();
+        scribble(&name, PROD, v);
+        let m = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(&*m, b"first message", "{what}");
+        drop(m);
+        drop(rx);
+        let err = spsc::Consumer::open(&name, &fast()).err().unwrap();
+        assert!(matches!(err, OpenError::Corrupted { .. }), "{what}: {err}");
         assert!(shmq::inspect(&name).unwrap().poisoned);
     }
     // Head moved behind the producer's back.

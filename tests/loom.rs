@@ -63,8 +63,17 @@ where
 /// SPSC ring of 64 bytes: the largest message is 24 bytes (a 32-byte record),
 /// so two of them fill it and a third wraps.
 fn spsc_tiny() -> Options {
-    Options::new().capacity(64)
+    Options::new().capacity(64).liveness_interval(NO_TIMERS)
 }
+
+/// The liveness interval of the models: an hour, so that no model takes a
+/// branch that depends on wall-clock time. With the default 100 ms, a
+/// blocked endpoint probes its peers (more atomic operations) whenever a
+/// loom execution happens to take that long, as it does on a loaded
+/// machine; loom then finds the model not deterministic ("Reached
+/// unexpected exploration state") and fails. Peers here die only by
+/// `__simulate_crash`, which the recovery paths see without timers.
+const NO_TIMERS: Duration = Duration::from_secs(3600);
 
 /// As `spsc_tiny`, with blocking calls that go straight to the futex path.
 fn spsc_tiny_blocking() -> Options {
@@ -78,6 +87,7 @@ fn mpmc_tiny() -> Options {
         .slot_size(24)
         .max_producers(2)
         .max_consumers(2)
+        .liveness_interval(NO_TIMERS)
 }
 
 /// A message whose bytes say which one it is.
@@ -210,6 +220,38 @@ fn spsc_stream_mixed_lengths() {
             assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
         }
         drop(p.join().unwrap());
+    });
+}
+
+/// Publishing by header word (issue 15), lap by lap through the 64-byte
+/// ring: A (32-byte record) at 0, B and C (16 bytes each) fill the ring
+/// exactly, so no terminator follows C and the consumer, caught up at cursor
+/// 64, reads A's header one lap old (it must read as "nothing yet"); D (24
+/// bytes) lands at 0 once A is freed, its terminator over A's old payload;
+/// E at 24; F needs the 8 bytes of padding at 56 and lands at 0 again, on
+/// the third lap, where the stale word is D's header (one lap old, never
+/// two).
+///
+/// Catches a header word published before its payload or terminator (a
+/// Relaxed header store or load: the consumer would take a stale word for a
+/// record), and a lap parity that fails to tell a lap-old header from a new
+/// one.
+#[test]
+fn spsc_header_word_publish_over_laps() {
+    const LENS: [usize; 6] = [24, 8, 8, 16, 24, 16];
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            for (id, len) in LENS.into_iter().enumerate() {
+                spsc_send(&mut tx, &msg(id as u8, len));
+            }
+            tx
+        });
+        for (id, len) in LENS.into_iter().enumerate() {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
+        }
+        drop(p.join().unwrap());
+        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
     });
 }
 

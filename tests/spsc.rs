@@ -554,17 +554,33 @@ fn scribbled_cursor_is_corrupted_not_a_crash() {
     let mut tx = Producer::create(&name, &small()).unwrap();
     let mut rx = Consumer::open(&name, &small()).unwrap();
     tx.send(b"ok").unwrap();
-    // The producer cursor (`tail`) lives at byte 128 of the header.
+    // The producer cursor (`tail`) lives at byte 128 of the header. The
+    // consumer finds records by their header words, not by `tail`: the
+    // message still arrives. An endpoint that starts from the cursor (a
+    // consumer attaching now) reports the corruption.
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(name.path())
         .unwrap();
     std::os::unix::fs::FileExt::write_at(&f, &u64::MAX.to_le_bytes(), 128).unwrap();
-    assert!(matches!(rx.try_recv().err(), Some(Error::Corrupted(_))));
+    assert_eq!(&*rx.try_recv().unwrap(), b"ok");
+    // The read cursor (`head`, byte 256) is the producer's to check: it
+    // reads it once the ring looks full.
+    std::os::unix::fs::FileExt::write_at(&f, &u64::MAX.to_le_bytes(), 256).unwrap();
+    let r = loop {
+        match tx.try_send(&[1; 100]) {
+            Ok(()) => continue,
+            r => break r,
+        }
+    };
+    assert!(matches!(r, Err(Error::Corrupted(_))), "{r:?}");
     assert!(
-        matches!(rx.recv().err(), Some(Error::Corrupted(_))),
+        matches!(tx.send(b"x").err(), Some(Error::Corrupted(_))),
         "poisoned"
     );
+    drop(rx);
+    let err = Consumer::open(&name, &small()).err().unwrap();
+    assert!(matches!(err, OpenError::Corrupted { .. }), "{err}");
 }
 
 #[test]

@@ -82,7 +82,8 @@ fn image(input: &Input) -> Vec<u8> {
             Kind::Spsc => None,
             Kind::Mpmc => {
                 let n = 2u64 << (pre.size_log % 5);
-                Some((n, 24 + 8 * (pre.size_sel as u64 % 12)))
+                let size = 24 + 8 * (pre.size_sel as usize % 12);
+                Some((n, fuzzing::mpmc_slot_stride(size) as u64))
             }
         },
         tags: match kind {

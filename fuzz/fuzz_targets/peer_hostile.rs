@@ -256,7 +256,7 @@ fn mpmc(slots_log: u8, size_sel: u8, ops: &[MOp]) {
         data_offset: peer.data_offset(),
         data_len: peer.data_len(),
         endpoints: 6,
-        slots: Some((n as u64, slot_size as u64)),
+        slots: Some((n as u64, shmq::fuzzing::mpmc_slot_stride(slot_size) as u64)),
         tags: &MPMC_KINDS,
     };
     let max = tx.max_message_len();

@@ -68,6 +68,10 @@ pub(crate) struct Slots {
     /// Number of slots (power of two).
     pub n: u64,
     /// Bytes per slot, header included (multiple of 8).
+    pub size: u64,
+    /// Bytes from one slot to the next: `size` rounded up to a cache line
+    /// (`layout::SLOT_ALIGN`), so that neighbouring slots (a producer's and
+    /// a consumer's) never share one.
     pub stride: u64,
 }
 
@@ -76,22 +80,26 @@ impl Slots {
         let g = mem.geometry();
         Slots {
             n: g.capacity,
-            stride: u64::from(g.slot_size),
+            size: u64::from(g.slot_size),
+            stride: g.slot_stride(),
         }
     }
     fn offset(&self, pos: u64) -> u64 {
         (pos & (self.n - 1)) * self.stride
     }
     pub(crate) fn max_message_len(&self) -> usize {
-        self.stride as usize - SLOT_HEADER
+        self.size as usize - SLOT_HEADER
     }
+    #[inline(always)]
     fn seq<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        mem.word(self.offset(pos))
+        slot_word(mem, self.offset(pos))
     }
+    #[inline(always)]
     fn info<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        mem.word(self.offset(pos) + 8)
+        slot_word(mem, self.offset(pos) + 8)
     }
     /// Payload of the slot for `pos`.
+    #[inline]
     pub(crate) fn payload(&self, mem: &Mem, pos: u64, len: usize) -> *mut u8 {
         mem.bytes(self.offset(pos) + SLOT_HEADER as u64, len)
     }
@@ -102,8 +110,27 @@ impl Slots {
         for i in 0..self.n {
             // Relaxed: published by the creator's Release store of READY (or,
             // on the heap, by handing the endpoints to other threads).
-            self.seq(mem, i).store(i, Ordering::Relaxed);
+            mem.word(self.offset(i)).store(i, Ordering::Relaxed);
         }
+    }
+}
+
+/// The word at data offset `off`, a slot's sequence or info word: a multiple
+/// of 8, since the stride (a multiple of `SLOT_ALIGN`) and the header
+/// fields are. `Mem::bytes` checks the bounds.
+#[inline(always)]
+fn slot_word(mem: &Mem, off: u64) -> &crate::sync::AtomicU64 {
+    #[cfg(loom)]
+    return mem.word(off);
+    #[cfg(not(loom))]
+    {
+        debug_assert!(off % 8 == 0, "unaligned slot word {off}");
+        let p = mem.bytes(off, 8);
+        // SAFETY: the 8 bytes at `p` are inside the data area (checked by
+        // `bytes`) and 8-aligned (the data area is 128-aligned, `off` a
+        // multiple of 8); atomics may be accessed while peers access them
+        // too; the reference does not outlive `mem`.
+        unsafe { crate::sync::AtomicU64::from_ptr(p.cast()) }
     }
 }
 
@@ -115,8 +142,33 @@ pub(crate) struct Taken {
     pub kind: u32,
 }
 
-/// Producer side: claims, commits.
+/// Producer side: claims the next position.
+#[inline]
 pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
+    let h = mem.header();
+    // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
+    let pos = h.prod.load(Ordering::Relaxed);
+    // The first try, inlined: the slot is free for `pos` and the CAS wins.
+    // (Everything else, contention, full or corrupted, goes to the loop.)
+    // Acquire: as in `claim_loop`.
+    if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED == pos {
+        // Relaxed: published by the AcqRel CAS below.
+        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        // AcqRel: as in `claim_loop`.
+        if h.prod
+            .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(pos);
+        }
+    }
+    claim_loop(mem, s, me)
+}
+
+/// `try_claim` after its first try failed: retries under contention,
+/// reports full and corrupted positions.
+#[cold]
+fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
     let h = mem.header();
     let claiming = &mem.endpoint(me).claiming;
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
@@ -191,6 +243,7 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
 }
 
 /// Publishes the claimed position `pos` with `len` payload bytes of `kind`.
+#[inline]
 pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kind: u32) {
     // Relaxed: published by the Release store of the sequence below.
     s.info(mem, pos)
@@ -202,8 +255,97 @@ pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kin
     mem.endpoint(me).claiming.store(0, Ordering::Relaxed);
 }
 
+/// Claims a slot, copies `msg` into it and publishes it as a message;
+/// returns its position. `Full` when no slot is free now, `TooLarge` when
+/// `msg` exceeds the payload size (nothing written either way).
+#[inline]
+pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u64, Error> {
+    let max = s.max_message_len();
+    if msg.len() > max {
+        return Err(Error::TooLarge {
+            len: msg.len(),
+            max,
+        });
+    }
+    let pos = try_claim(mem, s, me)?;
+    let dst = s.payload(mem, pos, msg.len());
+    // SAFETY: we won the claim of `pos`: no consumer reads this slot's
+    // payload until we publish it; `msg` fits the payload (checked above)
+    // and is the caller's memory, so the two do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
+    publish(mem, s, me, pos, msg.len(), KIND_MSG);
+    Ok(pos)
+}
+
+/// Copies the payload of the message `t` (taken, not yet released) into
+/// `buf`; `BufferTooSmall` if it does not fit.
+#[inline]
+pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
+    let Some(dst) = buf.get_mut(..t.len) else {
+        return Err(Error::BufferTooSmall {
+            needed: t.len,
+            capacity: buf.len(),
+        });
+    };
+    let src = s.payload(mem, t.pos, t.len);
+    // SAFETY: the payload starts 8-aligned (slot stride and header are
+    // multiples of 8) and `t.len` rounded up to 8 stays inside the slot,
+    // whose payload area is a multiple of 8 bytes; `copy_out` reads it with
+    // atomic loads, never through a reference.
+    unsafe { crate::sync::copy_out(src, dst) };
+    Ok(t.len)
+}
+
 /// Consumer side: takes the next published slot.
+#[inline]
 pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
+    let h = mem.header();
+    // Relaxed: a starting guess, validated by the sequence and the CAS.
+    let pos = h.cons.load(Ordering::Relaxed);
+    // The first try, inlined: a message (not abandoned) is published at
+    // `pos`, the CAS wins and its info word is valid. Everything else goes
+    // to the loop, which looks again.
+    // Acquire: as in `take_loop`.
+    if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {
+        // Relaxed: published by the AcqRel CAS below.
+        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        // AcqRel: as in `take_loop`.
+        if h.cons
+            .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return taken(mem, s, me, pos);
+        }
+    }
+    take_loop(mem, s, me)
+}
+
+/// Reads and checks the info word of the position `pos` just taken (its
+/// sequence said published, not abandoned).
+#[inline(always)]
+fn taken(mem: &Mem, s: &Slots, me: usize, pos: u64) -> Result<Taken, Error> {
+    // Relaxed: ordered after the Acquire sequence load that saw it published.
+    let info = s.info(mem, pos).load(Ordering::Relaxed);
+    let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
+    if !matches!(kind, KIND_MSG | KIND_SKIP) || len > s.max_message_len() {
+        return Err(bad_info(mem, s, me, pos, info));
+    }
+    Ok(Taken { pos, len, kind })
+}
+
+/// A taken slot's info word is invalid: frees the slot so producers are not
+/// wedged, then reports it.
+#[cold]
+fn bad_info(mem: &Mem, s: &Slots, me: usize, pos: u64, info: u64) -> Error {
+    release(mem, s, me, pos);
+    let at = mem.at_data(s.offset(pos) + 8);
+    corrupted(mem, "bad slot info word", at, info)
+}
+
+/// `try_take` after its first try failed: retries under contention,
+/// reports empty and corrupted positions, takes abandoned slots.
+#[cold]
+fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
     let h = mem.header();
     let claiming = &mem.endpoint(me).claiming;
     // Relaxed: a starting guess, validated by the sequence and the CAS.
@@ -236,19 +378,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
                         kind: KIND_ABANDONED,
                     });
                 }
-                Ok(_) => {
-                    // Relaxed: ordered after the Acquire sequence load above.
-                    let info = s.info(mem, pos).load(Ordering::Relaxed);
-                    let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
-                    let ok_kind = matches!(kind, KIND_MSG | KIND_SKIP);
-                    if !ok_kind || len > s.max_message_len() {
-                        // Free the slot so producers are not wedged, then report.
-                        release(mem, s, me, pos);
-                        let at = mem.at_data(s.offset(pos) + 8);
-                        return Err(corrupted(mem, "bad slot info word", at, info));
-                    }
-                    return Ok(Taken { pos, len, kind });
-                }
+                Ok(_) => return taken(mem, s, me, pos),
                 Err(cur) => pos = cur,
             }
         } else if diff < 0 {
@@ -289,6 +419,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
 }
 
 /// Frees the slot a consumer took.
+#[inline]
 pub(crate) fn release(mem: &Mem, s: &Slots, me: usize, pos: u64) {
     // Release: pairs with the producer's Acquire sequence load in `try_claim`.
     s.seq(mem, pos).store(pos + s.n, Ordering::Release);

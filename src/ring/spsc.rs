@@ -1,24 +1,50 @@
 //! SPSC protocol: variable-length records in a power-of-two byte ring.
 //!
-//! Cursors are `u64` byte counts that only grow (they would take centuries to
-//! wrap); a cursor's position in the ring is `cursor & (capacity - 1)`.
+//! Cursors are `u64` byte counts that only grow; a cursor's position in the
+//! ring is `cursor & (capacity - 1)`, its lap `cursor / capacity`.
 //!
 //! A record is an 8-byte header word `tag << 32 | len` followed by `len`
 //! payload bytes, padded to a multiple of 8. A record never wraps: when it does
 //! not fit before the end of the ring, a padding record (tag `PAD`) fills the
-//! rest and the record starts at position 0. The header word is written with a
-//! Relaxed atomic store; the producer's Release store of `tail` publishes it
-//! together with the payload (one store per commit, or per batch). The consumer
-//! reads `tail` with Acquire, then each header word once, validates it against
-//! the capacity and `tail`, and frees space with a Release store of `head`.
+//! rest and the record starts at position 0. The lowest bit of the tag is the
+//! parity of the record's lap, so a header left from the previous lap never
+//! reads as a new one.
+//!
+//! **Publishing by header word.** The consumer does not read the producer's
+//! cursor to find new records: it reads the header word at its own cursor.
+//! The producer writes the payload, then a zero word after the record (the
+//! *terminator*: "nothing yet" for the consumer once it gets there), then the
+//! header word with a Release store; the consumer loads the header word with
+//! Acquire and, if it is a record of the current lap, reads it. So neither
+//! side touches the other's cursor line while the ring is neither full nor
+//! empty. The terminator is left out only when the ring is exactly full: the
+//! word after the record is then the header of the oldest unreleased record,
+//! one lap old, which its parity marks as "nothing yet".
+//!
+//! A batch holds back the header word of its first record until it
+//! publishes: the consumer cannot get past it, and its Release store
+//! publishes every record of the batch at once.
+//!
+//! The producer still stores its cursor (`tail`) after each publish, for
+//! tools and for a successor producer, which continues from it after
+//! skipping any records published after the last cursor store (a producer
+//! that died between the two). The consumer frees space with a Release store
+//! of `head`, which the producer reads only when its cached copy says full.
 
 use crate::error::{Corruption, Error};
 use crate::layout::{CONS_AT, PROD_AT, RECORD_HEADER, TAG_MSG, TAG_PAD};
 use crate::region::Mem;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
-const fn header_word(len: u32, tag: u32) -> u64 {
-    ((tag as u64) << 32) | len as u64
+/// Cursors count bytes from 0 and cannot honestly get near this (decades at
+/// any rate); a value this high comes from a scribbling peer. Below it,
+/// `cursor + 2 * capacity` never overflows.
+const CURSOR_LIMIT: u64 = 1 << 62;
+
+/// The header word of a record of `len` bytes with `tag` at a cursor of lap
+/// `lap` (the tag's low bit flips on odd laps).
+const fn header_word(len: u32, tag: u32, lap: u64) -> u64 {
+    (((tag ^ (lap & 1) as u32) as u64) << 32) | len as u64
 }
 
 /// Bytes a record of `len` payload bytes takes in the ring.
@@ -47,9 +73,13 @@ fn corrupted(mem: &Mem, what: &'static str, at: Option<u64>, value: u64) -> Erro
     Error::Corrupted(Corruption::new(what, at, value))
 }
 
-/// Checks the shared cursors an endpoint starts from.
+/// Checks the shared cursors an endpoint starts from. `tail` may lag `head`
+/// by the records of one publish (a producer that died, or has not yet
+/// stored its cursor, after publishing them), and lead it by at most the
+/// capacity. (Cursors beyond `CURSOR_LIMIT` are reported by the first
+/// operation that would compute with them.)
 fn check_cursors(mem: &Mem, tail: u64, head: u64, cap: u64) -> Option<Error> {
-    if tail % 8 != 0 || head > tail || tail - head > cap {
+    if tail % 8 != 0 || tail.abs_diff(head) > cap {
         return Some(corrupted(
             mem,
             "write cursor out of range at attach",
@@ -66,6 +96,95 @@ fn check_cursors(mem: &Mem, tail: u64, head: u64, cap: u64) -> Option<Error> {
         ));
     }
     None
+}
+
+/// One call's view of the ring's data area: `mem` and, outside loom, the
+/// base pointer of the whole ring, bounds-checked once, so that accesses at
+/// positions the protocol keeps inside the ring need no check of their own.
+#[derive(Clone, Copy)]
+struct Data<'m> {
+    mem: &'m Mem,
+    #[cfg(not(loom))]
+    base: *mut u8,
+}
+
+impl<'m> Data<'m> {
+    /// The data area of a ring of `cap` bytes.
+    ///
+    /// # Panics
+    /// If `mem`'s data area is smaller than `cap` (a shmq bug).
+    #[inline(always)]
+    fn of(mem: &'m Mem, cap: u64) -> Data<'m> {
+        let base = mem.bytes(0, cap as usize);
+        #[cfg(loom)]
+        let _ = base;
+        Data {
+            mem,
+            #[cfg(not(loom))]
+            base,
+        }
+    }
+
+    /// The 8-byte word at data offset `pos`, as an atomic.
+    ///
+    /// # Safety
+    /// `pos` is a multiple of 8 and `pos + 8 <= cap` (the `cap` of `of`).
+    /// Positions of record headers are: every cursor is a multiple of 8
+    /// (checked at attach; record and padding sizes are multiples of 8),
+    /// and a position is a cursor masked by `cap - 1`.
+    #[inline(always)]
+    unsafe fn word(self, pos: u64) -> &'m AtomicU64 {
+        #[cfg(loom)]
+        return self.mem.word(pos);
+        #[cfg(not(loom))]
+        {
+            debug_assert!(pos % 8 == 0, "unaligned record position {pos}");
+            // SAFETY: in bounds of the `cap` bytes checked in `of`, and
+            // 8-aligned (the data area is 128-aligned), as the caller
+            // promises; atomics may be accessed while the peer accesses them
+            // too; the reference does not outlive `mem`.
+            unsafe { AtomicU64::from_ptr(self.base.add(pos as usize).cast()) }
+        }
+    }
+
+    /// Pointer to `len` bytes at data offset `pos`.
+    ///
+    /// # Safety
+    /// `pos + len <= cap` (the `cap` of `of`).
+    #[inline(always)]
+    unsafe fn bytes(self, pos: u64, len: usize) -> *mut u8 {
+        #[cfg(loom)]
+        return self.mem.bytes(pos, len);
+        #[cfg(not(loom))]
+        {
+            let _ = len;
+            // SAFETY: in bounds of the `cap` bytes checked in `of`, as the
+            // caller promises.
+            unsafe { self.base.add(pos as usize) }
+        }
+    }
+}
+
+/// What a header word says, read at cursor `at`.
+enum Word {
+    /// Nothing published here yet: the terminator, or a header of the
+    /// previous lap.
+    Nothing,
+    Msg(u64),
+    Pad(u64),
+    Bad,
+}
+
+#[inline]
+fn decode(word: u64, at: u64, shift: u32) -> Word {
+    let parity = ((at >> shift) & 1) as u32;
+    let (len, tag) = (word as u32 as u64, ((word >> 32) as u32) ^ parity);
+    match tag {
+        TAG_MSG => Word::Msg(len),
+        TAG_PAD => Word::Pad(len),
+        _ if word == 0 || tag == TAG_MSG ^ 1 || tag == TAG_PAD ^ 1 => Word::Nothing,
+        _ => Word::Bad,
+    }
 }
 
 /// A reserved but not yet committed record.
@@ -93,16 +212,26 @@ pub(crate) struct Record {
 #[derive(Debug)]
 pub(crate) struct ProducerRing {
     cap: u64,
+    /// `log2(cap)`: a cursor's lap is `cursor >> shift`.
+    shift: u32,
+    /// `max_message_len(cap)`.
+    max: usize,
     /// Next write cursor, including committed but unpublished records.
     tail: u64,
     /// Last value stored to the shared `tail`.
     published: u64,
     /// Last `head` seen; refreshed only when it says "full".
     head_cache: u64,
+    /// While records wait for `publish`: the data offset of the first one's
+    /// header word (a padding record's, if it starts with one) and that
+    /// word, held back until then.
+    pending_at: u64,
+    pending_word: u64,
 }
 
 impl ProducerRing {
-    /// Starts from the shared cursors.
+    /// Starts from the shared cursors, after any records a predecessor
+    /// published without storing its cursor.
     pub(crate) fn attach(mem: &Mem) -> Result<ProducerRing, Error> {
         let cap = mem.geometry().capacity;
         let h = mem.header();
@@ -113,16 +242,49 @@ impl ProducerRing {
         if let Some(e) = check_cursors(mem, tail, head, cap) {
             return Err(e);
         }
+        let shift = cap.trailing_zeros();
+        let data = Data::of(mem, cap);
+        // Skip the records published after the last store of `tail`: each
+        // reads as a record of its lap (a terminator or an old header ends
+        // them), and together they stay within one ring from `head`.
+        let mut t = tail;
+        while t < CURSOR_LIMIT && head < CURSOR_LIMIT && t + RECORD_HEADER as u64 <= head + cap {
+            let pos = t & (cap - 1);
+            // SAFETY: `t` is a multiple of 8 (checked above, and every size
+            // added below is one), masked below `cap`.
+            // Acquire: pairs with the Release header store in `publish`.
+            let word = unsafe { data.word(pos) }.load(Ordering::Acquire);
+            let size = match decode(word, t, shift) {
+                Word::Msg(len) if len <= max_message_len(cap) as u64 => record_size(len),
+                Word::Pad(len) if pos != 0 && len + 8 == cap - pos => cap - pos,
+                _ => break,
+            };
+            if pos + size > cap || t + size > head + cap {
+                break;
+            }
+            t += size;
+        }
+        if t < head {
+            return Err(corrupted(
+                mem,
+                "write cursor behind the read cursor at attach",
+                PROD_AT,
+                tail,
+            ));
+        }
+        // Out of range: make the first reserve take the slow path, which
+        // reports it.
+        let head_cache = if t >= CURSOR_LIMIT { t - cap - 1 } else { head };
         Ok(ProducerRing {
             cap,
-            tail,
-            published: tail,
-            head_cache: head,
+            shift,
+            max: max_message_len(cap),
+            tail: t,
+            published: t,
+            head_cache,
+            pending_at: 0,
+            pending_word: 0,
         })
-    }
-
-    pub(crate) fn max_message_len(&self) -> usize {
-        max_message_len(self.cap)
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -140,20 +302,48 @@ impl ProducerRing {
     /// full ring then waits for a stretch of free space instead of taking each
     /// freed record at once, so the two sides stop bouncing the cursor lines
     /// between their caches one message at a time.
+    #[inline]
     pub(crate) fn try_reserve_slack(
         &mut self,
         mem: &Mem,
         len: usize,
         slack: u64,
     ) -> Result<Reservation, Error> {
-        let max = self.max_message_len();
+        let max = self.max;
         if len > max {
             return Err(Error::TooLarge { len, max });
         }
-        // Our own cursor, but it started from the segment's at attach: one
-        // near `u64::MAX` (a scribbling peer; never reached in practice)
-        // would overflow `tail + pad + need` below.
-        if self.tail > u64::MAX - 2 * self.cap {
+        let need = record_size(len as u64);
+        // Fast path: the record fits before the end of the ring, and the
+        // cached head says there is room for it and the slack. (`tail -
+        // head_cache <= cap + 1` and `need <= cap / 2`: no overflow.)
+        if (self.tail & (self.cap - 1)) + need <= self.cap
+            && self.tail - self.head_cache + need + slack <= self.cap
+        {
+            return Ok(Reservation {
+                start: self.tail,
+                pad: 0,
+                len,
+            });
+        }
+        self.reserve_slow(mem, len, need, slack)
+    }
+
+    /// `try_reserve_slack` when the record needs padding or the cached head
+    /// says full.
+    #[cold]
+    fn reserve_slow(
+        &mut self,
+        mem: &Mem,
+        len: usize,
+        need: u64,
+        slack: u64,
+    ) -> Result<Reservation, Error> {
+        // Our own cursor: below `CURSOR_LIMIT` here, it stays below
+        // `CURSOR_LIMIT + cap` until the next look here (the fast path
+        // writes at most `cap` bytes beyond `head_cache`), so `tail + pad +
+        // need` cannot overflow.
+        if self.tail >= CURSOR_LIMIT {
             return Err(corrupted(
                 mem,
                 "write cursor out of range",
@@ -161,7 +351,6 @@ impl ProducerRing {
                 self.tail,
             ));
         }
-        let need = record_size(len as u64);
         let pos = self.tail & (self.cap - 1);
         let contiguous = self.cap - pos;
         let pad = if need <= contiguous { 0 } else { contiguous };
@@ -172,21 +361,8 @@ impl ProducerRing {
         // alone always fits an empty ring.)
         let want = (total + slack).min(self.cap);
         if self.tail - self.head_cache + want > self.cap {
-            // Possibly full: refresh the cached head, then check again.
-            // Acquire: pairs with the consumer's Release store of `head` in
-            // `ConsumerRing::publish`; its reads of the bytes it released
-            // happen-before our writes into them.
-            let head = mem.header().cons.load(Ordering::Acquire);
-            if head % 8 != 0 || head < self.head_cache || head > self.published {
-                return Err(corrupted(
-                    mem,
-                    "consumer cursor out of range",
-                    CONS_AT,
-                    head,
-                ));
-            }
-            self.head_cache = head;
-            if self.tail - head + want > self.cap {
+            self.refresh_head(mem)?;
+            if self.tail - self.head_cache + want > self.cap {
                 return Err(Error::Full);
             }
         }
@@ -197,39 +373,171 @@ impl ProducerRing {
         })
     }
 
+    /// The cached head says full: reads the consumer's cursor.
+    #[cold]
+    fn refresh_head(&mut self, mem: &Mem) -> Result<(), Error> {
+        // Acquire: pairs with the consumer's Release store of `head` in
+        // `ConsumerRing::publish`; its reads of the bytes it released
+        // happen-before our writes into them.
+        let head = mem.header().cons.load(Ordering::Acquire);
+        if head % 8 != 0 || head < self.head_cache || head > self.published {
+            return Err(corrupted(
+                mem,
+                "consumer cursor out of range",
+                CONS_AT,
+                head,
+            ));
+        }
+        self.head_cache = head;
+        Ok(())
+    }
+
     /// The payload bytes of a reservation.
+    #[inline]
     pub(crate) fn payload(&self, mem: &Mem, r: &Reservation) -> *mut u8 {
         mem.bytes((r.start & (self.cap - 1)) + RECORD_HEADER as u64, r.len)
     }
 
-    /// Writes the record headers for `n <= r.len` payload bytes. Not visible
-    /// to the consumer until `publish`.
+    /// Writes the record for `n <= r.len` payload bytes: its terminator and
+    /// its header words (the first unpublished one is held back). Not
+    /// visible to the consumer until `publish`.
     ///
     /// # Panics
     /// If `n > r.len`.
+    #[inline]
     pub(crate) fn commit(&mut self, mem: &Mem, r: &Reservation, n: usize) {
         assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
-        let mask = self.cap - 1;
-        if r.pad > 0 {
-            // Relaxed: published by the Release store of `tail` in `publish`.
-            mem.word(self.tail & mask)
-                .store(header_word((r.pad - 8) as u32, TAG_PAD), Ordering::Relaxed);
+        let data = Data::of(mem, self.cap);
+        let end = self.terminate(data, r.start + record_size(n as u64));
+        let msg = header_word(n as u32, TAG_MSG, r.start >> self.shift);
+        if r.pad == 0 && self.pending_word == 0 {
+            // The first record since the last publish: its header word
+            // waits for `publish`.
+            self.pending_at = r.start & (self.cap - 1);
+            self.pending_word = msg;
+        } else {
+            self.commit_headers(data, r, msg);
         }
-        // Relaxed: published by the Release store of `tail` in `publish`.
-        mem.word(r.start & mask)
-            .store(header_word(n as u32, TAG_MSG), Ordering::Relaxed);
-        self.tail = r.start + record_size(n as u64);
+        self.tail = end;
+    }
+
+    /// Writes the terminator after a record that ends at cursor `end`
+    /// (returned), unless the ring is exactly full: the next word is then
+    /// the header of the record at `head_cache`, one lap old, which reads
+    /// as nothing.
+    #[inline(always)]
+    fn terminate(&self, data: Data<'_>, end: u64) -> u64 {
+        if end - self.head_cache < self.cap {
+            // SAFETY: `end` is a multiple of 8 (a cursor), masked below `cap`.
+            let w = unsafe { data.word(end & (self.cap - 1)) };
+            // Relaxed: published by the Release store of the first
+            // unpublished header word (in `publish`, or in `try_write`).
+            w.store(0, Ordering::Relaxed);
+        }
+        end
+    }
+
+    /// `commit` after padding, or inside a batch.
+    #[cold]
+    fn commit_headers(&mut self, data: Data<'_>, r: &Reservation, msg: u64) {
+        let mask = self.cap - 1;
+        let (first_at, first) = if r.pad > 0 {
+            // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
+            let w = unsafe { data.word(r.start & mask) };
+            // Relaxed: published with the padding header, stored after it.
+            w.store(msg, Ordering::Relaxed);
+            let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail >> self.shift);
+            (self.tail & mask, pad)
+        } else {
+            (r.start & mask, msg)
+        };
+        if self.pending_word == 0 {
+            self.pending_at = first_at;
+            self.pending_word = first;
+        } else {
+            // SAFETY: `first_at` is a cursor (a multiple of 8), masked.
+            let w = unsafe { data.word(first_at) };
+            // Relaxed: published by the held-back header word before it.
+            w.store(first, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies `msg` into the ring as one record and commits it; with
+    /// `publish`, publishes it (and whatever a batch committed before it)
+    /// too, else it waits for `publish`. On `Full` (and any other error)
+    /// nothing is written.
+    #[inline]
+    pub(crate) fn try_write(&mut self, mem: &Mem, msg: &[u8], publish: bool) -> Result<(), Error> {
+        let r = self.try_reserve_slack(mem, msg.len(), 0)?;
+        let data = Data::of(mem, self.cap);
+        let at = r.start & (self.cap - 1);
+        // SAFETY: the reservation lies inside the ring: its record (header
+        // and payload, `record_size(len)` bytes) starts at `at` and does not
+        // wrap.
+        let dst = unsafe { data.bytes(at + RECORD_HEADER as u64, msg.len()) };
+        // SAFETY: the reservation covers `msg.len()` bytes of the data area
+        // that the consumer does not read before we publish them (they lie
+        // between the published records and the free space's end); `msg` is
+        // the caller's memory, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
+        if publish {
+            self.commit_publish(mem, &r, msg.len());
+        } else {
+            self.commit(mem, &r, msg.len());
+        }
+        Ok(())
+    }
+
+    /// `commit`, then `publish`: one record (after whatever a batch
+    /// committed before it) made visible at once.
+    ///
+    /// # Panics
+    /// If `n > r.len`.
+    #[inline(always)]
+    pub(crate) fn commit_publish(&mut self, mem: &Mem, r: &Reservation, n: usize) {
+        assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
+        if r.pad != 0 || self.tail != self.published {
+            self.commit_then_publish(mem, r, n);
+            return;
+        }
+        // No padding and nothing pending: no header word to hold back.
+        let data = Data::of(mem, self.cap);
+        let end = self.terminate(data, r.start + record_size(n as u64));
+        let msg = header_word(n as u32, TAG_MSG, r.start >> self.shift);
+        // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
+        let w = unsafe { data.word(r.start & (self.cap - 1)) };
+        // Release: as in `publish`.
+        w.store(msg, Ordering::Release);
+        // Release: as in `publish`.
+        mem.header().prod.store(end, Ordering::Release);
+        self.tail = end;
+        self.published = end;
+    }
+
+    /// `commit_publish` after padding or a batch's commits.
+    #[cold]
+    fn commit_then_publish(&mut self, mem: &Mem, r: &Reservation, n: usize) {
+        self.commit(mem, r, n);
+        self.publish(mem);
     }
 
     /// Makes every committed record visible with one store. Returns whether
     /// anything was published (then the caller wakes the consumer).
+    #[inline]
     pub(crate) fn publish(&mut self, mem: &Mem) -> bool {
         if self.tail == self.published {
             return false;
         }
-        // Release: pairs with the consumer's Acquire load of `tail` in
-        // `ConsumerRing::try_peek`; the record headers and payloads written
-        // before this store are visible to it.
+        // SAFETY: `pending_at` is a masked cursor (set in `commit`).
+        let w = unsafe { Data::of(mem, self.cap).word(self.pending_at) };
+        // Release: pairs with the consumer's Acquire load of this header
+        // word in `ConsumerRing::try_peek`: the payloads, terminators and
+        // header words written before it are visible to a consumer that
+        // sees it.
+        w.store(self.pending_word, Ordering::Release);
+        self.pending_word = 0;
+        // Release: pairs with the Acquire loads of `tail` at attach (a
+        // successor producer, a consumer) and with tools' reads.
         mem.header().prod.store(self.tail, Ordering::Release);
         self.published = self.tail;
         true
@@ -245,12 +553,16 @@ impl ProducerRing {
 #[derive(Debug)]
 pub(crate) struct ConsumerRing {
     cap: u64,
+    /// `log2(cap)`: a cursor's lap is `cursor >> shift`.
+    shift: u32,
+    /// `max_message_len(cap)`.
+    max: u64,
     /// Next read cursor, including read but unreleased records.
     head: u64,
     /// Last value stored to the shared `head`.
     released: u64,
-    /// Last `tail` seen; refreshed only when it says "empty".
-    tail_cache: u64,
+    /// Whether the last look found nothing.
+    empty: bool,
 }
 
 impl ConsumerRing {
@@ -266,67 +578,94 @@ impl ConsumerRing {
         }
         Ok(ConsumerRing {
             cap,
+            shift: cap.trailing_zeros(),
+            max: max_message_len(cap) as u64,
             head,
             released: head,
-            tail_cache: tail,
+            empty: false,
         })
     }
 
-    /// Refreshes the cached tail; `true` if there is something to read.
-    fn refresh(&mut self, mem: &Mem) -> Result<bool, Error> {
-        // Acquire: pairs with the producer's Release store of `tail` in
-        // `ProducerRing::publish`: what it wrote before is visible now.
-        let tail = mem.header().prod.load(Ordering::Acquire);
-        if tail % 8 != 0 || tail < self.tail_cache || tail - self.head > self.cap {
-            return Err(corrupted(
-                mem,
-                "producer cursor out of range",
-                PROD_AT,
-                tail,
-            ));
-        }
-        self.tail_cache = tail;
-        Ok(tail != self.head)
+    /// The next record, without consuming it. Skips padding.
+    #[inline]
+    pub(crate) fn try_peek(&mut self, mem: &Mem) -> Result<Record, Error> {
+        self.peek(Data::of(mem, self.cap))
     }
 
-    /// The next record, without consuming it. Skips padding.
-    pub(crate) fn try_peek(&mut self, mem: &Mem) -> Result<Record, Error> {
+    #[inline(always)]
+    fn peek(&mut self, data: Data<'_>) -> Result<Record, Error> {
+        let head = self.head;
+        let pos = head & (self.cap - 1);
+        // SAFETY: `head` is a multiple of 8 (checked at attach; every record
+        // and padding size is one), masked below `cap`.
+        let w = unsafe { data.word(pos) };
+        // Acquire: pairs with the producer's Release store of the header
+        // word in `ProducerRing::publish` (or `try_write`): the record's
+        // payload (and the terminator after it) are visible once its
+        // header is.
+        let w = w.load(Ordering::Acquire);
+        if w >> 32 == header_word(0, TAG_MSG, head >> self.shift) >> 32 {
+            let len = w as u32 as u64;
+            let size = record_size(len);
+            // `head` grows by at most `cap` per record; the limit keeps
+            // `head + size` (and the producer's sums) from overflowing
+            // however many records a peer forges.
+            if len <= self.max && pos + size <= self.cap && head < CURSOR_LIMIT {
+                self.empty = false;
+                return Ok(Record {
+                    payload: head + RECORD_HEADER as u64,
+                    len: len as usize,
+                    next: head + size,
+                });
+            }
+        }
+        self.peek_slow(data, w)
+    }
+
+    /// `try_peek` when the word at `head` is not a valid message header
+    /// (nothing yet, padding, or corrupted).
+    #[cold]
+    fn peek_slow(&mut self, data: Data<'_>, mut w: u64) -> Result<Record, Error> {
+        let mem = data.mem;
         let mask = self.cap - 1;
         // At most one padding record precedes a message: after it the position
         // is 0, where padding is invalid. So two rounds suffice.
-        for _ in 0..2 {
-            if self.head == self.tail_cache && !self.refresh(mem)? {
-                return Err(Error::Empty);
+        for round in 0..2 {
+            let head = self.head;
+            let pos = head & mask;
+            if round > 0 {
+                // SAFETY: as in `peek`.
+                let word = unsafe { data.word(pos) };
+                // Acquire: as in `peek`.
+                w = word.load(Ordering::Acquire);
             }
-            let pos = self.head & mask;
-            let avail = self.tail_cache - self.head;
-            // Relaxed: ordered after the Acquire load of `tail` that covered
-            // this record (in `refresh`, now or earlier).
-            let word = mem.word(pos).load(Ordering::Relaxed);
-            let (len, tag) = (word as u32 as u64, (word >> 32) as u32);
-            match tag {
-                TAG_PAD => {
+            match decode(w, head, self.shift) {
+                Word::Msg(len) => {
+                    let size = record_size(len);
+                    if len > self.max || pos + size > self.cap || head >= CURSOR_LIMIT {
+                        return Err(corrupted(mem, "bad record length", mem.at_data(pos), w));
+                    }
+                    self.empty = false;
+                    return Ok(Record {
+                        payload: head + RECORD_HEADER as u64,
+                        len: len as usize,
+                        next: head + size,
+                    });
+                }
+                Word::Pad(len) => {
                     let size = self.cap - pos;
-                    if pos == 0 || len + 8 != size || size > avail {
-                        return Err(corrupted(mem, "bad padding record", mem.at_data(pos), word));
+                    if pos == 0 || len + 8 != size || head >= CURSOR_LIMIT {
+                        return Err(corrupted(mem, "bad padding record", mem.at_data(pos), w));
                     }
                     self.head += size;
                 }
-                TAG_MSG => {
-                    let size = record_size(len);
-                    if len > max_message_len(self.cap) as u64
-                        || pos + size > self.cap
-                        || size > avail
-                    {
-                        return Err(corrupted(mem, "bad record length", mem.at_data(pos), word));
-                    }
-                    return Ok(Record {
-                        payload: self.head + RECORD_HEADER as u64,
-                        len: len as usize,
-                        next: self.head + size,
-                    });
+                Word::Nothing => {
+                    self.empty = true;
+                    return Err(Error::Empty);
                 }
-                _ => return Err(corrupted(mem, "bad record tag", mem.at_data(pos), word)),
+                Word::Bad => {
+                    return Err(corrupted(mem, "bad record tag", mem.at_data(pos), w));
+                }
             }
         }
         let pos = self.head & mask;
@@ -334,31 +673,172 @@ impl ConsumerRing {
     }
 
     /// The payload bytes of a record.
+    #[inline]
     pub(crate) fn payload(&self, mem: &Mem, r: &Record) -> *mut u8 {
         mem.bytes(r.payload & (self.cap - 1), r.len)
     }
 
+    /// Copies the next record into `buf` and consumes it locally (the
+    /// producer sees the space after `publish`); returns its length. A
+    /// record longer than `buf` stays unread: `BufferTooSmall`.
+    #[inline]
+    pub(crate) fn try_read_into(&mut self, mem: &Mem, buf: &mut [u8]) -> Result<usize, Error> {
+        let data = Data::of(mem, self.cap);
+        let r = self.peek(data)?;
+        let Some(dst) = buf.get_mut(..r.len) else {
+            return Err(Error::BufferTooSmall {
+                needed: r.len,
+                capacity: buf.len(),
+            });
+        };
+        // SAFETY: the record was validated to lie inside the ring (`peek`:
+        // position plus record size within `cap`), payload padded to a
+        // multiple of 8 bytes.
+        let src = unsafe { data.bytes(r.payload & (self.cap - 1), r.len) };
+        // SAFETY: `src` is 8-aligned (a cursor plus the header, masked) and
+        // the payload rounded up to 8 bytes is inside the record; `copy_out`
+        // reads it with atomic loads, never through a reference.
+        unsafe { crate::sync::copy_out(src, dst) };
+        self.head = r.next;
+        Ok(r.len)
+    }
+
     /// Consumes `r` locally; the producer sees the space after `publish`.
+    #[inline]
     pub(crate) fn release(&mut self, r: &Record) {
         self.head = r.next;
     }
 
     /// Frees every released record with one store. Returns whether anything
     /// was freed (then the caller wakes the producer).
+    #[inline]
     pub(crate) fn publish(&mut self, mem: &Mem) -> bool {
         if self.head == self.released {
             return false;
         }
         // Release: pairs with the producer's Acquire load of `head` in
-        // `ProducerRing::try_reserve_slack`: our reads of the freed bytes
+        // `ProducerRing::refresh_head`: our reads of the freed bytes
         // happen-before it overwrites them.
         mem.header().cons.store(self.head, Ordering::Release);
         self.released = self.head;
         true
     }
 
-    /// Whether the ring looked empty at the last refresh.
+    /// Whether the last look at the ring found no message.
     pub(crate) fn looks_empty(&self) -> bool {
-        self.head == self.tail_cache
+        self.empty
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::{Geometry, Kind};
+
+    fn ring(cap: u64) -> Mem {
+        Mem::heap(Geometry {
+            kind: Kind::Spsc,
+            capacity: cap,
+            slot_size: 0,
+            max_producers: 1,
+            max_consumers: 1,
+        })
+    }
+
+    fn read(c: &mut ConsumerRing, mem: &Mem) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0; 64];
+        let n = c.try_read_into(mem, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// A producer that died between publishing a record (its header word)
+    /// and storing its cursor: its successor continues after the record.
+    #[test]
+    fn successor_skips_records_published_after_the_last_cursor_store() {
+        let mem = ring(256);
+        let mut p = ProducerRing::attach(&mem).unwrap();
+        p.try_write(&mem, b"one", true).unwrap();
+        p.try_write(&mem, &[2; 20], true).unwrap();
+        let end = p.tail;
+        // The cursor store of the second record never happened.
+        mem.header().prod.store(16, Ordering::Relaxed);
+        let mut p2 = ProducerRing::attach(&mem).unwrap();
+        assert_eq!(p2.tail, end);
+        p2.try_write(&mem, b"three", true).unwrap();
+        let mut c = ConsumerRing::attach(&mem).unwrap();
+        assert_eq!(read(&mut c, &mem).unwrap(), b"one");
+        assert_eq!(read(&mut c, &mem).unwrap(), [2; 20]);
+        assert_eq!(read(&mut c, &mem).unwrap(), b"three");
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+    }
+
+    /// Two 24-byte messages fill a 64-byte ring exactly: no terminator fits,
+    /// and the word after the second record is the first record's header,
+    /// one lap old, which must read as nothing until the third message
+    /// replaces it.
+    #[test]
+    fn exactly_full_ring_reads_as_nothing_until_the_next_lap() {
+        let mem = ring(64);
+        let mut p = ProducerRing::attach(&mem).unwrap();
+        let mut c = ConsumerRing::attach(&mem).unwrap();
+        p.try_write(&mem, &[1; 24], true).unwrap();
+        p.try_write(&mem, &[2; 24], true).unwrap();
+        assert_eq!(p.try_write(&mem, &[3; 24], true), Err(Error::Full));
+        assert_eq!(read(&mut c, &mem).unwrap(), [1; 24]);
+        assert_eq!(read(&mut c, &mem).unwrap(), [2; 24]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        assert!(c.looks_empty());
+        assert!(c.publish(&mem));
+        p.try_write(&mem, &[3; 24], true).unwrap();
+        assert_eq!(read(&mut c, &mem).unwrap(), [3; 24]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+    }
+
+    /// A batch holds back its first header word: nothing is visible until
+    /// `publish`, then every record is, padding included.
+    #[test]
+    fn batch_is_invisible_until_published() {
+        let mem = ring(64);
+        let mut p = ProducerRing::attach(&mem).unwrap();
+        let mut c = ConsumerRing::attach(&mem).unwrap();
+        p.try_write(&mem, &[1; 24], true).unwrap();
+        assert_eq!(read(&mut c, &mem).unwrap(), [1; 24]);
+        c.publish(&mem);
+        // 16 + 16 bytes after the first record, then one that needs the
+        // 0 position again (padding of 0 bytes: it ends exactly at 64).
+        p.try_write(&mem, &[2; 8], false).unwrap();
+        p.try_write(&mem, &[3; 8], false).unwrap();
+        p.try_write(&mem, &[4; 16], false).unwrap();
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        assert!(p.publish(&mem));
+        assert_eq!(read(&mut c, &mem).unwrap(), [2; 8]);
+        assert_eq!(read(&mut c, &mem).unwrap(), [3; 8]);
+        assert_eq!(read(&mut c, &mem).unwrap(), [4; 16]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        c.publish(&mem);
+        // Head at 88 (position 24). A record at 24..48, then one that needs
+        // 16 bytes of padding and fills the ring exactly (no terminator):
+        // in a batch, the padding header is not the held-back word.
+        p.try_write(&mem, &[5; 16], false).unwrap();
+        p.try_write(&mem, &[6; 16], false).unwrap();
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        p.publish(&mem);
+        assert_eq!(read(&mut c, &mem).unwrap(), [5; 16]);
+        assert_eq!(read(&mut c, &mem).unwrap(), [6; 16]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        c.publish(&mem);
+        p.try_write(&mem, &[7; 8], true).unwrap();
+        assert_eq!(read(&mut c, &mem).unwrap(), [7; 8]);
+        c.publish(&mem);
+        // Head at 168 (position 40): now the first record of the batch needs
+        // 24 bytes of padding, and the padding header is the held-back word.
+        p.try_write(&mem, &[8; 24], false).unwrap();
+        p.try_write(&mem, &[], false).unwrap();
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        p.publish(&mem);
+        assert_eq!(read(&mut c, &mem).unwrap(), [8; 24]);
+        assert_eq!(read(&mut c, &mem).unwrap(), []);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
     }
 }

@@ -318,7 +318,7 @@ fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
             // Every message taken so far was written and its space freed:
             // wait for the next one. Messages taken under the batch keep
             // their space until it drops (a receive that finds the ring
-            // empty would free it, so only what `looks_empty` says is there
+            // empty would free it, so only what `ready` says is there
             // is taken after the first).
             let mut batch = rx.batch();
             let mut taken = match batch.recv() {
@@ -331,9 +331,8 @@ fn recv_spsc(a: &RecvArgs, out: &mut Output) -> Result<(), Fail> {
             };
             left -= 1;
             // Then whatever is known to be there, up to a round's worth.
-            while left > 0 && taken < round && !batch.looks_empty() {
-                // Not `Empty`: `looks_empty` said a record is there (a
-                // padding record is always followed by its message).
+            while left > 0 && taken < round && batch.ready() {
+                // Not `Empty`: `ready` found a message there.
                 let m = batch.try_recv().map_err(ring_fail)?;
                 out.put(&m).map_err(Fail::Output)?;
                 taken += m.len() + 1;
