@@ -836,22 +836,23 @@ impl Consumer {
         if self.held.is_some() || i.poisoned.is_some() || i.at.forked() {
             return None;
         }
-        let (mem, slots, me) = (&i.at.mem, &i.slots, i.at.slot);
-        match ring::try_take(mem, slots, me) {
-            Ok(t) => {
-                // A message too long for `buf` is dropped, as `copy_to`
-                // drops it: the slot cannot stay claimed.
-                let r = (t.kind == KIND_MSG).then(|| ring::copy_out(mem, slots, &t, buf));
-                ring::release(mem, slots, me, t.pos);
-                match t.kind {
+        // A message too long for `buf` is dropped, as `copy_to` drops it:
+        // the slot cannot stay claimed.
+        match ring::try_take_into(&i.at.mem, &i.slots, i.at.slot, buf) {
+            Ok((t, r)) => {
+                let r = match t.kind {
                     KIND_MSG => {
                         i.stall = None;
                         i.at.stats.messages += 1;
                         i.at.stats.bytes += t.len as u64;
+                        Some(r)
                     }
-                    KIND_ABANDONED => i.at.stats.abandoned += 1,
-                    _ => {}
-                }
+                    KIND_ABANDONED => {
+                        i.at.stats.abandoned += 1;
+                        None
+                    }
+                    _ => None,
+                };
                 notify::wake(
                     &i.at.mem.header().not_full,
                     i.at.wait.backend,

@@ -30,7 +30,7 @@
 //! slot that has not been won.
 
 use crate::error::{Corruption, Error};
-use crate::layout::{CONS_AT, PROD_AT};
+use crate::layout::{CONS_AT, EndpointSlot, PROD_AT};
 use crate::region::Mem;
 use crate::sync::Ordering;
 
@@ -154,8 +154,14 @@ pub(crate) struct Taken {
 }
 
 /// Producer side: claims the next position.
-#[inline]
+#[inline(always)]
 pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
+    claim(mem, s, me, mem.endpoint(me))
+}
+
+/// `try_claim`, with our endpoint slot `ep` (slot `me`) at hand.
+#[inline(always)]
+fn claim(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<u64, Error> {
     let h = mem.header();
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
     let pos = h.prod.load(Ordering::Relaxed);
@@ -164,7 +170,7 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
     // Acquire: as in `claim_loop`.
     if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED == pos {
         // Relaxed: published by the AcqRel CAS below.
-        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `claim_loop`.
         if h.prod
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -256,14 +262,25 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
 /// Publishes the claimed position `pos` with `len` payload bytes of `kind`.
 #[inline]
 pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kind: u32) {
+    publish_ep(mem, s, mem.endpoint(me), pos, len, kind);
+}
+
+/// `publish`, with our endpoint slot `ep` at hand.
+#[inline(always)]
+fn publish_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
+    publish_at(mem, ep, s.offset(pos), pos, len, kind);
+}
+
+/// `publish` of the slot at data offset `off`.
+#[inline(always)]
+fn publish_at(mem: &Mem, ep: &EndpointSlot, off: u64, pos: u64, len: usize, kind: u32) {
     // Relaxed: published by the Release store of the sequence below.
-    s.info(mem, pos)
-        .store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
+    slot_word(mem, off + 8).store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
     // Release: pairs with the consumer's Acquire sequence load in `try_take`;
     // the payload and info word are visible to it.
-    s.seq(mem, pos).store(pos + 1, Ordering::Release);
+    slot_word(mem, off).store(pos + 1, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
-    mem.endpoint(me).claiming.store(0, Ordering::Relaxed);
+    ep.claiming.store(0, Ordering::Relaxed);
 }
 
 /// Claims a slot, copies `msg` into it and publishes it as a message;
@@ -278,38 +295,69 @@ pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u6
             max,
         });
     }
-    let pos = try_claim(mem, s, me)?;
-    let dst = s.payload(mem, pos, msg.len());
+    let ep = mem.endpoint(me);
+    let pos = claim(mem, s, me, ep)?;
+    let off = s.offset(pos);
+    let dst = mem.bytes(off + SLOT_HEADER as u64, msg.len());
     // SAFETY: we won the claim of `pos`: no consumer reads this slot's
     // payload until we publish it; `msg` fits the payload (checked above)
     // and is the caller's memory, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
-    publish(mem, s, me, pos, msg.len(), KIND_MSG);
+    publish_at(mem, ep, off, pos, msg.len(), KIND_MSG);
     Ok(pos)
 }
 
-/// Copies the payload of the message `t` (taken, not yet released) into
-/// `buf`; `BufferTooSmall` if it does not fit.
-#[inline]
-pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
-    let Some(dst) = buf.get_mut(..t.len) else {
+/// Copies the `len` payload bytes of the slot at data offset `off` (taken,
+/// not yet released) into `buf`; `BufferTooSmall` if they do not fit.
+#[inline(always)]
+fn copy_payload(mem: &Mem, off: u64, len: usize, buf: &mut [u8]) -> Result<usize, Error> {
+    let Some(dst) = buf.get_mut(..len) else {
         return Err(Error::BufferTooSmall {
-            needed: t.len,
+            needed: len,
             capacity: buf.len(),
         });
     };
-    let src = s.payload(mem, t.pos, t.len);
+    let src = mem.bytes(off + SLOT_HEADER as u64, len);
     // SAFETY: the payload starts 8-aligned (slot stride and header are
-    // multiples of 8) and `t.len` rounded up to 8 stays inside the slot,
-    // whose payload area is a multiple of 8 bytes; `copy_out` reads it with
+    // multiples of 8) and `len` (validated against the payload size when
+    // the slot was taken) rounded up to 8 stays inside the slot, whose
+    // payload area is a multiple of 8 bytes; `copy_out` reads it with
     // atomic loads, never through a reference.
     unsafe { crate::sync::copy_out(src, dst) };
-    Ok(t.len)
+    Ok(len)
 }
 
 /// Consumer side: takes the next published slot.
-#[inline]
+#[inline(always)]
 pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
+    take(mem, s, me, mem.endpoint(me))
+}
+
+/// Takes the next published slot; copies a message's payload into `buf`
+/// (its length, or `BufferTooSmall`: the message is then dropped, as the
+/// slot cannot stay claimed); releases the slot, whatever it held.
+#[inline(always)]
+pub(crate) fn try_take_into(
+    mem: &Mem,
+    s: &Slots,
+    me: usize,
+    buf: &mut [u8],
+) -> Result<(Taken, Result<usize, Error>), Error> {
+    let ep = mem.endpoint(me);
+    let t = take(mem, s, me, ep)?;
+    let off = s.offset(t.pos);
+    let r = if t.kind == KIND_MSG {
+        copy_payload(mem, off, t.len, buf)
+    } else {
+        Ok(0)
+    };
+    release_at(mem, ep, off, t.pos + s.n);
+    Ok((t, r))
+}
+
+/// `try_take`, with our endpoint slot `ep` (slot `me`) at hand.
+#[inline(always)]
+fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Error> {
     let h = mem.header();
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let pos = h.cons.load(Ordering::Relaxed);
@@ -319,7 +367,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
     // Acquire: as in `take_loop`.
     if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {
         // Relaxed: published by the AcqRel CAS below.
-        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `take_loop`.
         if h.cons
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -432,10 +480,23 @@ fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
 /// Frees the slot a consumer took.
 #[inline]
 pub(crate) fn release(mem: &Mem, s: &Slots, me: usize, pos: u64) {
+    release_ep(mem, s, mem.endpoint(me), pos);
+}
+
+/// `release`, with our endpoint slot `ep` at hand.
+#[inline(always)]
+fn release_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64) {
+    release_at(mem, ep, s.offset(pos), pos + s.n);
+}
+
+/// `release` of the slot at data offset `off`: its sequence becomes `next`
+/// (the position plus the number of slots).
+#[inline(always)]
+fn release_at(mem: &Mem, ep: &EndpointSlot, off: u64, next: u64) {
     // Release: pairs with the producer's Acquire sequence load in `try_claim`.
-    s.seq(mem, pos).store(pos + s.n, Ordering::Release);
+    slot_word(mem, off).store(next, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
-    mem.endpoint(me).claiming.store(0, Ordering::Relaxed);
+    ep.claiming.store(0, Ordering::Relaxed);
 }
 
 /// Where the consumer side stands when `try_take` says empty.
