@@ -78,11 +78,12 @@ cp -r "$work/src" "$work/src.orig"
 # Miri is available) or equivalent (reported only).
 mutants=$(cat <<'EOF'
 spsc-publish-header-relaxed|required|src/ring/spsc.rs|'w.store(self.pending_word, Ordering::Release);'|'w.store(self.pending_word, Ordering::Relaxed);'
-spsc-write-header-relaxed|required|src/ring/spsc.rs|'        // Release: as in `publish`.\n        w.store(msg, Ordering::Release);'|'        w.store(msg, Ordering::Relaxed);'
+spsc-write-header-relaxed|blind|src/ring/spsc.rs|'        // Release: as in `publish`.\n        w.store(msg, Ordering::Release);'|'        w.store(msg, Ordering::Relaxed);'
 spsc-peek-header-relaxed|required|src/ring/spsc.rs|'let w = w.load(Ordering::Acquire);'|'let w = w.load(Ordering::Relaxed);'
 spsc-publish-tail-relaxed|equivalent|src/ring/spsc.rs|'mem.header().prod.store(self.tail, Ordering::Release);'|'mem.header().prod.store(self.tail, Ordering::Relaxed);'
-mpmc-publish-seq-relaxed|required|src/ring/mpmc.rs|'s.seq(mem, pos).store(pos + 1, Ordering::Release);'|'s.seq(mem, pos).store(pos + 1, Ordering::Relaxed);'
+mpmc-publish-seq-relaxed|required|src/ring/mpmc.rs|'slot_word(mem, off).store(pos + 1, Ordering::Release);'|'slot_word(mem, off).store(pos + 1, Ordering::Relaxed);'
 mpmc-take-seq-relaxed|required|src/ring/mpmc.rs|'let raw = s.seq(mem, pos).load(Ordering::Acquire);'|'let raw = s.seq(mem, pos).load(Ordering::Relaxed);'
+mpmc-take-fast-seq-relaxed|required|src/ring/mpmc.rs|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {'|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Relaxed) == pos + 1 {'
 notify-wake-fence-removed|required|src/notify.rs|'    fence(Ordering::SeqCst);\n    // Relaxed: ordered by the fence above.'|'    // (mutant: fence removed)\n    // Relaxed: ordered by the fence above.'
 notify-block-fence-removed|required|src/notify.rs|'        // interrupt: its flag store precedes the fence there too).\n        fence(Ordering::SeqCst);'|'        // (mutant: fence removed)'
 semaphore-token-unregisters|required|src/notify.rs|'        if woke != Woke::Token {\n            unregister(w.word(), epoch);\n        }'|'        unregister(w.word(), epoch);'
@@ -94,8 +95,9 @@ detach-state-relaxed|equivalent|src/endpoint.rs|'.compare_exchange(self.state, d
 mpmc-abandon-seq-relaxed|required|src/ring/mpmc.rs|'            (pos + 1) | ABANDONED,\n            Ordering::Release,'|'            (pos + 1) | ABANDONED,\n            Ordering::Relaxed,'
 spsc-release-head-relaxed|blind|src/ring/spsc.rs|'mem.header().cons.store(self.head, Ordering::Release);'|'mem.header().cons.store(self.head, Ordering::Relaxed);'
 spsc-reserve-head-relaxed|blind|src/ring/spsc.rs|'let head = mem.header().cons.load(Ordering::Acquire);'|'let head = mem.header().cons.load(Ordering::Relaxed);'
-mpmc-release-seq-relaxed|required|src/ring/mpmc.rs|'s.seq(mem, pos).store(pos + s.n, Ordering::Release);'|'s.seq(mem, pos).store(pos + s.n, Ordering::Relaxed);'
-mpmc-claim-seq-relaxed|blind|src/ring/mpmc.rs|'let seq = s.seq(mem, pos).load(Ordering::Acquire);\n        let diff = seq.wrapping_sub(pos) as i64;'|'let seq = s.seq(mem, pos).load(Ordering::Relaxed);\n        let diff = seq.wrapping_sub(pos) as i64;'
+mpmc-release-seq-relaxed|required|src/ring/mpmc.rs|'slot_word(mem, off).store(next, Ordering::Release);'|'slot_word(mem, off).store(next, Ordering::Relaxed);'
+mpmc-claim-seq-relaxed|blind|src/ring/mpmc.rs|'let seq = s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED;\n        let diff = seq.wrapping_sub(pos) as i64;'|'let seq = s.seq(mem, pos).load(Ordering::Relaxed) & !ABANDONED;\n        let diff = seq.wrapping_sub(pos) as i64;'
+mpmc-claim-fast-seq-relaxed|blind|src/ring/mpmc.rs|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED == pos {'|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Relaxed) & !ABANDONED == pos {'
 EOF
 )
 

@@ -66,7 +66,7 @@ unsafe impl<T> Sync for RawCell<T> {}
 /// there this is a plain copy.)
 ///
 /// The caller checks the range once; the loop does no bounds checks. Relaxed
-/// `u64` loads compile to plain moves, four per round.
+/// `u64` loads compile to plain moves, eight per round.
 ///
 /// # Safety
 /// `src` is 8-aligned, and the `dst.len()` bytes from it, rounded up to a
@@ -81,38 +81,41 @@ pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
     #[cfg(not(loom))]
     {
         let words = dst.len() / 8;
-        let s = src.cast::<u64>().cast_mut();
-        let d = dst.as_mut_ptr().cast::<u64>();
-        let load = |i: usize| {
-            // SAFETY: every `i` below is under `⌈len / 8⌉`, so word `i` is
-            // 8-aligned and in bounds (caller); atomics may be read while
-            // others write them.
-            unsafe { AtomicU64::from_ptr(s.add(i)) }.load(Ordering::Relaxed)
+        let load = |p: *const u64| {
+            // SAFETY: every `p` below is one of the first `⌈len / 8⌉` words
+            // from `src`: 8-aligned and in bounds (caller); atomics may be
+            // read while others write them.
+            unsafe { AtomicU64::from_ptr(p.cast_mut()) }.load(Ordering::Relaxed)
         };
         // Relaxed loads: the caller's Acquire load of the record or slot
         // header ordered the producer's writes before them.
-        let mut i = 0;
-        while i + 4 <= words {
-            let (a, b, c, e) = (load(i), load(i + 1), load(i + 2), load(i + 3));
-            // SAFETY: words `i..i + 4` of `dst` (`8 * (i + 4) <= len`);
-            // unaligned stores are allowed.
+        let (mut s, mut d) = (src.cast::<u64>(), dst.as_mut_ptr().cast::<u64>());
+        for _ in 0..words / 8 {
+            let w: [u64; 8] = std::array::from_fn(|k| {
+                // SAFETY: word `k < 8` of this block of 8 source words.
+                load(unsafe { s.add(k) })
+            });
+            // SAFETY: the next 8 words of `dst` (`8 * words <= len`);
+            // unaligned stores are allowed. Both pointers stay within (or
+            // one past) their ranges.
             unsafe {
-                d.add(i).write_unaligned(a);
-                d.add(i + 1).write_unaligned(b);
-                d.add(i + 2).write_unaligned(c);
-                d.add(i + 3).write_unaligned(e);
+                d.cast::<[u64; 8]>().write_unaligned(w);
+                s = s.add(8);
+                d = d.add(8);
             }
-            i += 4;
         }
-        while i < words {
-            let w = load(i);
-            // SAFETY: word `i` of `dst` (`8 * i + 8 <= len`).
-            unsafe { d.add(i).write_unaligned(w) };
-            i += 1;
+        for _ in 0..words % 8 {
+            let w = load(s);
+            // SAFETY: as above, one word.
+            unsafe {
+                d.write_unaligned(w);
+                s = s.add(1);
+                d = d.add(1);
+            }
         }
         let rest = dst.len() % 8;
         if rest != 0 {
-            let tail = load(words).to_ne_bytes();
+            let tail = load(s).to_ne_bytes();
             // A byte loop: at most 7 bytes, not worth a `memcpy` call.
             for (d, s) in dst[8 * words..].iter_mut().zip(tail) {
                 *d = s;

@@ -255,6 +255,35 @@ fn spsc_header_word_publish_over_laps() {
     });
 }
 
+/// The terminator is what the consumer reads after a record, and in the
+/// model's memory (as in a real ring) that word may still hold a header
+/// from two laps ago, whose lap parity is the current one. Lap 0: A (16
+/// bytes) at 0, B (16) at 16, C (32) at 32; lap 1: D (32) at 0 covers B's
+/// header with payload, which does not rewrite it here (loom keeps payload
+/// bytes apart from words), E (32) at 32; lap 2: F (16) at 0, then its
+/// terminator at 16, over B's header. Only the Release store of F's header
+/// (published at once, `commit_publish`) makes the terminator visible to
+/// the consumer that sees F; without it the consumer may read B's header
+/// there and deliver a message that is not there.
+#[test]
+fn spsc_terminator_over_a_two_laps_old_header() {
+    const LENS: [usize; 7] = [8, 8, 24, 24, 24, 8, 8];
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+        let p = thread::spawn(move || {
+            for (id, len) in LENS.into_iter().enumerate() {
+                spsc_send(&mut tx, &msg(id as u8, len));
+            }
+            tx
+        });
+        for (id, len) in LENS.into_iter().enumerate() {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
+        }
+        drop(p.join().unwrap());
+        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
+    });
+}
+
 /// A write batch larger than the ring: when it fills the ring, the producer
 /// must publish what the batch committed so far (or it would wait forever
 /// for a consumer that cannot see it), then go on once the consumer frees

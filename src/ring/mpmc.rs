@@ -30,7 +30,9 @@
 //! slot that has not been won.
 
 use crate::error::{Corruption, Error};
-use crate::layout::{CONS_AT, KIND_ABANDONED, KIND_MSG, KIND_SKIP, PROD_AT, SLOT_HEADER};
+use crate::layout::{
+    CONS_AT, EndpointSlot, KIND_ABANDONED, KIND_MSG, KIND_SKIP, PROD_AT, SLOT_HEADER,
+};
 use crate::region::Mem;
 use crate::sync::Ordering;
 
@@ -143,8 +145,14 @@ pub(crate) struct Taken {
 }
 
 /// Producer side: claims the next position.
-#[inline]
+#[inline(always)]
 pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
+    claim(mem, s, me, mem.endpoint(me))
+}
+
+/// `try_claim`, with our endpoint slot `ep` (slot `me`) at hand.
+#[inline(always)]
+fn claim(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<u64, Error> {
     let h = mem.header();
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
     let pos = h.prod.load(Ordering::Relaxed);
@@ -153,7 +161,7 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
     // Acquire: as in `claim_loop`.
     if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED == pos {
         // Relaxed: published by the AcqRel CAS below.
-        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `claim_loop`.
         if h.prod
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -245,14 +253,25 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
 /// Publishes the claimed position `pos` with `len` payload bytes of `kind`.
 #[inline]
 pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kind: u32) {
+    publish_ep(mem, s, mem.endpoint(me), pos, len, kind);
+}
+
+/// `publish`, with our endpoint slot `ep` at hand.
+#[inline(always)]
+fn publish_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
+    publish_at(mem, ep, s.offset(pos), pos, len, kind);
+}
+
+/// `publish` of the slot at data offset `off`.
+#[inline(always)]
+fn publish_at(mem: &Mem, ep: &EndpointSlot, off: u64, pos: u64, len: usize, kind: u32) {
     // Relaxed: published by the Release store of the sequence below.
-    s.info(mem, pos)
-        .store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
+    slot_word(mem, off + 8).store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
     // Release: pairs with the consumer's Acquire sequence load in `try_take`;
     // the payload and info word are visible to it.
-    s.seq(mem, pos).store(pos + 1, Ordering::Release);
+    slot_word(mem, off).store(pos + 1, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
-    mem.endpoint(me).claiming.store(0, Ordering::Relaxed);
+    ep.claiming.store(0, Ordering::Relaxed);
 }
 
 /// Claims a slot, copies `msg` into it and publishes it as a message;
@@ -267,38 +286,54 @@ pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u6
             max,
         });
     }
-    let pos = try_claim(mem, s, me)?;
-    let dst = s.payload(mem, pos, msg.len());
+    let ep = mem.endpoint(me);
+    let pos = claim(mem, s, me, ep)?;
+    let off = s.offset(pos);
+    let dst = mem.bytes(off + SLOT_HEADER as u64, msg.len());
     // SAFETY: we won the claim of `pos`: no consumer reads this slot's
     // payload until we publish it; `msg` fits the payload (checked above)
     // and is the caller's memory, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
-    publish(mem, s, me, pos, msg.len(), KIND_MSG);
+    publish_at(mem, ep, off, pos, msg.len(), KIND_MSG);
     Ok(pos)
+}
+
+/// Copies the `len` payload bytes of the slot at data offset `off` (taken,
+/// not yet released) into `buf`; `BufferTooSmall` if they do not fit.
+#[inline(always)]
+fn copy_payload(mem: &Mem, off: u64, len: usize, buf: &mut [u8]) -> Result<usize, Error> {
+    let Some(dst) = buf.get_mut(..len) else {
+        return Err(Error::BufferTooSmall {
+            needed: len,
+            capacity: buf.len(),
+        });
+    };
+    let src = mem.bytes(off + SLOT_HEADER as u64, len);
+    // SAFETY: the payload starts 8-aligned (slot stride and header are
+    // multiples of 8) and `len` (validated against the payload size when
+    // the slot was taken) rounded up to 8 stays inside the slot, whose
+    // payload area is a multiple of 8 bytes; `copy_out` reads it with
+    // atomic loads, never through a reference.
+    unsafe { crate::sync::copy_out(src, dst) };
+    Ok(len)
+}
+
+/// Consumer side: takes the next published slot.
+#[inline(always)]
+pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
+    take(mem, s, me, mem.endpoint(me))
 }
 
 /// Copies the payload of the message `t` (taken, not yet released) into
 /// `buf`; `BufferTooSmall` if it does not fit.
-#[inline]
+#[inline(always)]
 pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
-    let Some(dst) = buf.get_mut(..t.len) else {
-        return Err(Error::BufferTooSmall {
-            needed: t.len,
-            capacity: buf.len(),
-        });
-    };
-    let src = s.payload(mem, t.pos, t.len);
-    // SAFETY: the payload starts 8-aligned (slot stride and header are
-    // multiples of 8) and `t.len` rounded up to 8 stays inside the slot,
-    // whose payload area is a multiple of 8 bytes; `copy_out` reads it with
-    // atomic loads, never through a reference.
-    unsafe { crate::sync::copy_out(src, dst) };
-    Ok(t.len)
+    copy_payload(mem, s.offset(t.pos), t.len, buf)
 }
 
-/// Consumer side: takes the next published slot.
-#[inline]
-pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
+/// `try_take`, with our endpoint slot `ep` (slot `me`) at hand.
+#[inline(always)]
+fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Error> {
     let h = mem.header();
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let pos = h.cons.load(Ordering::Relaxed);
@@ -308,7 +343,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
     // Acquire: as in `take_loop`.
     if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {
         // Relaxed: published by the AcqRel CAS below.
-        mem.endpoint(me).claiming.store(pos + 1, Ordering::Relaxed);
+        ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `take_loop`.
         if h.cons
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -421,10 +456,23 @@ fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
 /// Frees the slot a consumer took.
 #[inline]
 pub(crate) fn release(mem: &Mem, s: &Slots, me: usize, pos: u64) {
+    release_ep(mem, s, mem.endpoint(me), pos);
+}
+
+/// `release`, with our endpoint slot `ep` at hand.
+#[inline(always)]
+fn release_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64) {
+    release_at(mem, ep, s.offset(pos), pos + s.n);
+}
+
+/// `release` of the slot at data offset `off`: its sequence becomes `next`
+/// (the position plus the number of slots).
+#[inline(always)]
+fn release_at(mem: &Mem, ep: &EndpointSlot, off: u64, next: u64) {
     // Release: pairs with the producer's Acquire sequence load in `try_claim`.
-    s.seq(mem, pos).store(pos + s.n, Ordering::Release);
+    slot_word(mem, off).store(next, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
-    mem.endpoint(me).claiming.store(0, Ordering::Relaxed);
+    ep.claiming.store(0, Ordering::Relaxed);
 }
 
 /// Where the consumer side stands when `try_take` says empty.

@@ -41,15 +41,23 @@ use crate::sync::{AtomicU64, Ordering};
 /// `cursor + 2 * capacity` never overflows.
 const CURSOR_LIMIT: u64 = 1 << 62;
 
-/// The header word of a record of `len` bytes with `tag` at a cursor of lap
-/// `lap` (the tag's low bit flips on odd laps).
-const fn header_word(len: u32, tag: u32, lap: u64) -> u64 {
-    (((tag ^ (lap & 1) as u32) as u64) << 32) | len as u64
+/// The header word of a record of `len` bytes with `tag` at cursor `at` of
+/// a ring of `cap` bytes: the tag's lowest bit flipped on odd laps (`at &
+/// cap` is the lap's lowest bit, `cap` being a power of two).
+#[inline(always)]
+const fn header_word(len: u32, tag: u32, at: u64, cap: u64) -> u64 {
+    (((tag ^ (at & cap != 0) as u32) as u64) << 32) | len as u64
 }
 
 /// Bytes a record of `len` payload bytes takes in the ring.
+///
+/// `len` is at most `u32::MAX` (a header's length field), so the rounding
+/// cannot overflow; `(len + 7) & !7` is two instructions where
+/// `next_multiple_of` is five.
+#[inline(always)]
 pub(crate) const fn record_size(len: u64) -> u64 {
-    RECORD_HEADER as u64 + len.next_multiple_of(8)
+    debug_assert!(len <= u32::MAX as u64);
+    RECORD_HEADER as u64 + ((len + 7) & !7)
 }
 
 /// Largest payload a ring of `capacity` bytes accepts: half the ring minus a
@@ -176,8 +184,8 @@ enum Word {
 }
 
 #[inline]
-fn decode(word: u64, at: u64, shift: u32) -> Word {
-    let parity = ((at >> shift) & 1) as u32;
+fn decode(word: u64, at: u64, cap: u64) -> Word {
+    let parity = (at & cap != 0) as u32;
     let (len, tag) = (word as u32 as u64, ((word >> 32) as u32) ^ parity);
     match tag {
         TAG_MSG => Word::Msg(len),
@@ -212,8 +220,6 @@ pub(crate) struct Record {
 #[derive(Debug)]
 pub(crate) struct ProducerRing {
     cap: u64,
-    /// `log2(cap)`: a cursor's lap is `cursor >> shift`.
-    shift: u32,
     /// `max_message_len(cap)`.
     max: usize,
     /// Next write cursor, including committed but unpublished records.
@@ -242,7 +248,6 @@ impl ProducerRing {
         if let Some(e) = check_cursors(mem, tail, head, cap) {
             return Err(e);
         }
-        let shift = cap.trailing_zeros();
         let data = Data::of(mem, cap);
         // Skip the records published after the last store of `tail`: each
         // reads as a record of its lap (a terminator or an old header ends
@@ -254,7 +259,7 @@ impl ProducerRing {
             // added below is one), masked below `cap`.
             // Acquire: pairs with the Release header store in `publish`.
             let word = unsafe { data.word(pos) }.load(Ordering::Acquire);
-            let size = match decode(word, t, shift) {
+            let size = match decode(word, t, cap) {
                 Word::Msg(len) if len <= max_message_len(cap) as u64 => record_size(len),
                 Word::Pad(len) if pos != 0 && len + 8 == cap - pos => cap - pos,
                 _ => break,
@@ -277,7 +282,6 @@ impl ProducerRing {
         let head_cache = if t >= CURSOR_LIMIT { t - cap - 1 } else { head };
         Ok(ProducerRing {
             cap,
-            shift,
             max: max_message_len(cap),
             tail: t,
             published: t,
@@ -409,7 +413,7 @@ impl ProducerRing {
         assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
         let data = Data::of(mem, self.cap);
         let end = self.terminate(data, r.start + record_size(n as u64));
-        let msg = header_word(n as u32, TAG_MSG, r.start >> self.shift);
+        let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
         if r.pad == 0 && self.pending_word == 0 {
             // The first record since the last publish: its header word
             // waits for `publish`.
@@ -431,7 +435,7 @@ impl ProducerRing {
             // SAFETY: `end` is a multiple of 8 (a cursor), masked below `cap`.
             let w = unsafe { data.word(end & (self.cap - 1)) };
             // Relaxed: published by the Release store of the first
-            // unpublished header word (in `publish`, or in `try_write`).
+            // unpublished header word (in `publish` or `commit_publish`).
             w.store(0, Ordering::Relaxed);
         }
         end
@@ -446,7 +450,7 @@ impl ProducerRing {
             let w = unsafe { data.word(r.start & mask) };
             // Relaxed: published with the padding header, stored after it.
             w.store(msg, Ordering::Relaxed);
-            let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail >> self.shift);
+            let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail, self.cap);
             (self.tail & mask, pad)
         } else {
             (r.start & mask, msg)
@@ -503,7 +507,7 @@ impl ProducerRing {
         // No padding and nothing pending: no header word to hold back.
         let data = Data::of(mem, self.cap);
         let end = self.terminate(data, r.start + record_size(n as u64));
-        let msg = header_word(n as u32, TAG_MSG, r.start >> self.shift);
+        let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
         // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
         let w = unsafe { data.word(r.start & (self.cap - 1)) };
         // Release: as in `publish`.
@@ -553,8 +557,6 @@ impl ProducerRing {
 #[derive(Debug)]
 pub(crate) struct ConsumerRing {
     cap: u64,
-    /// `log2(cap)`: a cursor's lap is `cursor >> shift`.
-    shift: u32,
     /// `max_message_len(cap)`.
     max: u64,
     /// Next read cursor, including read but unreleased records.
@@ -578,7 +580,6 @@ impl ConsumerRing {
         }
         Ok(ConsumerRing {
             cap,
-            shift: cap.trailing_zeros(),
             max: max_message_len(cap) as u64,
             head,
             released: head,
@@ -600,11 +601,11 @@ impl ConsumerRing {
         // and padding size is one), masked below `cap`.
         let w = unsafe { data.word(pos) };
         // Acquire: pairs with the producer's Release store of the header
-        // word in `ProducerRing::publish` (or `try_write`): the record's
+        // word in `ProducerRing::publish` (or `commit_publish`): the record's
         // payload (and the terminator after it) are visible once its
         // header is.
         let w = w.load(Ordering::Acquire);
-        if w >> 32 == header_word(0, TAG_MSG, head >> self.shift) >> 32 {
+        if w >> 32 == header_word(0, TAG_MSG, head, self.cap) >> 32 {
             let len = w as u32 as u64;
             let size = record_size(len);
             // `head` grows by at most `cap` per record; the limit keeps
@@ -639,7 +640,7 @@ impl ConsumerRing {
                 // Acquire: as in `peek`.
                 w = word.load(Ordering::Acquire);
             }
-            match decode(w, head, self.shift) {
+            match decode(w, head, self.cap) {
                 Word::Msg(len) => {
                     let size = record_size(len);
                     if len > self.max || pos + size > self.cap || head >= CURSOR_LIMIT {
