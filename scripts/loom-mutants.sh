@@ -8,7 +8,8 @@
 # Not run by CI (it rebuilds the crate once per mutant: about a minute each on
 # a 2-core machine). Usage: scripts/loom-mutants.sh [NAME...]
 #
-# Each mutation is an exact-text replacement of a snippet that must occur
+# Each mutation is an exact-text replacement (snippets may not contain '|',
+# the field separator) of a snippet that must occur
 # exactly once in its file; if the source changed and the snippet is gone,
 # the script stops with an error instead of silently testing nothing.
 #
@@ -89,10 +90,10 @@ notify-block-fence-removed|required|src/notify.rs|'        // interrupt: its fla
 semaphore-token-unregisters|required|src/notify.rs|'        if woke != Woke::Token {\n            unregister(w.word(), epoch);\n        }'|'        unregister(w.word(), epoch);'
 segment-open-skips-unlinked-recheck|required|src/acquire.rs|'        if seg.is_unlinked() {'|'        if false && seg.is_unlinked() {'
 segment-leaver-skips-gate|required|src/endpoint.rs|'        if !seg.lock_until(\n            crate::layout::LOCK_GATE,\n            crate::shm::Lock::Exclusive,\n            deadline,\n        ) {'|'        if false {'
-mpmc-abandon-writes-before-winning|required|src/ring/mpmc.rs|'    let done = s\n        .seq(mem, pos)\n        .compare_exchange(\n            pos,\n            (pos + 1) | ABANDONED,'|'    s.info(mem, pos).store((KIND_ABANDONED as u64) << 32, Ordering::Relaxed);\n    let done = s\n        .seq(mem, pos)\n        .compare_exchange(\n            pos,\n            pos + 1,'
+mpmc-abandon-writes-before-winning|required|src/ring/mpmc.rs|'    let done = s\n        .seq(mem, pos)\n        .compare_exchange(\n            pos,\n            abandoned_seq(pos),'|'    s.info(mem, pos).store((KIND_ABANDONED as u64) << 32, Ordering::Relaxed);\n    let done = s\n        .seq(mem, pos)\n        .compare_exchange(\n            pos,\n            pos + 1,'
 mpmc-forgotten-claim-not-resolved|required|src/mpmc.rs|'        resolve_forgotten(ep);\n        ep.usable()?;'|'        ep.usable()?;'
 detach-state-relaxed|equivalent|src/endpoint.rs|'.compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed)'|'.compare_exchange(self.state, detached, Ordering::Relaxed, Ordering::Relaxed)'
-mpmc-abandon-seq-relaxed|required|src/ring/mpmc.rs|'            (pos + 1) | ABANDONED,\n            Ordering::Release,'|'            (pos + 1) | ABANDONED,\n            Ordering::Relaxed,'
+mpmc-abandon-seq-relaxed|required|src/ring/mpmc.rs|'            abandoned_seq(pos),\n            Ordering::Release,'|'            abandoned_seq(pos),\n            Ordering::Relaxed,'
 spsc-release-head-relaxed|blind|src/ring/spsc.rs|'mem.header().cons.store(self.head, Ordering::Release);'|'mem.header().cons.store(self.head, Ordering::Relaxed);'
 spsc-reserve-head-relaxed|blind|src/ring/spsc.rs|'let head = mem.header().cons.load(Ordering::Acquire);'|'let head = mem.header().cons.load(Ordering::Relaxed);'
 mpmc-release-seq-relaxed|required|src/ring/mpmc.rs|'slot_word(mem, off).store(next, Ordering::Release);'|'slot_word(mem, off).store(next, Ordering::Relaxed);'

@@ -530,6 +530,11 @@ pub(crate) fn claimers(mem: &Mem, range: std::ops::Range<usize>, pos: u64) -> Ve
 /// claiming `pos` is dead. Returns whether this call did it: it does nothing
 /// once `pos` was resolved (published, or abandoned by another consumer),
 /// however late the call comes.
+/// The sequence of a slot whose position `pos` was abandoned.
+const fn abandoned_seq(pos: u64) -> u64 {
+    (pos + 1) | ABANDONED
+}
+
 pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
     if !cursor_in_range(pos) {
         return false;
@@ -540,7 +545,7 @@ pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
         .seq(mem, pos)
         .compare_exchange(
             pos,
-            (pos + 1) | ABANDONED,
+            abandoned_seq(pos),
             Ordering::Release,
             Ordering::Relaxed,
         )
