@@ -539,8 +539,10 @@ pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
     if !cursor_in_range(pos) {
         return false;
     }
-    // Release: pairs with the Acquire sequence load in `try_take`. (Nothing
-    // else is written: the info word of an abandoned slot is never read.)
+    // Release: pairs with the Acquire sequence load in `try_take`; it
+    // orders nothing that matters (nothing is written before it that
+    // anyone reads: the info word of an abandoned slot is never read), so
+    // Relaxed would do too (scripts/loom-mutants.sh: an equivalent mutant).
     let done = s
         .seq(mem, pos)
         .compare_exchange(
