@@ -90,7 +90,7 @@ pub(crate) struct Attachment {
     pub interrupt: std::sync::Arc<crate::interrupt::Shared>,
     /// The fork generation this endpoint was attached in.
     #[cfg(not(loom))]
-    fork_gen: u64,
+    pub fork_gen: u64,
     /// Set by the crash-simulation hooks: drop as if the process had died.
     pub crashed: bool,
 }
@@ -202,6 +202,7 @@ impl Attachment {
 
     /// Whether drops must leave the ring alone: the endpoint's process
     /// "died" (a test hook), or this is a forked child's copy.
+    #[inline]
     pub(crate) fn inert(&self) -> bool {
         self.crashed || self.forked()
     }
@@ -283,10 +284,21 @@ pub(crate) enum Peer {
     Dead,
 }
 
+#[inline]
 pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
     // Acquire: pairs with the Release state store in `Attachment::drop`, so
     // seeing DETACHED means seeing every cursor store before it.
     let st = mem.endpoint(i).state.load(Ordering::Acquire);
+    // The common answer inline (every send asks it); the rest out of line.
+    if st & EP_MASK == EP_ATTACHED && !probe {
+        return Peer::Attached;
+    }
+    peer_state_of(mem, i, st, probe)
+}
+
+/// `peer_state` from the state value `st`, just loaded.
+#[cold]
+fn peer_state_of(mem: &Mem, i: usize, st: u32, probe: bool) -> Peer {
     match st & EP_MASK {
         EP_FREE => Peer::NeverAttached,
         EP_ATTACHED if probe && !mem.liveness().alive(i, st) => Peer::Dead,
@@ -346,6 +358,11 @@ pub(crate) struct Endpoint<S: Side> {
     pub side: S,
     /// The first corruption seen: every later call returns it.
     pub poisoned: Option<Error>,
+    /// The fork generation the endpoint is usable in: the attachment's, or
+    /// `u64::MAX` (never a generation) once poisoned, so that `usable`
+    /// checks both with one comparison.
+    #[cfg(not(loom))]
+    usable_gen: u64,
     /// The segment name (`None` for heap rings).
     pub name: Option<String>,
     pub ty: TypeInfo,
@@ -373,6 +390,8 @@ impl<S: Side> Endpoint<S> {
         let at = Attachment::attach(mem, S::ROLE, opts, name.unwrap_or("<heap>"))?;
         let side = S::new(&at.mem).map_err(|e| corrupted_at_attach(name, e))?;
         Ok(Endpoint {
+            #[cfg(not(loom))]
+            usable_gen: at.fork_gen,
             at,
             side,
             poisoned: None,
@@ -431,6 +450,16 @@ impl<S: Side> Endpoint<S> {
     /// endpoint was inherited through `fork()`.
     #[inline]
     pub(crate) fn usable(&self) -> Result<(), Error> {
+        #[cfg(not(loom))]
+        if self.usable_gen == crate::fork::generation() {
+            return Ok(());
+        }
+        self.unusable()
+    }
+
+    /// `usable` once the quick check failed (or under loom).
+    #[cfg_attr(not(loom), cold)]
+    fn unusable(&self) -> Result<(), Error> {
         if let Some(e) = self.poisoned {
             return Err(e);
         }
@@ -445,6 +474,10 @@ impl<S: Side> Endpoint<S> {
     pub(crate) fn note(&mut self, e: Error) -> Error {
         if let Error::Corrupted(_) = e {
             self.poisoned = Some(e);
+            #[cfg(not(loom))]
+            {
+                self.usable_gen = u64::MAX;
+            }
         }
         e
     }

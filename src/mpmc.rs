@@ -416,6 +416,7 @@ fn take_slow(ep: &mut Endpoint<Rx>, first: Result<Taken, Error>) -> Result<Taken
     Err(Error::Empty)
 }
 
+#[inline]
 fn release(ep: &mut Endpoint<Rx>, t: &Taken) {
     ep.side.held = None;
     ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
@@ -634,6 +635,7 @@ impl WriteGrant<'_> {
 
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         let ep = &self.p.ep;
         let len = ep.side.slots.max_message_len();
@@ -645,6 +647,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         let ep = &self.p.ep;
         let len = ep.side.slots.max_message_len();
@@ -665,6 +668,7 @@ impl WriteGrant<'_> {
 }
 
 impl Drop for WriteGrant<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.committed && !self.p.ep.inert() {
             publish(&mut self.p.ep, self.pos, 0, KIND_SKIP);
@@ -833,6 +837,7 @@ impl ReadGrant<'_> {
 
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         let ep = &self.c.ep;
         let ptr = ep.side.slots.payload(&ep.at.mem, self.t.pos, self.t.len);
@@ -854,6 +859,7 @@ impl ReadGrant<'_> {
 }
 
 impl Drop for ReadGrant<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.c.ep.inert() {
             return;

@@ -24,6 +24,15 @@ pub(crate) struct Mem {
     data_len: u64,
     #[cfg(not(loom))]
     base: NonNull<u8>,
+    /// `base + data_off`: the first byte of the data area.
+    #[cfg(not(loom))]
+    data: NonNull<u8>,
+    /// `data_len - 8`: the offset of the data area's last word.
+    #[cfg(not(loom))]
+    last_word: u64,
+    /// `geo.endpoints()`, computed once (checked at every endpoint access).
+    #[cfg(not(loom))]
+    endpoints: usize,
     backing: Arc<Backing>,
     /// Endpoints are `Send` but not `Sync`: each keeps private cursor caches.
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
@@ -122,17 +131,30 @@ impl Mem {
     }
 
     fn from_backing(backing: Arc<Backing>, geo: Geometry) -> Mem {
+        // The SPSC ring relies on this (`ring::spsc::Data::of`): a data area
+        // of `capacity` bytes (SPSC), or of `capacity` slots (MPMC).
+        assert!(geo.capacity <= geo.data_len() && geo.data_len() >= 8);
         #[cfg(not(loom))]
         let base = match &*backing {
             Backing::Heap(b) => b.base,
             Backing::Shm(s) => s.ptr(),
         };
+        #[cfg(not(loom))]
+        // SAFETY: the data area starts inside the region, which holds
+        // `geo.total_size()` bytes from `base` (checked by the callers).
+        let data = unsafe { base.add(geo.data_offset()) };
         Mem {
             geo,
             data_off: geo.data_offset(),
             data_len: geo.data_len(),
             #[cfg(not(loom))]
             base,
+            #[cfg(not(loom))]
+            data,
+            #[cfg(not(loom))]
+            last_word: geo.data_len() - 8,
+            #[cfg(not(loom))]
+            endpoints: geo.endpoints(),
             backing,
             _not_sync: std::marker::PhantomData,
         }
@@ -205,7 +227,7 @@ impl Mem {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn endpoint(&self, i: usize) -> &EndpointSlot {
-        assert!(i < self.geo.endpoints());
+        assert!(i < self.endpoints);
         // SAFETY: the table lies inside the region (see `Geometry`), slots are
         // 16-byte aligned and made only of atomics.
         unsafe {
@@ -233,18 +255,26 @@ impl Mem {
         assert!(off % 8 == 0 && off + 8 <= self.data_len);
         // SAFETY: in bounds and 8-aligned (data area is 128-aligned), checked
         // above; the region outlives `&self`.
-        unsafe {
-            self.base
-                .add(self.data_off + off as usize)
-                .cast::<AtomicU64>()
-                .as_ref()
-        }
+        unsafe { self.data.add(off as usize).cast::<AtomicU64>().as_ref() }
     }
 
     #[cfg(loom)]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
         assert!(off % 8 == 0 && off + 8 <= self.data_len);
         &self.loom().words[(off / 8) as usize]
+    }
+
+    /// The 8-byte word at byte `off` of the data area, as a pointer, with one
+    /// comparison (`off` below the last word's offset, computed once).
+    ///
+    /// # Panics
+    /// If the word is not inside the data area.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn word_ptr(&self, off: u64) -> *mut u8 {
+        assert!(off <= self.last_word);
+        // SAFETY: `off + 8 <= data_len`, checked above.
+        unsafe { self.data.as_ptr().add(off as usize) }
     }
 
     /// Pointer to `len` payload bytes at byte `off` of the data area.
@@ -260,13 +290,21 @@ impl Mem {
         #[cfg(not(loom))]
         {
             // SAFETY: in bounds, checked above.
-            unsafe { self.base.as_ptr().add(self.data_off + off as usize) }
+            unsafe { self.data.as_ptr().add(off as usize) }
         }
         #[cfg(loom)]
         // SAFETY: in bounds of the loom byte buffer, checked above.
         unsafe {
             self.loom().bytes.as_ptr().add(off as usize)
         }
+    }
+
+    /// The first byte of the data area (which holds at least
+    /// `geometry().capacity` bytes: see `from_backing`).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn data_ptr(&self) -> *mut u8 {
+        self.data.as_ptr()
     }
 
     /// Who says whether an endpoint slot's process is alive.

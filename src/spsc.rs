@@ -289,6 +289,28 @@ impl Producer {
         wait: Wait,
         batch: bool,
     ) -> Result<WriteGrant<'_>, Error> {
+        // Fast path: the checks of `try_reserve`, then room by the cached
+        // head.
+        let ep = &mut self.ep;
+        if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
+            if let Some(res) = ep.side.try_reserve_fast(len) {
+                return Ok(WriteGrant {
+                    p: self,
+                    res,
+                    batch,
+                });
+            }
+        }
+        self.reserve_slow(len, wait, batch)
+    }
+
+    #[inline(never)]
+    fn reserve_slow(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        batch: bool,
+    ) -> Result<WriteGrant<'_>, Error> {
         let res = self.ep.run(len, wait)?;
         Ok(WriteGrant {
             p: self,
@@ -322,7 +344,7 @@ impl Producer {
 
     #[inline(never)]
     fn send_slow(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
-        self.reserve_with(msg.len(), wait, batch)?.write(msg);
+        self.reserve_slow(msg.len(), wait, batch)?.write(msg);
         Ok(())
     }
 
@@ -372,6 +394,7 @@ impl WriteGrant<'_> {
     ///
     /// # Panics
     /// If `n` is larger than the reserved length.
+    #[inline(always)]
     pub fn commit(self, n: usize) {
         let ep = &mut self.p.ep;
         if ep.inert() {
@@ -402,6 +425,7 @@ impl WriteGrant<'_> {
 
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: the reservation covers `len` bytes inside the data area that
@@ -412,6 +436,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         let ptr = self.p.ep.side.payload(&self.p.ep.at.mem, &self.res);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
@@ -470,6 +495,23 @@ fn try_take(ep: &mut Endpoint<ConsumerRing>, (): (), _spinning: bool) -> Result<
 impl Consumer {
     #[inline(always)]
     fn recv_with(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
+        // Fast path: the checks of `try_take`, then a valid record at the
+        // head.
+        let ep = &mut self.ep;
+        if ep.usable().is_ok() {
+            if let Some(rec) = ep.side.try_peek_fast(&ep.at.mem) {
+                return Ok(ReadGrant {
+                    c: self,
+                    rec,
+                    batch,
+                });
+            }
+        }
+        self.recv_slow(wait, batch)
+    }
+
+    #[inline(never)]
+    fn recv_slow(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
         let rec = self.ep.run((), wait)?;
         Ok(ReadGrant {
             c: self,
@@ -490,7 +532,8 @@ impl Consumer {
                     ep.at.stats.messages += 1;
                     ep.at.stats.bytes += n as u64;
                     if !batch {
-                        ep.publish();
+                        ep.side.publish_now(&ep.at.mem);
+                        ep.wake_peers();
                     }
                     return Ok(n);
                 }
@@ -503,7 +546,7 @@ impl Consumer {
 
     #[inline(never)]
     fn recv_into_slow(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
-        self.recv_with(wait, batch)?.copy_to(buf)
+        self.recv_slow(wait, batch)?.copy_to(buf)
     }
 
     receiving!(false, |c| c);
@@ -523,13 +566,15 @@ impl Consumer {
         ReadBatch { c: self }
     }
 
+    #[inline]
     fn release(&mut self, rec: &Record, batch: bool) {
         let ep = &mut self.ep;
         ep.side.release(rec);
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += rec.len as u64;
         if !batch {
-            ep.publish();
+            ep.side.publish_now(&ep.at.mem);
+            ep.wake_peers();
         }
     }
 
@@ -579,6 +624,7 @@ impl ReadGrant<'_> {
 
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         let ptr = self.c.ep.side.payload(&self.c.ep.at.mem, &self.rec);
         // SAFETY: the record was validated to lie inside the data area and
@@ -590,6 +636,7 @@ impl Deref for ReadGrant<'_> {
 }
 
 impl Drop for ReadGrant<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.c.ep.inert() {
             return;

@@ -153,14 +153,17 @@ macro_rules! sealed_impl {
 
             $($own)*
 
+            #[inline]
             fn commit(g: Self::WriteGrant<'_>, n: usize) {
                 g.commit(n);
             }
 
+            #[inline]
             fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error> {
                 by_wait!(w => c.try_recv(), c.recv(), |d| c.recv_timeout(d))
             }
 
+            #[inline]
             fn recv_copy(c: &mut Self::Consumer, w: Wait, buf: &mut [u8]) -> Result<usize, Error> {
                 by_wait!(w => c.try_recv_into(buf), c.recv_into(buf), |d| c.recv_into_timeout(buf, d))
             }
@@ -183,6 +186,7 @@ sealed_impl!(Spsc, spsc, {
         Ok(opts.clone())
     }
 
+    #[inline]
     fn reserve(p: &mut Self::Producer, len: usize, w: Wait) -> Result<Self::WriteGrant<'_>, Error> {
         by_wait!(w => p.try_reserve(len), p.reserve(len), |d| p.reserve_timeout(len, d))
     }
@@ -204,6 +208,7 @@ sealed_impl!(Mpmc, mpmc, {
         Ok(opts.clone().slot_size(slot as usize))
     }
 
+    #[inline]
     fn reserve(
         p: &mut Self::Producer,
         _len: usize,
@@ -331,7 +336,7 @@ fn wrong_size(len: usize) -> Error {
 }
 
 macro_rules! typed_ctors {
-    ($end:literal, $make:ident, $v:literal, |$inner:ident| $wrap:expr) => {
+    ($end:literal, $make:ident, $v:literal, $waits:literal, |$inner:ident| $wrap:expr) => {
         fn wrap($inner: K::$make) -> Self {
             $wrap
         }
@@ -355,9 +360,8 @@ macro_rules! typed_ctors {
         #[doc = concat!($v, ".interrupter().interrupt();")]
         /// tx.send(1)?;
         /// tx.send(2)?;
-        /// // The queue is full and empty in turn: whichever end was
-        /// // interrupted returns `Interrupted` when it would wait.
-        #[doc = concat!("let r = if \"", $v, "\" == \"tx\" { tx.send(3) } else { drop(rx.recv()?); drop(rx.recv()?); rx.recv().map(drop) };")]
+        #[doc = concat!("// The next call of `", $v, "` that has to wait returns `Interrupted`:")]
+        #[doc = concat!("let r = ", $waits, ";")]
         /// assert_eq!(r.err(), Some(shmq::Error::Interrupted));
         /// # Ok::<(), Box<dyn std::error::Error>>(())
         /// ```
@@ -425,9 +429,11 @@ macro_rules! typed_ctors {
 }
 
 impl<T: Pod, K: Ring> Sender<T, K> {
-    typed_ctors!("ring's producer", Producer, "tx", |inner| Sender {
-        inner,
-        _t: PhantomData,
+    typed_ctors!("ring's producer", Producer, "tx", "tx.send(3)", |inner| {
+        Sender {
+            inner,
+            _t: PhantomData,
+        }
     });
 
     #[inline]
@@ -503,11 +509,17 @@ impl<T: Pod> Sender<T, Mpmc> {
 }
 
 impl<T: Pod, K: Ring> Receiver<T, K> {
-    typed_ctors!("ring's consumer", Consumer, "rx", |inner| Receiver {
-        inner,
-        poisoned: None,
-        _t: PhantomData,
-    });
+    typed_ctors!(
+        "ring's consumer",
+        Consumer,
+        "rx",
+        "{ drop(rx.recv()?); drop(rx.recv()?); rx.recv().map(drop) }",
+        |inner| Receiver {
+            inner,
+            poisoned: None,
+            _t: PhantomData,
+        }
+    );
 
     #[inline]
     fn take(&mut self, w: Wait) -> Result<K::ReadGrant<'_>, Error> {
@@ -629,6 +641,7 @@ pub struct Loan<'a, T, K: Ring> {
 
 impl<T: Pod, K: Ring> Loan<'_, T, K> {
     /// Publishes the value.
+    #[inline]
     pub fn send(mut self) {
         if let Some(v) = self.staged.take() {
             self.grant[..size_of::<T>()].copy_from_slice(bytemuck::bytes_of(&v));
@@ -636,6 +649,7 @@ impl<T: Pod, K: Ring> Loan<'_, T, K> {
         K::commit(self.grant, size_of::<T>());
     }
 
+    #[inline]
     fn put(mut self, value: T) {
         *self = value;
         self.send();
@@ -644,6 +658,7 @@ impl<T: Pod, K: Ring> Loan<'_, T, K> {
 
 impl<T: Pod, K: Ring> Deref for Loan<'_, T, K> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         match &self.staged {
             Some(v) => v,
@@ -655,6 +670,7 @@ impl<T: Pod, K: Ring> Deref for Loan<'_, T, K> {
 }
 
 impl<T: Pod, K: Ring> DerefMut for Loan<'_, T, K> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         match &mut self.staged {
             Some(v) => v,
@@ -678,6 +694,7 @@ enum Held<'a, T, K: Ring> {
 
 impl<T: Pod, K: Ring> Deref for ReadGrant<'_, T, K> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         match &self.held {
             // Checked aligned and sized when the grant was made.

@@ -119,7 +119,7 @@ impl Slots {
 
 /// The word at data offset `off`, a slot's sequence or info word: a multiple
 /// of 8, since the stride (a multiple of `SLOT_ALIGN`) and the header
-/// fields are. `Mem::bytes` checks the bounds.
+/// fields are. `Mem::word_ptr` checks the bounds.
 #[inline(always)]
 fn slot_word(mem: &Mem, off: u64) -> &crate::sync::AtomicU64 {
     #[cfg(loom)]
@@ -127,9 +127,9 @@ fn slot_word(mem: &Mem, off: u64) -> &crate::sync::AtomicU64 {
     #[cfg(not(loom))]
     {
         debug_assert!(off % 8 == 0, "unaligned slot word {off}");
-        let p = mem.bytes(off, 8);
+        let p = mem.word_ptr(off);
         // SAFETY: the 8 bytes at `p` are inside the data area (checked by
-        // `bytes`) and 8-aligned (the data area is 128-aligned, `off` a
+        // `word_ptr`) and 8-aligned (the data area is 128-aligned, `off` a
         // multiple of 8); atomics may be accessed while peers access them
         // too; the reference does not outlive `mem`.
         unsafe { crate::sync::AtomicU64::from_ptr(p.cast()) }

@@ -119,17 +119,22 @@ struct Data<'m> {
 impl<'m> Data<'m> {
     /// The data area of a ring of `cap` bytes.
     ///
-    /// # Panics
-    /// If `mem`'s data area is smaller than `cap` (a shmq bug).
+    /// # Safety
+    /// `cap` is `mem.geometry().capacity`, which a `Mem` keeps within its
+    /// data area. (Ring sides read their `cap` from the geometry of the
+    /// `Mem` they attach to, and are only ever called with that `Mem`: an
+    /// `Endpoint` holds both. Debug builds check it.)
     #[inline(always)]
-    fn of(mem: &'m Mem, cap: u64) -> Data<'m> {
-        let base = mem.bytes(0, cap as usize);
-        #[cfg(loom)]
-        let _ = base;
+    unsafe fn of(mem: &'m Mem, cap: u64) -> Data<'m> {
+        debug_assert_eq!(
+            cap,
+            mem.geometry().capacity,
+            "ring used with another region"
+        );
         Data {
             mem,
             #[cfg(not(loom))]
-            base,
+            base: mem.data_ptr(),
         }
     }
 
@@ -248,7 +253,8 @@ impl ProducerRing {
         if let Some(e) = check_cursors(mem, tail, head, cap) {
             return Err(e);
         }
-        let data = Data::of(mem, cap);
+        // SAFETY: `cap` was just read from `mem`'s geometry.
+        let data = unsafe { Data::of(mem, cap) };
         // Skip the records published after the last store of `tail`: each
         // reads as a record of its lap (a terminator or an old header ends
         // them), and together they stay within one ring from `head`.
@@ -333,6 +339,27 @@ impl ProducerRing {
         self.reserve_slow(mem, len, need, slack)
     }
 
+    /// The quick case of `try_reserve_slack(mem, len, 0)`: the record fits
+    /// before the end of the ring and the cached head says there is room.
+    /// `None`: ask `try_reserve_slack`.
+    #[inline(always)]
+    pub(crate) fn try_reserve_fast(&self, len: usize) -> Option<Reservation> {
+        let t = self.tail;
+        // `len <= max < 2^32`: `record_size` is exact; `t - head_cache <=
+        // cap + 1` and `need <= cap / 2`: no overflow.
+        if len <= self.max {
+            let need = record_size(len as u64);
+            if (t & (self.cap - 1)) + need <= self.cap && t - self.head_cache + need <= self.cap {
+                return Some(Reservation {
+                    start: t,
+                    pad: 0,
+                    len,
+                });
+            }
+        }
+        None
+    }
+
     /// `try_reserve_slack` when the record needs padding or the cached head
     /// says full.
     #[cold]
@@ -399,7 +426,12 @@ impl ProducerRing {
     /// The payload bytes of a reservation.
     #[inline]
     pub(crate) fn payload(&self, mem: &Mem, r: &Reservation) -> *mut u8 {
-        mem.bytes((r.start & (self.cap - 1)) + RECORD_HEADER as u64, r.len)
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
+        // SAFETY: a reservation's record (header and `len` payload bytes)
+        // does not wrap: it ends at or before `cap` (`try_reserve_*`).
+        unsafe { data.bytes((r.start & (self.cap - 1)) + RECORD_HEADER as u64, r.len) }
     }
 
     /// Writes the record for `n <= r.len` payload bytes: its terminator and
@@ -411,7 +443,9 @@ impl ProducerRing {
     #[inline]
     pub(crate) fn commit(&mut self, mem: &Mem, r: &Reservation, n: usize) {
         assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
-        let data = Data::of(mem, self.cap);
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
         let end = self.terminate(data, r.start + record_size(n as u64));
         let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
         if r.pad == 0 && self.pending_word == 0 {
@@ -472,13 +506,47 @@ impl ProducerRing {
     /// nothing is written.
     #[inline]
     pub(crate) fn try_write(&mut self, mem: &Mem, msg: &[u8], publish: bool) -> Result<(), Error> {
+        let (len, t, cap) = (msg.len(), self.tail, self.cap);
+        // Fast path: one record, published at once, nothing pending before
+        // it, no padding, and room by the cached head. (`len <= max <
+        // 2^32`, so `record_size` is exact; `t - head_cache <= cap + 1` and
+        // `need <= cap / 2`: no overflow.)
+        if publish && t == self.published && len <= self.max {
+            let need = record_size(len as u64);
+            let pos = t & (cap - 1);
+            if pos + need <= cap && t - self.head_cache + need <= cap {
+                // SAFETY: this ring's capacity, read from `mem`'s geometry at
+                // attach (a side is only used with the `Mem` it attached to).
+                let data = unsafe { Data::of(mem, cap) };
+                // SAFETY: the record (header and payload, `need` bytes)
+                // starts at `pos` and ends at or before `cap`.
+                let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
+                // SAFETY: those bytes lie between the published records and
+                // the end of the free space: the consumer does not read them
+                // before the header store below; `msg` is the caller's
+                // memory, so the two do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, len) };
+                let end = self.terminate(data, t + need);
+                // SAFETY: `pos` is a masked cursor, a multiple of 8.
+                let w = unsafe { data.word(pos) };
+                // Release: as in `publish`.
+                w.store(header_word(len as u32, TAG_MSG, t, cap), Ordering::Release);
+                // Release: as in `publish`.
+                mem.header().prod.store(end, Ordering::Release);
+                self.tail = end;
+                self.published = end;
+                return Ok(());
+            }
+        }
+        self.write_slow(mem, msg, publish)
+    }
+
+    /// `try_write` inside a batch, after one, with padding, or when the
+    /// cached head says full.
+    #[inline(never)]
+    fn write_slow(&mut self, mem: &Mem, msg: &[u8], publish: bool) -> Result<(), Error> {
         let r = self.try_reserve_slack(mem, msg.len(), 0)?;
-        let data = Data::of(mem, self.cap);
-        let at = r.start & (self.cap - 1);
-        // SAFETY: the reservation lies inside the ring: its record (header
-        // and payload, `record_size(len)` bytes) starts at `at` and does not
-        // wrap.
-        let dst = unsafe { data.bytes(at + RECORD_HEADER as u64, msg.len()) };
+        let dst = self.payload(mem, &r);
         // SAFETY: the reservation covers `msg.len()` bytes of the data area
         // that the consumer does not read before we publish them (they lie
         // between the published records and the free space's end); `msg` is
@@ -505,7 +573,9 @@ impl ProducerRing {
             return;
         }
         // No padding and nothing pending: no header word to hold back.
-        let data = Data::of(mem, self.cap);
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
         let end = self.terminate(data, r.start + record_size(n as u64));
         let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
         // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
@@ -532,7 +602,9 @@ impl ProducerRing {
         if self.tail == self.published {
             return false;
         }
-        // SAFETY: `pending_at` is a masked cursor (set in `commit`).
+        // SAFETY: `self.cap` is this ring's capacity, read from `mem`'s
+        // geometry at attach; `pending_at` is a masked cursor (set in
+        // `commit`).
         let w = unsafe { Data::of(mem, self.cap).word(self.pending_at) };
         // Release: pairs with the consumer's Acquire load of this header
         // word in `ConsumerRing::try_peek`: the payloads, terminators and
@@ -590,11 +662,24 @@ impl ConsumerRing {
     /// The next record, without consuming it. Skips padding.
     #[inline]
     pub(crate) fn try_peek(&mut self, mem: &Mem) -> Result<Record, Error> {
-        self.peek(Data::of(mem, self.cap))
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        self.peek(unsafe { Data::of(mem, self.cap) })
     }
 
     #[inline(always)]
     fn peek(&mut self, data: Data<'_>) -> Result<Record, Error> {
+        match self.peek_fast(data) {
+            Some(r) => Ok(r),
+            None => self.peek_slow(data),
+        }
+    }
+
+    /// The next record if the word at `head` is a valid message header of
+    /// this lap; `None` for everything else (nothing yet, padding, a bad
+    /// word), which `peek_slow` sorts out.
+    #[inline(always)]
+    fn peek_fast(&mut self, data: Data<'_>) -> Option<Record> {
         let head = self.head;
         let pos = head & (self.cap - 1);
         // SAFETY: `head` is a multiple of 8 (checked at attach; every record
@@ -613,33 +698,39 @@ impl ConsumerRing {
             // however many records a peer forges.
             if len <= self.max && pos + size <= self.cap && head < CURSOR_LIMIT {
                 self.empty = false;
-                return Ok(Record {
+                return Some(Record {
                     payload: head + RECORD_HEADER as u64,
                     len: len as usize,
                     next: head + size,
                 });
             }
         }
-        self.peek_slow(data, w)
+        None
+    }
+
+    /// `try_peek`'s quick case alone (see `peek_fast`).
+    #[inline]
+    pub(crate) fn try_peek_fast(&mut self, mem: &Mem) -> Option<Record> {
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        self.peek_fast(unsafe { Data::of(mem, self.cap) })
     }
 
     /// `try_peek` when the word at `head` is not a valid message header
     /// (nothing yet, padding, or corrupted).
     #[cold]
-    fn peek_slow(&mut self, data: Data<'_>, mut w: u64) -> Result<Record, Error> {
+    fn peek_slow(&mut self, data: Data<'_>) -> Result<Record, Error> {
         let mem = data.mem;
         let mask = self.cap - 1;
         // At most one padding record precedes a message: after it the position
         // is 0, where padding is invalid. So two rounds suffice.
-        for round in 0..2 {
+        for _ in 0..2 {
             let head = self.head;
             let pos = head & mask;
-            if round > 0 {
-                // SAFETY: as in `peek`.
-                let word = unsafe { data.word(pos) };
-                // Acquire: as in `peek`.
-                w = word.load(Ordering::Acquire);
-            }
+            // SAFETY: as in `peek_fast`.
+            let word = unsafe { data.word(pos) };
+            // Acquire: as in `peek_fast`.
+            let w = word.load(Ordering::Acquire);
             match decode(w, head, self.cap) {
                 Word::Msg(len) => {
                     let size = record_size(len);
@@ -676,15 +767,22 @@ impl ConsumerRing {
     /// The payload bytes of a record.
     #[inline]
     pub(crate) fn payload(&self, mem: &Mem, r: &Record) -> *mut u8 {
-        mem.bytes(r.payload & (self.cap - 1), r.len)
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
+        // SAFETY: a record was validated to lie inside the ring (`peek`:
+        // its position plus its size is at most `cap`).
+        unsafe { data.bytes(r.payload & (self.cap - 1), r.len) }
     }
 
     /// Copies the next record into `buf` and consumes it locally (the
     /// producer sees the space after `publish`); returns its length. A
     /// record longer than `buf` stays unread: `BufferTooSmall`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_read_into(&mut self, mem: &Mem, buf: &mut [u8]) -> Result<usize, Error> {
-        let data = Data::of(mem, self.cap);
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
         let r = self.peek(data)?;
         let Some(dst) = buf.get_mut(..r.len) else {
             return Err(Error::BufferTooSmall {
@@ -717,12 +815,20 @@ impl ConsumerRing {
         if self.head == self.released {
             return false;
         }
+        self.publish_now(mem);
+        true
+    }
+
+    /// `publish` right after a record was consumed (so there is something
+    /// to free): the store, without the comparison.
+    #[inline]
+    pub(crate) fn publish_now(&mut self, mem: &Mem) {
+        debug_assert_ne!(self.head, self.released);
         // Release: pairs with the producer's Acquire load of `head` in
         // `ProducerRing::refresh_head`: our reads of the freed bytes
         // happen-before it overwrites them.
         mem.header().cons.store(self.head, Ordering::Release);
         self.released = self.head;
-        true
     }
 
     /// Whether the last look at the ring found no message.
