@@ -15,7 +15,7 @@ use crate::sync::{AtomicU32, AtomicU64, RawCell};
 /// `b"SHMQRING"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// Bumped on every incompatible change of the layout or a protocol.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.
@@ -132,6 +132,11 @@ pub(crate) struct Meta {
     /// Producers found dead and reaped, ever (lets a consumer tell a
     /// producer's death from a clean detach).
     pub producers_died: AtomicU32,
+    /// Non-zero once a process whose wake checks use only a compiler fence
+    /// (registered for `membarrier`; see `sync::fence_light`) attached: a
+    /// sleeper that cannot issue the heavy fence must then sleep in short
+    /// chunks.
+    pub light_wakers: AtomicU32,
 }
 
 /// One direction's wakeup state: one 64-bit word whose low 32 bits are the
@@ -243,7 +248,7 @@ const WAKE_PROTOCOL: u64 = 2;
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_HASH: u64 = {
     use std::mem::{offset_of, size_of};
-    let parts: [u64; 18] = [
+    let parts: [u64; 19] = [
         VERSION as u64,
         SLOT_ALIGN,
         WAKE_PROTOCOL,
@@ -257,6 +262,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
         offset_of!(Meta, total_size) as u64,
         offset_of!(Meta, type_fingerprint) as u64,
         offset_of!(Meta, producers_died) as u64,
+        offset_of!(Meta, light_wakers) as u64,
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,
         size_of::<EndpointSlot>() as u64,

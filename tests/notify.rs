@@ -152,14 +152,21 @@ fn child_entry() {
         return;
     };
     let w = strategy(&env("SHMQ_WAIT"));
-    let o = with(w, Duration::ZERO);
+    let o = match std::env::var("SHMQ_RACY") {
+        Ok(_) => racy(w),
+        Err(_) => with(w, Duration::ZERO),
+    };
     match role.as_str() {
         "echo" => {
             let n: u64 = env("SHMQ_COUNT").parse().unwrap();
             let mut rx = Consumer::open(&format!("{name}.ab"), &o).unwrap();
             let mut tx = Producer::open(&format!("{name}.ba"), &o).unwrap();
-            for _ in 0..n {
-                let v = u64::from_le_bytes(rx.recv().unwrap()[..8].try_into().unwrap());
+            for i in 0..n {
+                let m = rx
+                    .recv_timeout(LOST_WAKE)
+                    .unwrap_or_else(|e| panic!("echo {i}: {e}"));
+                let v = u64::from_le_bytes(m[..8].try_into().unwrap());
+                drop(m);
                 tx.send(&(v + 1).to_le_bytes()).unwrap();
             }
         }
@@ -173,28 +180,76 @@ fn child_entry() {
     std::process::exit(0);
 }
 
+/// A wait this long means a lost wakeup (the racy options never probe the
+/// peer in between, which would end the sleep early).
+const LOST_WAKE: Duration = Duration::from_secs(20);
+
+/// Options under which wakes race registrations in every way: a 1 µs spin
+/// window (some waits sleep, some do not) and no liveness probe during the
+/// test (it would wake a sleeper whose wake was lost, hiding the loss).
+fn racy(w: WaitStrategy) -> Options {
+    with(w, Duration::from_micros(1)).liveness_interval(Duration::from_secs(600))
+}
+
 fn cross_process_ping_pong(wait: &str, n: u64) {
+    ping_pong_with(wait, n, false, &[]);
+}
+
+/// Round trips with an echoing child process; `racy`: with [`racy`]
+/// options on both sides; `child_env`: more of the child's environment.
+fn ping_pong_with(wait: &str, n: u64, racy_opts: bool, child_env: &[(&str, String)]) {
     let name = Name::new(&format!("pp{wait}"));
     let ab = Name(format!("{}.ab", name.0));
     let ba = Name(format!("{}.ba", name.0));
-    let o = with(strategy(wait), Duration::ZERO);
+    let o = if racy_opts {
+        racy(strategy(wait))
+    } else {
+        with(strategy(wait), Duration::ZERO)
+    };
     let mut tx = Producer::create(&ab, &o).unwrap();
     let mut rx = Consumer::create(&ba, &o).unwrap();
-    let mut child = spawn_role(
-        "echo",
-        &name,
-        &[
-            ("SHMQ_WAIT", wait.to_string()),
-            ("SHMQ_COUNT", n.to_string()),
-        ],
-    );
+    let mut env = vec![
+        ("SHMQ_WAIT", wait.to_string()),
+        ("SHMQ_COUNT", n.to_string()),
+    ];
+    if racy_opts {
+        env.push(("SHMQ_RACY", "1".to_string()));
+    }
+    env.extend(child_env.iter().cloned());
+    let mut child = spawn_role("echo", &name, &env);
     for i in 0..n {
         tx.send(&(2 * i).to_le_bytes()).unwrap();
-        let m = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let m = rx
+            .recv_timeout(LOST_WAKE)
+            .unwrap_or_else(|e| panic!("round {i}: {e} (a lost wakeup?)"));
         assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), 2 * i + 1);
     }
     assert!(child.wait().unwrap().success());
     println!("{wait}: {:?}", rx.stats());
+}
+
+/// Across processes, where the wake checks' light fences (compiler fences
+/// paired with a `membarrier` in the sleeper) are in use: racing wakes and
+/// registrations lose no wakeup, for each blocking backend.
+#[test]
+fn no_lost_wakeup_across_processes_with_light_fences() {
+    for wait in ["futex", "sem"] {
+        ping_pong_with(wait, 100_000, true, &[]);
+    }
+}
+
+/// The child cannot use `membarrier` (simulated: `SHMQ_SYMMETRIC_FENCES`):
+/// its wake checks are full fences, and its sleeps are short while a
+/// process with light fences (this one) is attached, so no wake is lost
+/// for long.
+#[test]
+fn mixed_fences_lose_no_wakeup() {
+    ping_pong_with(
+        "futex",
+        20_000,
+        true,
+        &[("SHMQ_SYMMETRIC_FENCES", "1".to_string())],
+    );
 }
 
 #[test]
