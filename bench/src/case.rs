@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shmq::{Options, WaitStrategy};
+use shmq::{Kind, Options, WaitStrategy};
 
 /// A transport under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -192,23 +192,35 @@ impl Params {
         }
     }
 
-    /// The shmq options every endpoint of the measurement uses: a 1 MiB
-    /// SPSC ring, or MPMC slots that fit one message with up to 4 producers
-    /// and 4 consumers (each ring kind gets only its own options).
+    /// The shmq options every endpoint of the measurement uses:
+    /// [`ring_options`] for its ring kind, with the spin window if set.
     pub fn shmq_options(&self) -> Options {
-        let mut o = Options::new().wait(self.wait.strategy());
-        o = if self.transport == TransportName::ShmqMpmc {
-            o.slot_size(slot_size(self.size))
-                .slots(mpmc_slots(self.size))
-                .max_producers(4)
-                .max_consumers(4)
+        let kind = if self.transport == TransportName::ShmqMpmc {
+            Kind::Mpmc
         } else {
-            o.capacity(1 << 20)
+            Kind::Spsc
         };
-        if let Some(s) = self.spin_us {
-            o = o.spin(Duration::from_micros(s));
+        let o = ring_options(kind, self.wait.strategy(), self.size);
+        match self.spin_us {
+            Some(s) => o.spin(Duration::from_micros(s)),
+            None => o,
         }
-        o
+    }
+}
+
+/// The one place the harness sizes a shmq ring (the measurements and the
+/// hot paths): a 1 MiB SPSC ring, or MPMC slots that fit one `size`-byte
+/// message with up to 4 producers and 4 consumers (each ring kind gets
+/// only its own options); receivers wait as `wait`.
+pub(crate) fn ring_options(kind: Kind, wait: WaitStrategy, size: usize) -> Options {
+    let o = Options::new().wait(wait);
+    match kind {
+        Kind::Spsc => o.capacity(1 << 20),
+        Kind::Mpmc => o
+            .slot_size(slot_size(size))
+            .slots(mpmc_slots(size))
+            .max_producers(4)
+            .max_consumers(4),
     }
 }
 
