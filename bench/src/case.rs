@@ -14,6 +14,9 @@ use shmq::{Kind, Options, WaitStrategy};
 pub enum TransportName {
     /// Raw cache-line hand-off, no ring (ping-pong only): [`Floor`](crate::Floor).
     Floor,
+    /// The leanest one-way shared-memory stream (throughput only): the
+    /// machine's ceiling for the rings, [`Limit`](crate::Limit).
+    Limit,
     /// shmq SPSC ring.
     ShmqSpsc,
     /// shmq MPMC ring.
@@ -28,8 +31,9 @@ pub enum TransportName {
 
 impl TransportName {
     /// Every transport, in table order.
-    pub const ALL: [TransportName; 6] = [
+    pub const ALL: [TransportName; 7] = [
         TransportName::Floor,
+        TransportName::Limit,
         TransportName::ShmqSpsc,
         TransportName::ShmqMpmc,
         TransportName::Pipe,
@@ -41,6 +45,7 @@ impl TransportName {
     pub fn as_str(self) -> &'static str {
         match self {
             TransportName::Floor => "floor",
+            TransportName::Limit => "limit",
             TransportName::ShmqSpsc => "shmq-spsc",
             TransportName::ShmqMpmc => "shmq-mpmc",
             TransportName::Pipe => "pipe",
