@@ -14,8 +14,8 @@ use shmq::{Kind, Options, WaitStrategy};
 pub enum TransportName {
     /// Raw cache-line hand-off, no ring (ping-pong only): [`Floor`](crate::Floor).
     Floor,
-    /// The leanest one-way shared-memory stream (throughput only): the
-    /// machine's ceiling for the rings, [`Limit`](crate::Limit).
+    /// The bare C probe's one-way shared-memory stream, ported (throughput
+    /// only): the ceiling the SPSC ring is held to, [`Limit`](crate::Limit).
     Limit,
     /// shmq SPSC ring.
     ShmqSpsc,

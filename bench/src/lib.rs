@@ -8,7 +8,7 @@
 //!   and by the kernel baselines: [`pipe`] ([`PipeSender`],
 //!   [`PipeReceiver`]), POSIX [`MessageQueue`], Unix-domain [`SeqPacket`]
 //!   sockets, the [`Floor`] (a raw cache-line hand-off, no ring) and the
-//!   [`Limit`] (the leanest one-way shared-memory stream: the ceiling).
+//!   [`Limit`] (a bare one-way shared-memory stream: the ceiling).
 //! * [`endpoint`]: the one factory, keyed on transport × [`Role`], over a
 //!   [`Link`] (the names and descriptors a measurement's processes share).
 //! * [`Session`] / [`measure`]: a [`Case`]'s processes (peers are copies

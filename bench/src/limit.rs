@@ -1,5 +1,5 @@
-//! The `limit` transport: what this machine allows a one-way
-//! shared-memory stream, measured in the same run and through the same
+//! The `limit` transport: the ceiling of a bare one-way shared-memory
+//! stream on this machine, measured in the same run and through the same
 //! harness as the rings. It is a port of the stream of `spsc_limit.c`, the
 //! bare C probe of issue 15: one producer, one consumer, a byte ring in a
 //! shared mapping; a record is an 8-byte length header and the payload
@@ -8,6 +8,11 @@
 //! stores its own cursor (Release) once after every record, like the probe
 //! with a batch of 1. No validation, no wake-ups (both sides spin), no
 //! endpoint bookkeeping: nothing a ring that survives crashes needs.
+//!
+//! It is the ceiling of this protocol, not of every one: a ring that
+//! publishes through the record's header instead of the producer's cursor
+//! (as shmq's SPSC ring does), or stores cursors once per batch, moves fewer
+//! cache lines per record and can pass it with small messages.
 //!
 //! It only streams (the throughput pattern); the [`Floor`](crate::Floor)
 //! is its ping-pong counterpart.
