@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shmq::{Options, WaitStrategy};
+use shmq::{Kind, Options, WaitStrategy};
 
 /// A transport under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,6 +14,9 @@ use shmq::{Options, WaitStrategy};
 pub enum TransportName {
     /// Raw cache-line hand-off, no ring (ping-pong only): [`Floor`](crate::Floor).
     Floor,
+    /// The bare C probe's one-way shared-memory stream, ported (throughput
+    /// only): the ceiling the SPSC ring is held to, [`Limit`](crate::Limit).
+    Limit,
     /// shmq SPSC ring.
     ShmqSpsc,
     /// shmq MPMC ring.
@@ -28,8 +31,9 @@ pub enum TransportName {
 
 impl TransportName {
     /// Every transport, in table order.
-    pub const ALL: [TransportName; 6] = [
+    pub const ALL: [TransportName; 7] = [
         TransportName::Floor,
+        TransportName::Limit,
         TransportName::ShmqSpsc,
         TransportName::ShmqMpmc,
         TransportName::Pipe,
@@ -41,6 +45,7 @@ impl TransportName {
     pub fn as_str(self) -> &'static str {
         match self {
             TransportName::Floor => "floor",
+            TransportName::Limit => "limit",
             TransportName::ShmqSpsc => "shmq-spsc",
             TransportName::ShmqMpmc => "shmq-mpmc",
             TransportName::Pipe => "pipe",
@@ -192,23 +197,35 @@ impl Params {
         }
     }
 
-    /// The shmq options every endpoint of the measurement uses: a 1 MiB
-    /// SPSC ring, or MPMC slots that fit one message with up to 4 producers
-    /// and 4 consumers (each ring kind gets only its own options).
+    /// The shmq options every endpoint of the measurement uses:
+    /// [`ring_options`] for its ring kind, with the spin window if set.
     pub fn shmq_options(&self) -> Options {
-        let mut o = Options::new().wait(self.wait.strategy());
-        o = if self.transport == TransportName::ShmqMpmc {
-            o.slot_size(slot_size(self.size))
-                .slots(mpmc_slots(self.size))
-                .max_producers(4)
-                .max_consumers(4)
+        let kind = if self.transport == TransportName::ShmqMpmc {
+            Kind::Mpmc
         } else {
-            o.capacity(1 << 20)
+            Kind::Spsc
         };
-        if let Some(s) = self.spin_us {
-            o = o.spin(Duration::from_micros(s));
+        let o = ring_options(kind, self.wait.strategy(), self.size);
+        match self.spin_us {
+            Some(s) => o.spin(Duration::from_micros(s)),
+            None => o,
         }
-        o
+    }
+}
+
+/// The one place the harness sizes a shmq ring (the measurements and the
+/// hot paths): a 1 MiB SPSC ring, or MPMC slots that fit one `size`-byte
+/// message with up to 4 producers and 4 consumers (each ring kind gets
+/// only its own options); receivers wait as `wait`.
+pub(crate) fn ring_options(kind: Kind, wait: WaitStrategy, size: usize) -> Options {
+    let o = Options::new().wait(wait);
+    match kind {
+        Kind::Spsc => o.capacity(1 << 20),
+        Kind::Mpmc => o
+            .slot_size(slot_size(size))
+            .slots(mpmc_slots(size))
+            .max_producers(4)
+            .max_consumers(4),
     }
 }
 

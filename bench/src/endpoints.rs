@@ -11,7 +11,9 @@ use shmq::{OpenError, Options, mpmc, spsc};
 
 use crate::case::{Params, TransportName, WaitName};
 use crate::link::Link;
-use crate::{Duplex, Floor, MessageQueue, PipeReceiver, PipeSender, Polling, SeqPacket, Transport};
+use crate::{
+    Duplex, Floor, Limit, MessageQueue, PipeReceiver, PipeSender, Polling, SeqPacket, Transport,
+};
 
 /// What an endpoint does in a measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +115,7 @@ where
 ///
 /// # Errors
 /// The transport's error, or [`io::ErrorKind::Unsupported`] for a role the
-/// transport has not (the floor only ping-pongs).
+/// transport has not (the floor only ping-pongs, the limit only streams).
 pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn Transport>> {
     let o = p.shmq_options();
     let (size, buffer) = (p.size, p.kernel_buffer);
@@ -125,6 +127,18 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
         (TransportName::Floor, _) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("the floor has no {} role", role.as_str()),
+        )),
+        (TransportName::Limit, Role::Produce | Role::Consume) => {
+            let fd = link.memfd(Limit::map_len(size))?;
+            Ok(Box::new(Limit::map(
+                fd.as_fd(),
+                size,
+                role == Role::Produce,
+            )?))
+        }
+        (TransportName::Limit, _) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the limit has no {} role (it only streams)", role.as_str()),
         )),
         (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Poll => {
             Ok(Box::new(Polling(attach::<spsc::Consumer>(link, 0, &o)?)))
@@ -196,7 +210,11 @@ mod tests {
 
     #[test]
     fn every_transport_ping_pongs_through_the_factory() {
-        for t in TransportName::ALL {
+        // The limit only streams (tested below).
+        for t in TransportName::ALL
+            .into_iter()
+            .filter(|&t| t != TransportName::Limit)
+        {
             let wait = if t.is_shmq() {
                 WaitName::Spin
             } else {
@@ -211,5 +229,45 @@ mod tests {
         let p = Params::new(TransportName::Floor, WaitName::Spin, 64);
         let e = endpoint(Role::Produce, &p, &mut Link::new()).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn the_limit_streams_through_the_factory_and_refuses_ping_pong() {
+        let p = Params::new(TransportName::Limit, WaitName::Spin, 1024);
+        for role in [Role::Ping, Role::Echo] {
+            let e = endpoint(role, &p, &mut Link::new()).err().unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        }
+        // As in a measurement: the parent consumes, a child (a thread
+        // here, with its own copies of the descriptors) produces.
+        let mut parent = Link::new();
+        let mut rx = endpoint(Role::Consume, &p, &mut parent).unwrap();
+        let names = parent.names().to_vec();
+        let copies: Vec<_> = parent
+            .raw_fds()
+            .iter()
+            // SAFETY: `dup` of our own open descriptors.
+            .map(|&fd| unsafe { libc::dup(fd) })
+            .collect();
+        parent.close_fds();
+        let n = 30_000u32;
+        let producer = std::thread::spawn(move || {
+            // SAFETY: fresh copies nothing else owns.
+            let mut child = unsafe { Link::inherited(names, &copies) };
+            let mut tx = endpoint(Role::Produce, &p, &mut child).unwrap();
+            drop(child);
+            let mut msg = [0u8; 1024];
+            for i in 0..n {
+                msg[..4].copy_from_slice(&i.to_le_bytes());
+                tx.send(&msg).unwrap();
+            }
+        });
+        let mut buf = [0u8; 1100];
+        for i in 0..n {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 1024);
+            assert_eq!(buf[..4], i.to_le_bytes());
+        }
+        producer.join().unwrap();
+        assert!(rx.stats().is_none());
     }
 }

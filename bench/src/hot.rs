@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use shmq::typed::{Receiver, Sender};
-use shmq::{OpenError, Options, WaitStrategy, mpmc, spsc};
+use shmq::{Kind, OpenError, WaitStrategy, mpmc, spsc};
 
-use crate::case::parse_name;
+use crate::case::{parse_name, ring_options};
 use crate::link::unique_name;
 
 /// Message size of the hot paths.
@@ -80,8 +80,8 @@ impl Hot {
     /// The segment cannot be created (`/dev/shm` full, …).
     pub fn new(path: HotPath) -> Result<Hot, OpenError> {
         let name = format!("hot-{}", unique_name());
-        let o = Options::new().wait(WaitStrategy::Spin);
-        let om = o.clone().slot_size(HOT_SIZE + 16).slots(1024);
+        let o = ring_options(Kind::Spsc, WaitStrategy::Spin, HOT_SIZE);
+        let om = ring_options(Kind::Mpmc, WaitStrategy::Spin, HOT_SIZE);
         let ends = match path {
             HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit => Ends::Spsc(
                 spsc::Producer::create(&name, &o)?,

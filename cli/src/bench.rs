@@ -1,4 +1,5 @@
-//! `shmq bench`: shmq rings against the floor, pipes, POSIX message queues
+//! `shmq bench`: shmq rings against the floor (ping-pong) and the limit
+//! (one-way stream) of bare shared memory, pipes, POSIX message queues
 //! and Unix sockets, every one cross-process and through the one harness
 //! (the `shmq-bench` crate: its `Transport` trait, endpoint factory, peer
 //! runner and measurement loops).
@@ -78,7 +79,7 @@ fn run_inner(a: BenchArgs) -> Result<(), String> {
     if cases.is_empty() {
         return Err(
             "nothing to measure: no case matches --transports / --patterns / --sizes \
-             (the floor has no throughput pattern)"
+             (the floor has no throughput pattern, the limit no latency pattern)"
                 .into(),
         );
     }

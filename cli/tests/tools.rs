@@ -1,7 +1,7 @@
 //! The `shmq` binary end to end: `send | recv` transfers, SIGKILLed and
 //! interrupted senders and receivers (what the next receiver gets),
 //! `send --wait-receiver`, `gc` racing a sender, `ls`, `stat`, `rm`, exit
-//! codes, a closed stdout.
+//! codes, a closed stdout, `shmq bench` holding shmq-spsc to the limit.
 //!
 //! Every test uses segment names with this process's id and removes them,
 //! whatever happens. `gc` is only ever run on this test's own names, so that
@@ -454,6 +454,54 @@ fn exit_codes() {
     let o = run(&["rm", &name]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     assert!(!name.exists());
+}
+
+#[test]
+fn bench_holds_spsc_streams_to_the_limit_of_the_same_run() {
+    // Short and cross-process: the limit's producer is a `bench-peer`
+    // child, as every transport's is. Segments are the bench's own
+    // (`bench-PID-N`), removed by it.
+    let args = [
+        "bench",
+        "--sizes",
+        "64",
+        "--rounds",
+        "1",
+        "--measure-ms",
+        "20",
+        "--patterns",
+        "throughput",
+        "--transports",
+        "limit,shmq-spsc,pipe",
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let out = stdout_of(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("limit      spin   throughput     64")),
+        "{out}"
+    );
+    assert!(
+        out.contains("shmq-spsc / limit (one-way stream, same run): 64 B x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("limit / pipe (one-way stream, same run): 64 B x"),
+        "{out}"
+    );
+    let o = run(&[&args[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let json = stdout_of(&o);
+    assert!(json.contains(r#""transport":"limit""#), "{json}");
+    // The limit only streams.
+    let o = run(&["bench", "--patterns", "latency", "--transports", "limit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_of(&o));
+    assert!(
+        stderr_of(&o).contains("no latency pattern"),
+        "{}",
+        stderr_of(&o)
+    );
 }
 
 #[test]

@@ -20,8 +20,10 @@ const LATENCY: [(T, W); 8] = [
 ];
 
 /// The throughput rows of each size: transport, wait, producers (= consumers).
-/// `poll` is the futex row with a consumer that polls `try_recv_into`.
-const THROUGHPUT: [(T, W, usize); 10] = [
+/// `poll` is the futex row with a consumer that polls `try_recv_into`; the
+/// `limit` row (it spins) is the ceiling the shmq SPSC rows are held to.
+const THROUGHPUT: [(T, W, usize); 11] = [
+    (T::Limit, W::Spin, 1),
     (T::ShmqSpsc, W::Spin, 1),
     (T::ShmqSpsc, W::Futex, 1),
     (T::ShmqSpsc, W::Poll, 1),

@@ -188,6 +188,91 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             polling.join(", ")
         )?;
     }
+    limit_lines(out, sums)
+}
+
+/// The measured 1x1 stream rows of `t` at `size`, in table order.
+fn streams(sums: &[Summary], t: TransportName, size: usize) -> impl Iterator<Item = &Summary> {
+    sums.iter().filter(move |s| {
+        let c = &s.case;
+        c.params.transport == t
+            && c.pattern == Pattern::Throughput
+            && c.params.size == size
+            && !c.is_multi()
+            && s.na.is_none()
+            && s.msgs_per_s.is_some()
+    })
+}
+
+/// For each size with a `limit` stream row: the shmq SPSC stream rows over
+/// it, and it over the pipe's: how near the ring comes to the bare stream,
+/// and how far that ceiling is from the pipe, all from this run's medians.
+///
+/// The headline is the `spin` row: it waits as the limit does, and it is
+/// one row, not the best of four noisy medians (which leans high); every
+/// wait's ratio follows on the next line.
+fn limit_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    let mut sizes: Vec<usize> = sums
+        .iter()
+        .filter(|s| {
+            streams(sums, TransportName::Limit, s.case.params.size)
+                .next()
+                .is_some()
+        })
+        .map(|s| s.case.params.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let (mut spin, mut each, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
+    for size in sizes {
+        let Some(limit) = streams(sums, TransportName::Limit, size).find_map(|s| s.msgs_per_s)
+        else {
+            continue;
+        };
+        let spsc: Vec<(WaitName, f64)> = streams(sums, TransportName::ShmqSpsc, size)
+            .filter_map(|s| Some((s.case.params.wait, s.msgs_per_s? / limit)))
+            .collect();
+        if let Some((_, r)) = spsc.iter().find(|(w, _)| *w == WaitName::Spin) {
+            spin.push(format!("{size} B x{r:.2}"));
+        }
+        if !spsc.is_empty() {
+            let all: Vec<String> = spsc
+                .iter()
+                .map(|(w, r)| format!("{} x{r:.2}", w.as_str()))
+                .collect();
+            each.push(format!("{size} B {}", all.join(", ")));
+        }
+        if let Some(p) = streams(sums, TransportName::Pipe, size).find_map(|s| s.msgs_per_s) {
+            pipe.push(format!("{size} B x{:.1}", limit / p));
+        }
+    }
+    if !spin.is_empty() {
+        writeln!(
+            out,
+            "shmq-spsc / limit (one-way stream, same run): {} \
+             [shmq-spsc/spin: it waits as the limit does]",
+            spin.join(", ")
+        )?;
+    }
+    if !each.is_empty() {
+        writeln!(out, "  every shmq-spsc wait / limit: {}", each.join("; "))?;
+    }
+    if !pipe.is_empty() {
+        writeln!(
+            out,
+            "limit / pipe (one-way stream, same run): {}",
+            pipe.join(", ")
+        )?;
+    }
+    if !each.is_empty() || !pipe.is_empty() {
+        writeln!(
+            out,
+            "limit: spsc_limit.c's stream (bare byte ring, 8-byte headers, a Release cursor \
+             store per record, no checks, both sides spinning) in the same processes, pinning \
+             and harness: that protocol's ceiling here (a ring that publishes otherwise, or \
+             in batches, can pass it)."
+        )?;
+    }
     Ok(())
 }
 
@@ -469,5 +554,49 @@ mod tests {
         assert_eq!(si(221_000.0), "221.0 k");
         assert_eq!(si(30_730_000.0), "30.73 M");
         assert_eq!(si(2e9), "2.00 G");
+    }
+
+    fn stream(t: TransportName, w: WaitName, size: usize, mps: f64) -> Summary {
+        use shmq_bench::{Case, Params};
+        let case = Case::throughput(Params::new(t, w, size), 1, 1);
+        Summary {
+            msgs_per_s: Some(mps),
+            ..super::super::summary::summarize(case, &[])
+        }
+    }
+
+    #[test]
+    fn limit_lines_hold_spsc_to_the_limit_and_the_limit_to_the_pipe() {
+        use TransportName::{Limit, Pipe, ShmqSpsc};
+        use WaitName::{Futex, Kernel, Spin};
+        let sums = [
+            stream(Limit, Spin, 64, 20e6),
+            stream(ShmqSpsc, Spin, 64, 10e6),
+            stream(ShmqSpsc, Futex, 64, 12e6),
+            stream(Pipe, Kernel, 64, 1e6),
+            stream(Limit, Spin, 1024, 5e6),
+            stream(ShmqSpsc, Spin, 1024, 4e6),
+        ];
+        let mut out = Vec::new();
+        limit_lines(&mut out, &sums).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "shmq-spsc / limit (one-way stream, same run): 64 B x0.50, 1024 B x0.80 [shmq-spsc/spin"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("64 B spin x0.50, futex x0.60; 1024 B spin x0.80"),
+            "{text}"
+        );
+        assert!(
+            text.contains("limit / pipe (one-way stream, same run): 64 B x20.0\n"),
+            "{text}"
+        );
+        // Without a limit row there is nothing to say.
+        let mut out = Vec::new();
+        limit_lines(&mut out, &sums[1..4]).unwrap();
+        assert!(out.is_empty());
     }
 }
