@@ -670,16 +670,16 @@ impl ConsumerRing {
     #[inline(always)]
     fn peek(&mut self, data: Data<'_>) -> Result<Record, Error> {
         match self.peek_fast(data) {
-            Some(r) => Ok(r),
-            None => self.peek_slow(data),
+            Ok(r) => Ok(r),
+            Err(w) => self.peek_slow(data, w),
         }
     }
 
     /// The next record if the word at `head` is a valid message header of
-    /// this lap; `None` for everything else (nothing yet, padding, a bad
-    /// word), which `peek_slow` sorts out.
+    /// this lap; else the word (nothing yet, padding, a bad word), which
+    /// `peek_slow` sorts out.
     #[inline(always)]
-    fn peek_fast(&mut self, data: Data<'_>) -> Option<Record> {
+    fn peek_fast(&mut self, data: Data<'_>) -> Result<Record, u64> {
         let head = self.head;
         let pos = head & (self.cap - 1);
         // SAFETY: `head` is a multiple of 8 (checked at attach; every record
@@ -698,14 +698,14 @@ impl ConsumerRing {
             // however many records a peer forges.
             if len <= self.max && pos + size <= self.cap && head < CURSOR_LIMIT {
                 self.empty = false;
-                return Some(Record {
+                return Ok(Record {
                     payload: head + RECORD_HEADER as u64,
                     len: len as usize,
                     next: head + size,
                 });
             }
         }
-        None
+        Err(w)
     }
 
     /// `try_peek`'s quick case alone (see `peek_fast`).
@@ -713,24 +713,26 @@ impl ConsumerRing {
     pub(crate) fn try_peek_fast(&mut self, mem: &Mem) -> Option<Record> {
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        self.peek_fast(unsafe { Data::of(mem, self.cap) })
+        self.peek_fast(unsafe { Data::of(mem, self.cap) }).ok()
     }
 
     /// `try_peek` when the word at `head` is not a valid message header
     /// (nothing yet, padding, or corrupted).
     #[cold]
-    fn peek_slow(&mut self, data: Data<'_>) -> Result<Record, Error> {
+    fn peek_slow(&mut self, data: Data<'_>, mut w: u64) -> Result<Record, Error> {
         let mem = data.mem;
         let mask = self.cap - 1;
         // At most one padding record precedes a message: after it the position
         // is 0, where padding is invalid. So two rounds suffice.
-        for _ in 0..2 {
+        for round in 0..2 {
             let head = self.head;
             let pos = head & mask;
-            // SAFETY: as in `peek_fast`.
-            let word = unsafe { data.word(pos) };
-            // Acquire: as in `peek_fast`.
-            let w = word.load(Ordering::Acquire);
+            if round > 0 {
+                // SAFETY: as in `peek_fast`.
+                let word = unsafe { data.word(pos) };
+                // Acquire: as in `peek_fast`.
+                w = word.load(Ordering::Acquire);
+            }
             match decode(w, head, self.cap) {
                 Word::Msg(len) => {
                     let size = record_size(len);
