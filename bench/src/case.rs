@@ -198,7 +198,7 @@ impl Params {
     }
 
     /// The shmq options every endpoint of the measurement uses:
-    /// [`ring_options`] for its ring kind, with the spin window if set.
+    /// The options `ring_options` gives its ring kind, with the spin window if set.
     pub fn shmq_options(&self) -> Options {
         let kind = if self.transport == TransportName::ShmqMpmc {
             Kind::Mpmc

@@ -214,8 +214,8 @@ pub(crate) struct Reservation {
 /// A validated record to read.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Record {
-    /// Cursor of the first payload byte.
-    pub payload: u64,
+    /// Data offset of the first payload byte (a masked cursor).
+    pub at: u64,
     pub len: usize,
     /// Cursor just past the record.
     pub next: u64,
@@ -699,7 +699,7 @@ impl ConsumerRing {
             if len <= self.max && pos + size <= self.cap && head < CURSOR_LIMIT {
                 self.empty = false;
                 return Ok(Record {
-                    payload: head + RECORD_HEADER as u64,
+                    at: pos + RECORD_HEADER as u64,
                     len: len as usize,
                     next: head + size,
                 });
@@ -741,7 +741,7 @@ impl ConsumerRing {
                     }
                     self.empty = false;
                     return Ok(Record {
-                        payload: head + RECORD_HEADER as u64,
+                        at: pos + RECORD_HEADER as u64,
                         len: len as usize,
                         next: head + size,
                     });
@@ -774,7 +774,7 @@ impl ConsumerRing {
         let data = unsafe { Data::of(mem, self.cap) };
         // SAFETY: a record was validated to lie inside the ring (`peek`:
         // its position plus its size is at most `cap`).
-        unsafe { data.bytes(r.payload & (self.cap - 1), r.len) }
+        unsafe { data.bytes(r.at, r.len) }
     }
 
     /// Copies the next record into `buf` and consumes it locally (the
@@ -795,7 +795,7 @@ impl ConsumerRing {
         // SAFETY: the record was validated to lie inside the ring (`peek`:
         // position plus record size within `cap`), payload padded to a
         // multiple of 8 bytes.
-        let src = unsafe { data.bytes(r.payload & (self.cap - 1), r.len) };
+        let src = unsafe { data.bytes(r.at, r.len) };
         // SAFETY: `src` is 8-aligned (a cursor plus the header, masked) and
         // the payload rounded up to 8 bytes is inside the record; `copy_out`
         // reads it with atomic loads, never through a reference.
