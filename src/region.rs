@@ -27,9 +27,10 @@ pub(crate) struct Mem {
     /// `base + data_off`: the first byte of the data area.
     #[cfg(not(loom))]
     data: NonNull<u8>,
-    /// `data_len - 8`: the offset of the data area's last word.
+    /// `data_len - 7` (0 if smaller): word offsets below it are in the data
+    /// area (a header-only view has none).
     #[cfg(not(loom))]
-    last_word: u64,
+    words_end: u64,
     /// `geo.endpoints()`, computed once (checked at every endpoint access).
     #[cfg(not(loom))]
     endpoints: usize,
@@ -133,7 +134,7 @@ impl Mem {
     fn from_backing(backing: Arc<Backing>, geo: Geometry) -> Mem {
         // The SPSC ring relies on this (`ring::spsc::Data::of`): a data area
         // of `capacity` bytes (SPSC), or of `capacity` slots (MPMC).
-        assert!(geo.capacity <= geo.data_len() && geo.data_len() >= 8);
+        assert!(geo.capacity <= geo.data_len());
         #[cfg(not(loom))]
         let base = match &*backing {
             Backing::Heap(b) => b.base,
@@ -152,7 +153,7 @@ impl Mem {
             #[cfg(not(loom))]
             data,
             #[cfg(not(loom))]
-            last_word: geo.data_len() - 8,
+            words_end: geo.data_len().saturating_sub(7),
             #[cfg(not(loom))]
             endpoints: geo.endpoints(),
             backing,
@@ -265,14 +266,15 @@ impl Mem {
     }
 
     /// The 8-byte word at byte `off` of the data area, as a pointer, with one
-    /// comparison (`off` below the last word's offset, computed once).
+    /// comparison (`off + 8 <= data_len`, as `off < data_len - 7`, computed
+    /// once).
     ///
     /// # Panics
     /// If the word is not inside the data area.
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) fn word_ptr(&self, off: u64) -> *mut u8 {
-        assert!(off <= self.last_word);
+        assert!(off < self.words_end);
         // SAFETY: `off + 8 <= data_len`, checked above.
         unsafe { self.data.as_ptr().add(off as usize) }
     }
@@ -326,5 +328,30 @@ impl Mem {
 
     pub(crate) fn is_heap(&self) -> bool {
         matches!(*self.backing, Backing::Heap(_))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::Kind;
+
+    /// A header-only view (no table, no data: what `acquire::open_image`
+    /// reads a header through) is built without panicking, and has no data
+    /// word to hand out. (Found by the fuzzer's regression input: building
+    /// it used to assert a data area of at least one word.)
+    #[test]
+    fn header_only_view_has_no_data_words() {
+        let geo = Geometry {
+            kind: Kind::Spsc,
+            capacity: 0,
+            slot_size: 0,
+            max_producers: 0,
+            max_consumers: 0,
+        };
+        let image = vec![0u8; size_of::<Header>()];
+        let m = Mem::from_image(&image, geo);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.word_ptr(0)));
+        assert!(r.is_err(), "a word of an empty data area");
     }
 }
