@@ -123,7 +123,10 @@ mod asym {
         }
         let wanted = CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED;
         let on = std::env::var_os("SHMQ_SYMMETRIC_FENCES").is_none()
-            && membarrier(CMD_QUERY) & wanted as libc::c_long == wanted as libc::c_long
+            && {
+                let have = membarrier(CMD_QUERY);
+                have >= 0 && have & wanted as libc::c_long == wanted as libc::c_long
+            }
             && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
         // Relaxed: as above. Two threads racing here store the same answer.
         STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
