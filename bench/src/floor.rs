@@ -12,11 +12,12 @@
 #![allow(clippy::disallowed_types)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Transport;
+use crate::sys::SharedMap;
 
 /// Offsets in the mapping: two 128-byte lines of control words, then the
 /// two payload buffers.
@@ -31,8 +32,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// One side of the floor channel.
 pub struct Floor {
-    base: *mut u8,
-    map_len: usize,
+    map: SharedMap,
     size: usize,
     /// Side A (the pinger) sends on the A→B line; side B on the B→A line.
     a_side: bool,
@@ -59,25 +59,8 @@ impl Floor {
     /// # Errors
     /// The `mmap` error.
     pub fn map(fd: BorrowedFd<'_>, size: usize, a_side: bool) -> io::Result<Floor> {
-        let len = Self::map_len(size);
-        // SAFETY: a fresh shared mapping of the caller's descriptor; the
-        // kernel picks the address; we check for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Floor {
-            base: p.cast(),
-            map_len: len,
+            map: SharedMap::new(fd, Self::map_len(size))?,
             size,
             a_side,
             sent: 0,
@@ -87,9 +70,8 @@ impl Floor {
 
     fn word(&self, off: usize) -> &AtomicU64 {
         // SAFETY: `off` is one of the 8-aligned control offsets inside the
-        // page-aligned mapping, which lives as long as `self`; the words are
-        // only ever accessed atomically, by both processes.
-        unsafe { AtomicU64::from_ptr(self.base.add(off).cast()) }
+        // mapping; both processes access those words only atomically.
+        unsafe { self.map.word(off) }
     }
 
     fn buf(&self, ab: bool) -> *mut u8 {
@@ -99,7 +81,7 @@ impl Floor {
             DATA + round_up(self.size.max(8), 128)
         };
         // SAFETY: both buffers lie inside the mapping (see `map_len`).
-        unsafe { self.base.add(off) }
+        unsafe { self.map.base().add(off) }
     }
 }
 
@@ -160,13 +142,5 @@ impl Transport for Floor {
         // its Release store; it does not touch them until we answer.
         unsafe { std::ptr::copy_nonoverlapping(self.buf(!self.a_side), buf.as_mut_ptr(), n) };
         Ok(n)
-    }
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; no references
-        // into it outlive `self`.
-        unsafe { libc::munmap(self.base.cast(), self.map_len) };
     }
 }

@@ -22,11 +22,12 @@
 #![allow(clippy::disallowed_types)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Transport;
+use crate::sys::SharedMap;
 
 /// Offsets in the mapping: the producer's cursor (tail) and the
 /// consumer's (head) on 128-byte lines of their own, then the ring.
@@ -48,8 +49,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// One end of a limit stream: the producer or the consumer.
 pub struct Limit {
-    base: *mut u8,
-    map_len: usize,
+    map: SharedMap,
     /// Ring bytes, a power of two.
     cap: u64,
     size: usize,
@@ -92,25 +92,8 @@ impl Limit {
     /// # Errors
     /// The `mmap` error.
     pub fn map(fd: BorrowedFd<'_>, size: usize, producer: bool) -> io::Result<Limit> {
-        let len = Self::map_len(size);
-        // SAFETY: a fresh shared mapping of the caller's descriptor; the
-        // kernel picks the address; we check for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Limit {
-            base: p.cast(),
-            map_len: len,
+            map: SharedMap::new(fd, Self::map_len(size))?,
             cap: Self::capacity(size) as u64,
             size,
             producer,
@@ -121,16 +104,15 @@ impl Limit {
 
     fn word(&self, off: usize) -> &AtomicU64 {
         // SAFETY: `off` is one of the 8-aligned cursor offsets inside the
-        // page-aligned mapping, which lives as long as `self`; the cursors
-        // are only ever accessed atomically, by both processes.
-        unsafe { AtomicU64::from_ptr(self.base.add(off).cast()) }
+        // mapping; both processes access the cursors only atomically.
+        unsafe { self.map.word(off) }
     }
 
     /// The ring byte at stream position `pos` (8-aligned when `pos` is).
     fn at(&self, pos: u64) -> *mut u8 {
         // SAFETY: the offset is below `cap`, and the ring's `cap` bytes lie
         // inside the mapping after DATA (see `map_len`).
-        unsafe { self.base.add(DATA + (pos & (self.cap - 1)) as usize) }
+        unsafe { self.map.base().add(DATA + (pos & (self.cap - 1)) as usize) }
     }
 
     /// Reloads the peer's cursor until `ready` holds for it; the slow path
@@ -251,17 +233,9 @@ impl Transport for Limit {
     }
 }
 
-impl Drop for Limit {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; no references
-        // into it outlive `self`.
-        unsafe { libc::munmap(self.base.cast(), self.map_len) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
     use super::*;
 

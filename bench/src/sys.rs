@@ -1,9 +1,76 @@
 //! The few system calls the transports and the runner share: the `EINTR`
-//! retry, the monotonic clock, CPU time and CPU pinning; and what every
-//! descriptor-owning transport implements.
+//! retry, the monotonic clock, CPU time and CPU pinning, the shared mapping
+//! of the reference transports; and what every descriptor-owning transport
+//! implements.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// A shared read-write mapping of the first `len` bytes of a descriptor,
+/// unmapped on drop: the memory of the reference transports
+/// ([`Floor`](crate::Floor), [`Limit`](crate::Limit)), which address it
+/// themselves.
+pub(crate) struct SharedMap {
+    base: *mut u8,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` bytes of `fd` (which must have at least that many); the
+    /// mapping outlives the descriptor.
+    ///
+    /// # Errors
+    /// The `mmap` error.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
+        // SAFETY: a fresh shared mapping of the caller's descriptor; the
+        // kernel picks the address; we check for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedMap {
+            base: p.cast(),
+            len,
+        })
+    }
+
+    /// The first byte (page-aligned); `len` bytes from it are mapped for as
+    /// long as `self` lives.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// The 8-byte word at byte `off`, as a std atomic (the reference
+    /// transports deliberately use std's, not the library's loom shim).
+    ///
+    /// # Safety
+    /// `off` is a multiple of 8 and `off + 8 <= len`, and every process
+    /// accesses that word only atomically.
+    #[allow(clippy::disallowed_types)]
+    pub(crate) unsafe fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: in bounds and aligned (the caller; the mapping is
+        // page-aligned), alive as long as `self`, accessed atomically only.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.add(off).cast()) }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; its owner keeps
+        // no references into it past its own life, which ends with ours.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
 
 /// Retries `f` while it fails with `EINTR`; converts -1 into the OS error.
 pub(crate) fn retry(mut f: impl FnMut() -> isize) -> io::Result<usize> {
