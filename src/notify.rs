@@ -24,9 +24,11 @@
 //! message — is a compiler fence and the heavy one — once per sleep — adds
 //! a `membarrier` that makes every registered process's running threads
 //! execute a full barrier (`sync::fence_light`). A waiter that cannot issue
-//! it while such a process is attached sleeps in 1 ms chunks. Because the waker takes every registration it wakes, a
-//! sleeper that was woken but has not run yet does not make the next publish
-//! wake again: one syscall per sleep, not per message.
+//! it, in a segment such a process has used, sleeps in 1 ms chunks.
+//!
+//! Because the waker takes every registration it wakes, a sleeper that was
+//! woken but has not run yet does not make the next publish wake again: one
+//! syscall per sleep, not per message.
 
 use std::time::{Duration, Instant};
 

@@ -253,10 +253,11 @@ impl Mem {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.data_len);
-        // SAFETY: in bounds and 8-aligned (data area is 128-aligned), checked
-        // above; the region outlives `&self`.
-        unsafe { self.data.add(off as usize).cast::<AtomicU64>().as_ref() }
+        assert!(off % 8 == 0);
+        // SAFETY: in bounds (`word_ptr` checks) and 8-aligned (checked above;
+        // the data area is 128-aligned); atomics may be accessed while peers
+        // access them too; the region outlives `&self`.
+        unsafe { &*self.word_ptr(off).cast::<AtomicU64>() }
     }
 
     #[cfg(loom)]
