@@ -712,17 +712,23 @@ fn stderr_text(c: &mut Child) -> String {
     err
 }
 
+/// Starts `shmq VERB --lines NAME [extra]` with this stdin and stdout
+/// (stderr piped, for the failure messages).
+fn lines_cmd(verb: &str, name: &str, extra: &[&str], stdin: Stdio, stdout: Stdio) -> Child {
+    shmq()
+        .args([verb, "--lines", name])
+        .args(extra)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts `shmq recv --lines NAME [extra]` writing to `out`.
 fn recv_to(name: &str, out: &std::path::Path, extra: &[&str]) -> Reaper {
-    Reaper(
-        shmq()
-            .args(["recv", "--lines", name])
-            .args(extra)
-            .stdout(File::create(out).unwrap())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
+    let out = File::create(out).unwrap().into();
+    Reaper(lines_cmd("recv", name, extra, Stdio::inherit(), out))
 }
 
 /// Starts `shmq recv --lines NAME [extra]` whose stdout is a pipe that a
@@ -735,13 +741,7 @@ fn recv_slowly(
     out: &std::path::Path,
     extra: &[&str],
 ) -> (Reaper, std::thread::JoinHandle<()>) {
-    let mut c = shmq()
-        .args(["recv", "--lines", name])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = lines_cmd("recv", name, extra, Stdio::inherit(), Stdio::piped());
     let mut pipe = c.stdout.take().unwrap();
     let mut file = File::create(out).unwrap();
     let drain = std::thread::spawn(move || {
@@ -759,15 +759,79 @@ fn recv_slowly(
 
 /// Starts `shmq send --lines NAME [extra] < input`.
 fn send_from(name: &str, input: &std::path::Path, extra: &[&str]) -> Reaper {
-    Reaper(
-        shmq()
-            .args(["send", "--lines", name])
-            .args(extra)
-            .stdin(File::open(input).unwrap())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let input = File::open(input).unwrap().into();
+    Reaper(lines_cmd("send", name, extra, input, Stdio::inherit()))
+}
+
+/// A scratch directory (`tag`) holding `in`: the lines 1 to `n`, which it
+/// also returns.
+fn lines_input(tag: &str, n: u64) -> (Scratch, Vec<u8>) {
+    let dir = Scratch::new(tag);
+    let input = lines(1, n);
+    std::fs::write(dir.file("in"), &input).unwrap();
+    (dir, input)
+}
+
+/// One round of a receiver hand-over: a sender streams `input` into
+/// `name` (`send_extra`), a slow first receiver (`recv_extra`) writes to
+/// `dir/a` until a random point, `stop` ends it (a kill, a signal), and a
+/// second receiver takes the rest into `dir/b`. Both the second receiver
+/// and the sender must succeed; returns the two outputs.
+fn handover(
+    name: &str,
+    dir: &Scratch,
+    input_len: usize,
+    rng: &mut Rng,
+    (send_extra, recv_extra): (&[&str], &[&str]),
+    stop: impl FnOnce(&mut Reaper, &mut Rng),
+) -> (Vec<u8>, Vec<u8>) {
+    let mut send = send_from(name, &dir.file("in"), send_extra);
+    wait_attached(name, send.0.id());
+    let (a_path, b_path) = (dir.file("a"), dir.file("b"));
+    let (mut a, drain) = recv_slowly(name, &a_path, recv_extra);
+    let at = rng.range(16 << 10, input_len as u64 * 6 / 10);
+    wait_output(&a_path, at, &mut a.0, "the first receiver");
+    stop(&mut a, rng);
+    drain.join().unwrap();
+    let mut b = recv_to(name, &b_path, recv_extra);
+    let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
+    assert!(
+        s.success(),
+        "second receiver: {s}: {}",
+        stderr_text(&mut b.0)
+    );
+    let s = wait_for(&mut send.0, Duration::from_secs(60), "the sender");
+    assert!(s.success(), "sender: {s}: {}", stderr_text(&mut send.0));
+    (
+        std::fs::read(&a_path).unwrap(),
+        std::fs::read(&b_path).unwrap(),
     )
+}
+
+/// The outputs of a killed first receiver (`a`) and the second one (`b`)
+/// of lines 1 to `n`: each a run of consecutive lines, `a` from line 1,
+/// `b` through line `n`. Returns `a`'s last line and `b`'s first (`n + 1`
+/// if `b` is empty); the caller judges the seam between them.
+fn killed_then_next(a: &[u8], b: &[u8], n: u64) -> (u64, u64) {
+    let got_a = parse_lines(a, "killed receiver");
+    assert_run(&got_a, 1, "killed receiver");
+    let got_b = parse_lines(b, "second receiver");
+    let x = got_a.len() as u64;
+    let y = got_b.first().copied().unwrap_or(n + 1);
+    assert_run(&got_b, y, "second receiver");
+    assert_eq!(
+        y + got_b.len() as u64 - 1,
+        n,
+        "the second receiver stopped early"
+    );
+    (x, y)
+}
+
+/// SIGKILLs the first receiver of a hand-over after a random pause.
+fn sigkill_after_a_pause(a: &mut Reaper, rng: &mut Rng) {
+    std::thread::sleep(Duration::from_micros(rng.range(0, 3000)));
+    a.0.kill().unwrap(); // SIGKILL
+    a.0.wait().unwrap();
 }
 
 /// Issue 13: a receiver SIGKILLed mid-stream loses nothing. Its output and
@@ -776,59 +840,30 @@ fn send_from(name: &str, input: &std::path::Path, extra: &[&str]) -> Reaper {
 /// freed), at most 64 KiB of it.
 #[test]
 fn sigkilled_receiver_loses_nothing() {
-    let dir = Scratch::new("rkill");
     const N: u64 = 300_000;
-    let input = lines(1, N);
-    std::fs::write(dir.file("in"), &input).unwrap();
+    let (dir, input) = lines_input("rkill", N);
     let mut rng = Rng::new(seed("sigkilled_receiver_loses_nothing"));
     for round in 0..6 {
         let name = Name::new(&format!("rkill{round}"));
-        let mut send = send_from(
+        let send_opts: &[&str] = &["--wait-receiver", "--capacity", "64K"];
+        let (a_out, b_out) = handover(
             &name,
-            &dir.file("in"),
-            &["--wait-receiver", "--capacity", "64K"],
+            &dir,
+            input.len(),
+            &mut rng,
+            (send_opts, &[]),
+            sigkill_after_a_pause,
         );
-        wait_attached(&name, send.0.id());
-        let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let (mut a, drain) = recv_slowly(&name, &a_path, &[]);
-        let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
-        wait_output(&a_path, at, &mut a.0, "the first receiver");
-        std::thread::sleep(Duration::from_micros(rng.range(0, 3000)));
-        a.0.kill().unwrap(); // SIGKILL
-        a.0.wait().unwrap();
-        drain.join().unwrap();
-        let mut b = recv_to(&name, &b_path, &[]);
-        let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
-        assert!(
-            s.success(),
-            "second receiver: {s}: {}",
-            stderr_text(&mut b.0)
-        );
-        let s = wait_for(&mut send.0, Duration::from_secs(60), "the sender");
-        assert!(s.success(), "sender: {s}: {}", stderr_text(&mut send.0));
-
-        let a_out = std::fs::read(&a_path).unwrap();
-        let b_out = std::fs::read(&b_path).unwrap();
-        let got_a = parse_lines(&a_out, "killed receiver");
-        assert_run(&got_a, 1, "killed receiver");
         assert!(
             b_out.ends_with(b"\n"),
             "the second receiver's output is cut"
         );
-        let got_b = parse_lines(&b_out, "second receiver");
-        let x = got_a.len() as u64;
-        let y = got_b.first().copied().unwrap_or(N + 1);
+        let (x, y) = killed_then_next(&a_out, &b_out, N);
         assert!(
             y <= x + 1,
             "round {round}: lines {} to {} lost",
             x + 1,
             y - 1
-        );
-        assert_run(&got_b, y, "second receiver");
-        assert_eq!(
-            y + got_b.len() as u64 - 1,
-            N,
-            "the second receiver stopped early"
         );
         let repeated: usize = (y..=x).map(|i| line(i).len() + 1).sum();
         assert!(
@@ -850,50 +885,22 @@ fn sigkilled_receiver_loses_nothing() {
 /// nothing is delivered twice.
 #[test]
 fn sigkilled_mpmc_receiver_loses_at_most_its_buffer() {
-    let dir = Scratch::new("mkill");
     const N: u64 = 200_000;
-    let input = lines(1, N);
-    std::fs::write(dir.file("in"), &input).unwrap();
+    let (dir, input) = lines_input("mkill", N);
     let mut rng = Rng::new(seed("sigkilled_mpmc_receiver_loses_at_most_its_buffer"));
     for round in 0..3 {
         let name = Name::new(&format!("mkill{round}"));
-        let mpmc = ["--kind", "mpmc"];
-        let mut send = send_from(
+        let send_opts: &[&str] = &["--kind", "mpmc", "--slots", "8192", "--wait-receiver"];
+        let (a_out, b_out) = handover(
             &name,
-            &dir.file("in"),
-            &["--kind", "mpmc", "--slots", "8192", "--wait-receiver"],
+            &dir,
+            input.len(),
+            &mut rng,
+            (send_opts, &["--kind", "mpmc"]),
+            sigkill_after_a_pause,
         );
-        wait_attached(&name, send.0.id());
-        let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let (mut a, drain) = recv_slowly(&name, &a_path, &mpmc);
-        let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
-        wait_output(&a_path, at, &mut a.0, "the first receiver");
-        std::thread::sleep(Duration::from_micros(rng.range(0, 3000)));
-        a.0.kill().unwrap();
-        a.0.wait().unwrap();
-        drain.join().unwrap();
-        let mut b = recv_to(&name, &b_path, &mpmc);
-        let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
-        assert!(
-            s.success(),
-            "second receiver: {s}: {}",
-            stderr_text(&mut b.0)
-        );
-        let s = wait_for(&mut send.0, Duration::from_secs(60), "the sender");
-        assert!(s.success(), "sender: {s}: {}", stderr_text(&mut send.0));
-
-        let got_a = parse_lines(&std::fs::read(&a_path).unwrap(), "killed receiver");
-        assert_run(&got_a, 1, "killed receiver");
-        let got_b = parse_lines(&std::fs::read(&b_path).unwrap(), "second receiver");
-        let x = got_a.len() as u64;
-        let y = got_b.first().copied().unwrap_or(N + 1);
+        let (x, y) = killed_then_next(&a_out, &b_out, N);
         assert!(y > x, "round {round}: lines {y} to {x} delivered twice");
-        assert_run(&got_b, y, "second receiver");
-        assert_eq!(
-            y + got_b.len() as u64 - 1,
-            N,
-            "the second receiver stopped early"
-        );
         let lost: usize = (x + 1..y).map(|i| line(i).len() + 1).sum();
         assert!(
             lost <= (64 << 10) + 256,
@@ -911,55 +918,41 @@ fn sigkilled_mpmc_receiver_loses_at_most_its_buffer() {
 /// it took; with `--wait-receiver` the next receiver gets exactly the rest.
 #[test]
 fn interrupted_receiver_then_next_resumes() {
-    let dir = Scratch::new("rint");
     const N: u64 = 200_000;
-    let input = lines(1, N);
-    std::fs::write(dir.file("in"), &input).unwrap();
+    let (dir, input) = lines_input("rint", N);
     let mut rng = Rng::new(seed("interrupted_receiver_then_next_resumes"));
     for round in 0..4 {
         let name = Name::new(&format!("rint{round}"));
-        let mut send = send_from(
+        let send_opts: &[&str] = &["--wait-receiver", "--capacity", "64K"];
+        let (mut joined, b_out) = handover(
             &name,
-            &dir.file("in"),
-            &["--wait-receiver", "--capacity", "64K"],
+            &dir,
+            input.len(),
+            &mut rng,
+            (send_opts, &[]),
+            |a, _| {
+                let pid = a.0.id().to_string();
+                assert!(
+                    Command::new("kill")
+                        .args(["-INT", &pid])
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+                let s = wait_for(
+                    &mut a.0,
+                    Duration::from_secs(10),
+                    "the interrupted receiver",
+                );
+                assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut a.0));
+            },
         );
-        wait_attached(&name, send.0.id());
-        let (a_path, b_path) = (dir.file("a"), dir.file("b"));
-        let (mut a, drain) = recv_slowly(&name, &a_path, &[]);
-        let at = rng.range(16 << 10, input.len() as u64 * 6 / 10);
-        wait_output(&a_path, at, &mut a.0, "the first receiver");
-        let pid = a.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let s = wait_for(
-            &mut a.0,
-            Duration::from_secs(10),
-            "the interrupted receiver",
-        );
-        assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut a.0));
-        drain.join().unwrap();
-        let mut b = recv_to(&name, &b_path, &[]);
-        let s = wait_for(&mut b.0, Duration::from_secs(120), "the second receiver");
-        assert!(
-            s.success(),
-            "second receiver: {s}: {}",
-            stderr_text(&mut b.0)
-        );
-        let s = wait_for(&mut send.0, Duration::from_secs(60), "the sender");
-        assert!(s.success(), "sender: {s}: {}", stderr_text(&mut send.0));
-
-        let mut joined = std::fs::read(&a_path).unwrap();
         let a_len = joined.len();
         assert!(
             joined.ends_with(b"\n"),
             "the interrupted receiver's output is cut"
         );
-        joined.extend(std::fs::read(&b_path).unwrap());
+        joined.extend(b_out);
         let got = parse_lines(&joined, "both receivers");
         assert_run(&got, 1, "both receivers");
         assert_eq!(got.len() as u64, N, "lines missing at the end");
@@ -977,10 +970,8 @@ fn interrupted_receiver_then_next_resumes() {
 /// repeated.
 #[test]
 fn a_receiver_that_leaves_ends_the_stream_unless_wait_receiver() {
-    let dir = Scratch::new("leave");
     const N: u64 = 20_000;
-    let input = lines(1, N);
-    std::fs::write(dir.file("in"), &input).unwrap();
+    let (dir, _) = lines_input("leave", N);
     let out = dir.file("out");
     let recv = |name: &str, extra: &[&str]| -> Vec<u64> {
         let mut r = recv_to(name, &out, extra);
