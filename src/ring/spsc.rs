@@ -324,12 +324,7 @@ impl ProducerRing {
             return Err(Error::TooLarge { len, max });
         }
         let need = record_size(len as u64);
-        // Fast path: the record fits before the end of the ring, and the
-        // cached head says there is room for it and the slack. (`tail -
-        // head_cache <= cap + 1` and `need <= cap / 2`: no overflow.)
-        if (self.tail & (self.cap - 1)) + need <= self.cap
-            && self.tail - self.head_cache + need + slack <= self.cap
-        {
+        if self.fits(need, slack) {
             return Ok(Reservation {
                 start: self.tail,
                 pad: 0,
@@ -344,20 +339,22 @@ impl ProducerRing {
     /// `None`: ask `try_reserve_slack`.
     #[inline(always)]
     pub(crate) fn try_reserve_fast(&self, len: usize) -> Option<Reservation> {
-        let t = self.tail;
-        // `len <= max < 2^32`: `record_size` is exact; `t - head_cache <=
-        // cap + 1` and `need <= cap / 2`: no overflow.
-        if len <= self.max {
-            let need = record_size(len as u64);
-            if (t & (self.cap - 1)) + need <= self.cap && t - self.head_cache + need <= self.cap {
-                return Some(Reservation {
-                    start: t,
-                    pad: 0,
-                    len,
-                });
-            }
-        }
-        None
+        // `len <= max < 2^32`: `record_size` is exact.
+        (len <= self.max && self.fits(record_size(len as u64), 0)).then_some(Reservation {
+            start: self.tail,
+            pad: 0,
+            len,
+        })
+    }
+
+    /// The quick test of every reserve: a record of `need` bytes fits
+    /// before the end of the ring, and the cached head says there is room
+    /// for it and `slack` bytes more. (`tail - head_cache <= cap + 1`, `need
+    /// <= cap / 2` and `slack <= cap / 8`: no overflow.)
+    #[inline(always)]
+    fn fits(&self, need: u64, slack: u64) -> bool {
+        (self.tail & (self.cap - 1)) + need <= self.cap
+            && self.tail - self.head_cache + need + slack <= self.cap
     }
 
     /// `try_reserve_slack` when the record needs padding or the cached head
@@ -509,12 +506,11 @@ impl ProducerRing {
         let (len, t, cap) = (msg.len(), self.tail, self.cap);
         // Fast path: one record, published at once, nothing pending before
         // it, no padding, and room by the cached head. (`len <= max <
-        // 2^32`, so `record_size` is exact; `t - head_cache <= cap + 1` and
-        // `need <= cap / 2`: no overflow.)
+        // 2^32`, so `record_size` is exact.)
         if publish && t == self.published && len <= self.max {
             let need = record_size(len as u64);
             let pos = t & (cap - 1);
-            if pos + need <= cap && t - self.head_cache + need <= cap {
+            if self.fits(need, 0) {
                 // SAFETY: this ring's capacity, read from `mem`'s geometry at
                 // attach (a side is only used with the `Mem` it attached to).
                 let data = unsafe { Data::of(mem, cap) };
