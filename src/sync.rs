@@ -80,9 +80,15 @@ pub(crate) fn enable_asymmetric_fences() -> bool {
 /// (`Documentation` of `kernel/sched/membarrier.c`, scenario A; the scheme
 /// of liburcu and of folly's `asymmetric_thread_fence_light/heavy`).
 ///
-/// A process registers at its first attach (`enable_asymmetric_fences`).
-/// Until then, and where `membarrier` is missing (old kernels, seccomp) or
-/// `SHMQ_SYMMETRIC_FENCES` is set, the light side is a full fence; a heavy
+/// **Opt-in, experimental** (`SHMQ_ASYMMETRIC_FENCES=1`): on this project's
+/// 6.18 VM kernel the litmus test below saw the forbidden outcome in about
+/// 1 of 40 runs of the whole unit-test suite, with every `membarrier` call
+/// successful (see ARCHITECTURE.md, "Asymmetric fences decision"). By
+/// default every process uses full fences on both sides.
+///
+/// An opted-in process registers at its first attach
+/// (`enable_asymmetric_fences`). Until then, and where `membarrier` is
+/// missing (old kernels, seccomp), the light side is a full fence; a heavy
 /// side that cannot issue the barrier reports it, and its caller then
 /// sleeps in short chunks (a wake lost to a registered peer's light fence
 /// costs at most one chunk). Registration is inherited by `fork()` children
@@ -115,21 +121,39 @@ mod asym {
     const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
     const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 
+    /// Decides, once per process: light fences only if opted in
+    /// (`SHMQ_ASYMMETRIC_FENCES`) and registered.
     pub(super) fn enable() {
         // Relaxed: the state only says whether our registration (a kernel
         // state, complete when the syscall returned) has happened.
         if STATE.load(Ordering::Relaxed) != UNKNOWN {
             return;
         }
-        let wanted = CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED;
-        let on = std::env::var_os("SHMQ_SYMMETRIC_FENCES").is_none()
-            && {
-                let have = membarrier(CMD_QUERY);
-                have >= 0 && have & wanted as libc::c_long == wanted as libc::c_long
-            }
-            && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+        let on = std::env::var_os("SHMQ_ASYMMETRIC_FENCES").is_some() && register();
         // Relaxed: as above. Two threads racing here store the same answer.
         STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+    }
+
+    /// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`;
+    /// whether the kernel has it and agreed.
+    pub(super) fn register() -> bool {
+        let wanted = CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED;
+        let have = membarrier(CMD_QUERY);
+        have >= 0
+            && have & wanted as libc::c_long == wanted as libc::c_long
+            && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+    }
+
+    /// Light fences from now on, whatever the environment says (the
+    /// litmus test).
+    #[cfg(test)]
+    pub(super) fn force_on() -> bool {
+        let on = register();
+        if on {
+            // Relaxed: as in `enable`.
+            STATE.store(ON, Ordering::Relaxed);
+        }
+        on
     }
 
     #[inline(always)]
@@ -286,9 +310,15 @@ mod tests {
     /// heavy side's `membarrier` left out, a compiler fence against a full
     /// fence lets L's load pass its store: on x86 that outcome shows up
     /// within a few thousand rounds.)
+    ///
+    /// Ignored: it fails about once in 40 runs of the whole unit-test suite
+    /// on this project's VM (other test threads coming and going), which is
+    /// why asymmetric fences are opt-in. Run it alone with
+    /// `cargo test -p shmq --lib -- --ignored light_and_heavy`.
     #[test]
+    #[ignore = "diagnostic: the pair failed ~1 in 40 suite runs here; asymmetric fences are opt-in"]
     fn light_and_heavy_fences_forbid_store_buffering() {
-        super::enable_asymmetric_fences();
+        assert!(super::asym::force_on(), "membarrier unavailable");
         const ROUNDS: u64 = 50_000;
         let x = Arc::new(AtomicU64::new(0));
         let y = Arc::new(AtomicU64::new(0));
@@ -312,7 +342,7 @@ mod tests {
                     if light {
                         super::fence_light(super::light_fences());
                     } else {
-                        let _ = super::fence_heavy();
+                        assert!(super::fence_heavy(), "the heavy fence failed");
                     }
                     // Relaxed: as above.
                     missed[(r - 1) as usize] = theirs.load(Ordering::Relaxed) < r;

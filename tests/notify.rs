@@ -228,27 +228,25 @@ fn ping_pong_with(wait: &str, n: u64, racy_opts: bool, child_env: &[(&str, Strin
     println!("{wait}: {:?}", rx.stats());
 }
 
-/// Across processes, where the wake checks' light fences (compiler fences
-/// paired with a `membarrier` in the sleeper) are in use: racing wakes and
-/// registrations lose no wakeup, for each blocking backend.
+/// Across processes, with full fences on both sides (the default): racing
+/// wakes and registrations lose no wakeup, for each blocking backend.
 #[test]
-fn no_lost_wakeup_across_processes_with_light_fences() {
+fn no_lost_wakeup_across_processes() {
     for wait in ["futex", "sem"] {
         ping_pong_with(wait, 100_000, true, &[]);
     }
 }
 
-/// The child cannot use `membarrier` (simulated: `SHMQ_SYMMETRIC_FENCES`):
-/// its wake checks are full fences, and its sleeps are short while a
-/// process with light fences (this one) is attached, so no wake is lost
-/// for long.
+/// The child opts in to light fences (`SHMQ_ASYMMETRIC_FENCES`), this
+/// process does not: its sleeps are short once the child attached, so no
+/// wake is lost for long.
 #[test]
 fn mixed_fences_lose_no_wakeup() {
     ping_pong_with(
         "futex",
         20_000,
         true,
-        &[("SHMQ_SYMMETRIC_FENCES", "1".to_string())],
+        &[("SHMQ_ASYMMETRIC_FENCES", "1".to_string())],
     );
 }
 
