@@ -292,31 +292,28 @@ impl Producer {
         // Fast path: the checks of `try_reserve`, then room by the cached
         // head.
         let ep = &mut self.ep;
-        if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
-            if let Some(res) = ep.side.try_reserve_fast(len) {
-                return Ok(WriteGrant {
-                    p: self,
-                    res,
-                    batch,
-                });
-            }
-        }
-        self.reserve_slow(len, wait, batch)
-    }
-
-    #[inline(never)]
-    fn reserve_slow(
-        &mut self,
-        len: usize,
-        wait: Wait,
-        batch: bool,
-    ) -> Result<WriteGrant<'_>, Error> {
-        let res = self.ep.run(len, wait)?;
+        let quick = if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
+            ep.side.try_reserve_fast(len)
+        } else {
+            None
+        };
+        // The grant is built in one place from the reservation's fields
+        // (not returned whole by the slow path), so that it stays in
+        // registers when this inlines.
+        let res = match quick {
+            Some(res) => res,
+            None => self.reserve_slow(len, wait)?,
+        };
         Ok(WriteGrant {
             p: self,
             res,
             batch,
         })
+    }
+
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: usize, wait: Wait) -> Result<Reservation, Error> {
+        self.ep.run(len, wait)
     }
 
     #[inline(always)]
@@ -326,17 +323,24 @@ impl Producer {
         // a batch, publishes).
         let ep = &mut self.ep;
         if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
-            match ep.side.try_write(&ep.at.mem, msg, !batch) {
-                Ok(()) => {
-                    ep.at.stats.messages += 1;
-                    ep.at.stats.bytes += msg.len() as u64;
-                    if !batch {
-                        ep.wake_peers();
-                    }
-                    return Ok(());
+            // Outside a batch, the ring's quick case alone: a `bool`, not a
+            // `Result` the slow path's error would make live in memory.
+            let written = if batch {
+                match ep.side.try_write(&ep.at.mem, msg, false) {
+                    Ok(()) => true,
+                    Err(Error::Full) => false,
+                    Err(e) => return Err(ep.note(e)),
                 }
-                Err(Error::Full) => {}
-                Err(e) => return Err(ep.note(e)),
+            } else {
+                ep.side.try_write_now(&ep.at.mem, msg)
+            };
+            if written {
+                ep.at.stats.messages += 1;
+                ep.at.stats.bytes += msg.len() as u64;
+                if !batch {
+                    ep.wake_peers();
+                }
+                return Ok(());
             }
         }
         self.send_slow(msg, wait, batch)
@@ -344,7 +348,13 @@ impl Producer {
 
     #[inline(never)]
     fn send_slow(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
-        self.reserve_slow(msg.len(), wait, batch)?.write(msg);
+        let res = self.reserve_slow(msg.len(), wait)?;
+        WriteGrant {
+            p: self,
+            res,
+            batch,
+        }
+        .write(msg);
         Ok(())
     }
 
@@ -498,26 +508,26 @@ impl Consumer {
         // Fast path: the checks of `try_take`, then a valid record at the
         // head.
         let ep = &mut self.ep;
-        if ep.usable().is_ok() {
-            if let Some(rec) = ep.side.try_peek_fast(&ep.at.mem) {
-                return Ok(ReadGrant {
-                    c: self,
-                    rec,
-                    batch,
-                });
-            }
-        }
-        self.recv_slow(wait, batch)
-    }
-
-    #[inline(never)]
-    fn recv_slow(&mut self, wait: Wait, batch: bool) -> Result<ReadGrant<'_>, Error> {
-        let rec = self.ep.run((), wait)?;
+        let quick = if ep.usable().is_ok() {
+            ep.side.try_peek_fast(&ep.at.mem)
+        } else {
+            None
+        };
+        // Built in one place: see `Producer::reserve_with`.
+        let rec = match quick {
+            Some(rec) => rec,
+            None => self.recv_slow(wait)?,
+        };
         Ok(ReadGrant {
             c: self,
             rec,
             batch,
         })
+    }
+
+    #[inline(never)]
+    fn recv_slow(&mut self, wait: Wait) -> Result<Record, Error> {
+        self.ep.run((), wait)
     }
 
     #[inline(always)]
@@ -527,18 +537,15 @@ impl Consumer {
         // than `buf` stays queued: `BufferTooSmall`).
         let ep = &mut self.ep;
         if ep.usable().is_ok() {
-            match ep.side.try_read_into(&ep.at.mem, buf) {
-                Ok(n) => {
-                    ep.at.stats.messages += 1;
-                    ep.at.stats.bytes += n as u64;
-                    if !batch {
-                        ep.side.publish_now(&ep.at.mem);
-                        ep.wake_peers();
-                    }
-                    return Ok(n);
+            // An `Option`, not a `Result`: see `send_with`.
+            if let Some(n) = ep.side.try_read_into_fast(&ep.at.mem, buf) {
+                ep.at.stats.messages += 1;
+                ep.at.stats.bytes += n as u64;
+                if !batch {
+                    ep.side.publish_now(&ep.at.mem);
+                    ep.wake_peers();
                 }
-                Err(Error::Empty) => {}
-                Err(e) => return Err(ep.note(e)),
+                return Ok(n);
             }
         }
         self.recv_into_slow(buf, wait, batch)
@@ -546,7 +553,13 @@ impl Consumer {
 
     #[inline(never)]
     fn recv_into_slow(&mut self, buf: &mut [u8], wait: Wait, batch: bool) -> Result<usize, Error> {
-        self.recv_slow(wait, batch)?.copy_to(buf)
+        let rec = self.recv_slow(wait)?;
+        ReadGrant {
+            c: self,
+            rec,
+            batch,
+        }
+        .copy_to(buf)
     }
 
     receiving!(false, |c| c);

@@ -84,10 +84,10 @@ fn corrupted(mem: &Mem, what: &'static str, at: Option<u64>, value: u64) -> Erro
 /// Checks the shared cursors an endpoint starts from. `tail` may lag `head`
 /// by the records of one publish (a producer that died, or has not yet
 /// stored its cursor, after publishing them), and lead it by at most the
-/// capacity. (Cursors beyond `CURSOR_LIMIT` are reported by the first
-/// operation that would compute with them.)
+/// capacity. Both are below `CURSOR_LIMIT` (decades of traffic away), so
+/// that the quick paths' sums cannot overflow.
 fn check_cursors(mem: &Mem, tail: u64, head: u64, cap: u64) -> Option<Error> {
-    if tail % 8 != 0 || tail.abs_diff(head) > cap {
+    if tail % 8 != 0 || tail >= CURSOR_LIMIT || tail.abs_diff(head) > cap {
         return Some(corrupted(
             mem,
             "write cursor out of range at attach",
@@ -95,7 +95,7 @@ fn check_cursors(mem: &Mem, tail: u64, head: u64, cap: u64) -> Option<Error> {
             tail,
         ));
     }
-    if head % 8 != 0 {
+    if head % 8 != 0 || head >= CURSOR_LIMIT {
         return Some(corrupted(
             mem,
             "read cursor out of range at attach",
@@ -233,6 +233,16 @@ pub(crate) struct ProducerRing {
     published: u64,
     /// Last `head` seen; refreshed only when it says "full".
     head_cache: u64,
+    /// How far the quick paths may write: the end of the lap `tail` was in
+    /// at the last `set_limit`, or `head_cache + cap` then, whichever is
+    /// lower. It only goes stale on the safe side (`head_cache` grows, and
+    /// once `tail` leaves that lap it is at or past `limit`), so `tail +
+    /// need <= limit` alone proves that a record fits before the ring's end
+    /// and in the free space, in `tail`'s lap of the last `set_limit`.
+    limit: u64,
+    /// The upper half of a message header word of that lap (see
+    /// `header_word`): a quick path's header is `lap_tag | len`.
+    lap_tag: u64,
     /// While records wait for `publish`: the data offset of the first one's
     /// header word (a padding record's, if it starts with one) and that
     /// word, held back until then.
@@ -286,15 +296,41 @@ impl ProducerRing {
         // Out of range: make the first reserve take the slow path, which
         // reports it.
         let head_cache = if t >= CURSOR_LIMIT { t - cap - 1 } else { head };
-        Ok(ProducerRing {
+        let mut ring = ProducerRing {
             cap,
             max: max_message_len(cap),
             tail: t,
             published: t,
             head_cache,
+            limit: 0,
+            lap_tag: 0,
             pending_at: 0,
             pending_word: 0,
-        })
+        };
+        if t < CURSOR_LIMIT {
+            ring.set_limit();
+        }
+        Ok(ring)
+    }
+
+    /// Recomputes `limit` and `lap_tag` from `tail` and `head_cache`: at the
+    /// start of every reserve that is not a quick one, and after a refresh.
+    /// (`tail < CURSOR_LIMIT` there: no overflow.)
+    #[inline]
+    fn set_limit(&mut self) {
+        let lap_end = (self.tail | (self.cap - 1)) + 1;
+        self.limit = lap_end.min(self.head_cache + self.cap);
+        self.lap_tag = header_word(0, TAG_MSG, self.tail, self.cap);
+    }
+
+    /// The header word of a message of `n` bytes at cursor `at`, which a
+    /// quick path (or a reserve that began with `set_limit`) reserved: in
+    /// the lap of `lap_tag`.
+    #[inline(always)]
+    fn msg_word(&self, n: usize, at: u64) -> u64 {
+        debug_assert_eq!(self.lap_tag, header_word(0, TAG_MSG, at, self.cap));
+        let _ = at;
+        self.lap_tag | n as u64
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -323,6 +359,9 @@ impl ProducerRing {
         if len > max {
             return Err(Error::TooLarge { len, max });
         }
+        if self.tail < CURSOR_LIMIT {
+            self.set_limit();
+        }
         let need = record_size(len as u64);
         if self.fits(need, slack) {
             return Ok(Reservation {
@@ -340,14 +379,21 @@ impl ProducerRing {
     #[inline(always)]
     pub(crate) fn try_reserve_fast(&self, len: usize) -> Option<Reservation> {
         // `len <= max < 2^32`: `record_size` is exact.
-        (len <= self.max && self.fits(record_size(len as u64), 0)).then_some(Reservation {
+        (len <= self.max && self.fits_fast(record_size(len as u64))).then_some(Reservation {
             start: self.tail,
             pad: 0,
             len,
         })
     }
 
-    /// The quick test of every reserve: a record of `need` bytes fits
+    /// The quick paths' test: a record of `need` bytes fits before the end
+    /// of the ring and in the free space (see `limit`).
+    #[inline(always)]
+    fn fits_fast(&self, need: u64) -> bool {
+        self.tail + need <= self.limit
+    }
+
+    /// The test of every other reserve: a record of `need` bytes fits
     /// before the end of the ring, and the cached head says there is room
     /// for it and `slack` bytes more. (`tail - head_cache <= cap + 1`, `need
     /// <= cap / 2` and `slack <= cap / 8`: no overflow.)
@@ -417,6 +463,7 @@ impl ProducerRing {
             ));
         }
         self.head_cache = head;
+        self.set_limit();
         Ok(())
     }
 
@@ -462,7 +509,8 @@ impl ProducerRing {
     /// as nothing.
     #[inline(always)]
     fn terminate(&self, data: Data<'_>, end: u64) -> u64 {
-        if end - self.head_cache < self.cap {
+        // `end < limit` is the quick proof (`limit <= head_cache + cap`).
+        if end < self.limit || end - self.head_cache < self.cap {
             // SAFETY: `end` is a multiple of 8 (a cursor), masked below `cap`.
             let w = unsafe { data.word(end & (self.cap - 1)) };
             // Relaxed: published by the Release store of the first
@@ -503,38 +551,48 @@ impl ProducerRing {
     /// nothing is written.
     #[inline]
     pub(crate) fn try_write(&mut self, mem: &Mem, msg: &[u8], publish: bool) -> Result<(), Error> {
-        let (len, t, cap) = (msg.len(), self.tail, self.cap);
-        // Fast path: one record, published at once, nothing pending before
-        // it, no padding, and room by the cached head. (`len <= max <
-        // 2^32`, so `record_size` is exact.)
-        if publish && t == self.published && len <= self.max {
-            let need = record_size(len as u64);
-            let pos = t & (cap - 1);
-            if self.fits(need, 0) {
-                // SAFETY: this ring's capacity, read from `mem`'s geometry at
-                // attach (a side is only used with the `Mem` it attached to).
-                let data = unsafe { Data::of(mem, cap) };
-                // SAFETY: the record (header and payload, `need` bytes)
-                // starts at `pos` and ends at or before `cap`.
-                let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
-                // SAFETY: those bytes lie between the published records and
-                // the end of the free space: the consumer does not read them
-                // before the header store below; `msg` is the caller's
-                // memory, so the two do not overlap.
-                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, len) };
-                let end = self.terminate(data, t + need);
-                // SAFETY: `pos` is a masked cursor, a multiple of 8.
-                let w = unsafe { data.word(pos) };
-                // Release: as in `publish`.
-                w.store(header_word(len as u32, TAG_MSG, t, cap), Ordering::Release);
-                // Release: as in `publish`.
-                mem.header().prod.store(end, Ordering::Release);
-                self.tail = end;
-                self.published = end;
-                return Ok(());
-            }
+        if publish && self.try_write_now(mem, msg) {
+            return Ok(());
         }
         self.write_slow(mem, msg, publish)
+    }
+
+    /// `try_write(mem, msg, true)`'s quick case alone: one record,
+    /// published at once, nothing pending before it, no padding, and room
+    /// by the cached head. `false`: nothing written (ask `try_write`).
+    #[inline(always)]
+    pub(crate) fn try_write_now(&mut self, mem: &Mem, msg: &[u8]) -> bool {
+        let (len, t, cap) = (msg.len(), self.tail, self.cap);
+        // `len <= max < 2^32`, so `record_size` is exact.
+        if t != self.published || len > self.max {
+            return false;
+        }
+        let need = record_size(len as u64);
+        if !self.fits_fast(need) {
+            return false;
+        }
+        let pos = t & (cap - 1);
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, cap) };
+        // SAFETY: the record (header and payload, `need` bytes) starts at
+        // `pos` and ends at or before `cap` (`fits`).
+        let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
+        // SAFETY: those bytes lie between the published records and the end
+        // of the free space: the consumer does not read them before the
+        // header store below; `msg` is the caller's memory, so the two do
+        // not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, len) };
+        let end = self.terminate(data, t + need);
+        // SAFETY: `pos` is a masked cursor, a multiple of 8.
+        let w = unsafe { data.word(pos) };
+        // Release: as in `publish`.
+        w.store(self.msg_word(len, t), Ordering::Release);
+        // Release: as in `publish`.
+        mem.header().prod.store(end, Ordering::Release);
+        self.tail = end;
+        self.published = end;
+        true
     }
 
     /// `try_write` inside a batch, after one, with padding, or when the
@@ -573,7 +631,9 @@ impl ProducerRing {
         // attach (a side is only used with the `Mem` it attached to).
         let data = unsafe { Data::of(mem, self.cap) };
         let end = self.terminate(data, r.start + record_size(n as u64));
-        let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
+        // No padding: `r.start` is the `tail` of a quick reserve or of one
+        // that began with `set_limit`.
+        let msg = self.msg_word(n, r.start);
         // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
         let w = unsafe { data.word(r.start & (self.cap - 1)) };
         // Release: as in `publish`.
@@ -689,10 +749,12 @@ impl ConsumerRing {
         if w >> 32 == header_word(0, TAG_MSG, head, self.cap) >> 32 {
             let len = w as u32 as u64;
             let size = record_size(len);
-            // `head` grows by at most `cap` per record; the limit keeps
-            // `head + size` (and the producer's sums) from overflowing
-            // however many records a peer forges.
-            if len <= self.max && pos + size <= self.cap && head < CURSOR_LIMIT {
+            // `head` is below `CURSOR_LIMIT` at attach and is checked
+            // against it at every slow look (nothing yet, padding): a
+            // producer would have to keep the ring busy, without one
+            // padding record, for the 2^62 bytes (years at any rate) it
+            // takes to push `head` near overflow.
+            if len <= self.max && pos + size <= self.cap {
                 self.empty = false;
                 return Ok(Record {
                     at: pos + RECORD_HEADER as u64,
@@ -718,6 +780,16 @@ impl ConsumerRing {
     fn peek_slow(&mut self, data: Data<'_>, mut w: u64) -> Result<Record, Error> {
         let mem = data.mem;
         let mask = self.cap - 1;
+        // The check `peek_fast` leaves to us (see there): below the limit,
+        // `head` plus two records cannot overflow.
+        if self.head >= CURSOR_LIMIT {
+            return Err(corrupted(
+                mem,
+                "read cursor out of range",
+                CONS_AT,
+                self.head,
+            ));
+        }
         // At most one padding record precedes a message: after it the position
         // is 0, where padding is invalid. So two rounds suffice.
         for round in 0..2 {
@@ -732,7 +804,7 @@ impl ConsumerRing {
             match decode(w, head, self.cap) {
                 Word::Msg(len) => {
                     let size = record_size(len);
-                    if len > self.max || pos + size > self.cap || head >= CURSOR_LIMIT {
+                    if len > self.max || pos + size > self.cap {
                         return Err(corrupted(mem, "bad record length", mem.at_data(pos), w));
                     }
                     self.empty = false;
@@ -744,7 +816,7 @@ impl ConsumerRing {
                 }
                 Word::Pad(len) => {
                     let size = self.cap - pos;
-                    if pos == 0 || len + 8 != size || head >= CURSOR_LIMIT {
+                    if pos == 0 || len + 8 != size {
                         return Err(corrupted(mem, "bad padding record", mem.at_data(pos), w));
                     }
                     self.head += size;
@@ -774,20 +846,17 @@ impl ConsumerRing {
     }
 
     /// Copies the next record into `buf` and consumes it locally (the
-    /// producer sees the space after `publish`); returns its length. A
-    /// record longer than `buf` stays unread: `BufferTooSmall`.
+    /// producer sees the space after `publish`); returns its length. Only
+    /// the quick case (`peek_fast` finds a message that fits `buf`);
+    /// `None`: nothing was consumed (ask `try_peek`, which tells empty,
+    /// padding, a corruption and a short buffer apart).
     #[inline(always)]
-    pub(crate) fn try_read_into(&mut self, mem: &Mem, buf: &mut [u8]) -> Result<usize, Error> {
+    pub(crate) fn try_read_into_fast(&mut self, mem: &Mem, buf: &mut [u8]) -> Option<usize> {
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
         let data = unsafe { Data::of(mem, self.cap) };
-        let r = self.peek(data)?;
-        let Some(dst) = buf.get_mut(..r.len) else {
-            return Err(Error::BufferTooSmall {
-                needed: r.len,
-                capacity: buf.len(),
-            });
-        };
+        let r = self.peek_fast(data).ok()?;
+        let dst = buf.get_mut(..r.len)?;
         // SAFETY: the record was validated to lie inside the ring (`peek`:
         // position plus record size within `cap`), payload padded to a
         // multiple of 8 bytes.
@@ -797,7 +866,7 @@ impl ConsumerRing {
         // reads it with atomic loads, never through a reference.
         unsafe { crate::sync::copy_out(src, dst) };
         self.head = r.next;
-        Ok(r.len)
+        Some(r.len)
     }
 
     /// Consumes `r` locally; the producer sees the space after `publish`.
@@ -822,11 +891,12 @@ impl ConsumerRing {
     #[inline]
     pub(crate) fn publish_now(&mut self, mem: &Mem) {
         debug_assert_ne!(self.head, self.released);
+        let head = self.head;
         // Release: pairs with the producer's Acquire load of `head` in
         // `ProducerRing::refresh_head`: our reads of the freed bytes
         // happen-before it overwrites them.
-        mem.header().cons.store(self.head, Ordering::Release);
-        self.released = self.head;
+        mem.header().cons.store(head, Ordering::Release);
+        self.released = head;
     }
 
     /// Whether the last look at the ring found no message.
@@ -851,9 +921,11 @@ mod tests {
     }
 
     fn read(c: &mut ConsumerRing, mem: &Mem) -> Result<Vec<u8>, Error> {
-        let mut buf = vec![0; 64];
-        let n = c.try_read_into(mem, &mut buf)?;
-        buf.truncate(n);
+        let r = c.try_peek(mem)?;
+        let mut buf = vec![0; r.len];
+        // SAFETY: a record `try_peek` validated (8-aligned, inside the ring).
+        unsafe { crate::sync::copy_out(c.payload(mem, &r), &mut buf) };
+        c.release(&r);
         Ok(buf)
     }
 
