@@ -23,13 +23,10 @@
 #    counts as `caught NAME (by miri)`. Without nightly Miri, a blind mutant
 #    is reported as missed but not counted.
 #  * equivalent (reported, never counted): a stronger ordering nearby
-#    already provides the guarantee in the model, so the mutant does not
-#    change the behaviours loom can see (e.g. the fence in `notify::wake`,
-#    which follows every publish, is a SeqCst fence under loom and acts as
-#    a release fence before the detach store). In real builds that fence is
-#    a compiler fence where `membarrier` is available (`sync::fence_light`),
-#    so such orderings stay in the code although loom cannot tell them
-#    apart.
+#    already provides the guarantee, so the mutant does not change the
+#    allowed behaviours (e.g. the SeqCst fence in `notify::wake`, which
+#    follows every publish, also acts as a release fence before the detach
+#    store).
 #
 # spsc-publish-tail-relaxed: since issue 15 the consumer finds records by
 # their header words; the producer's cursor is read only at attach (by a
@@ -96,8 +93,8 @@ spsc-publish-tail-relaxed|equivalent|src/ring/spsc.rs|'mem.header().prod.store(s
 mpmc-publish-seq-relaxed|required|src/ring/mpmc.rs|'slot_word(mem, off).store(pos + 1, Ordering::Release);'|'slot_word(mem, off).store(pos + 1, Ordering::Relaxed);'
 mpmc-take-seq-relaxed|required|src/ring/mpmc.rs|'let raw = s.seq(mem, pos).load(Ordering::Acquire);'|'let raw = s.seq(mem, pos).load(Ordering::Relaxed);'
 mpmc-take-fast-seq-relaxed|required|src/ring/mpmc.rs|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {'|'if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Relaxed) == pos + 1 {'
-notify-wake-fence-removed|required|src/notify.rs|'    fence_light(light);'|'    let _ = light; // (mutant: fence removed)'
-notify-block-fence-removed|required|src/notify.rs|'        let ordered = fence_heavy();'|'        let ordered = true; // (mutant: fence removed)'
+notify-wake-fence-removed|required|src/notify.rs|'    fence(Ordering::SeqCst);\n    // Relaxed: ordered by the fence above.'|'    // (mutant: fence removed)\n    // Relaxed: ordered by the fence above.'
+notify-block-fence-removed|required|src/notify.rs|'        fence(Ordering::SeqCst);\n        if w.interrupted() {'|'        // (mutant: fence removed)\n        if w.interrupted() {'
 semaphore-token-unregisters|required|src/notify.rs|'        if woke != Woke::Token {\n            unregister(w.word(), epoch);\n        }'|'        unregister(w.word(), epoch);'
 segment-open-skips-unlinked-recheck|required|src/acquire.rs|'        if seg.is_unlinked() {'|'        if false && seg.is_unlinked() {'
 segment-leaver-skips-gate|required|src/endpoint.rs|'        if !seg.lock_until(\n            crate::layout::LOCK_GATE,\n            crate::shm::Lock::Exclusive,\n            deadline,\n        ) {'|'        if false {'

@@ -48,7 +48,7 @@ pub(crate) fn role_range(geo: &Geometry, role: Role) -> Range<usize> {
 /// (`abandon` for a producer's unpublished slot, `reclaim` for a consumer's
 /// unreleased one, the same CASes survivors use). Returns whether the slot
 /// may be reused.
-fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend, light: bool) -> bool {
+fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool {
     use crate::ring::mpmc as ring;
     let s = ring::Slots::of(mem);
     // Relaxed: ordered after the Acquire state load of the caller.
@@ -70,7 +70,7 @@ fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend, light: 
     };
     if done {
         // Whoever waits on that position can go on now.
-        notify::wake(word, backend, light, &mut Stats::default());
+        notify::wake(word, backend, &mut Stats::default());
     }
     !ring::claim_unresolved(mem, &s, claim, producer)
 }
@@ -105,16 +105,6 @@ impl Attachment {
     ) -> Result<Attachment, OpenError> {
         let geo = *mem.geometry();
         let range = role_range(&geo, role);
-        let light = crate::sync::enable_asymmetric_fences();
-        if light {
-            // SeqCst, then a SeqCst fence: the Dekker pair with a sleeper's
-            // registration, heavy fence and load of this flag in
-            // `notify::block_on_slow`: either it sees the flag (and sleeps
-            // in short chunks if it cannot order our light fences), or our
-            // wake checks, all after this fence, see its registration.
-            mem.header().meta.light_wakers.store(1, Ordering::SeqCst);
-            crate::sync::fence(Ordering::SeqCst);
-        }
         // Relaxed: the backend was published with READY (Acquire at open) or
         // written by this thread (heap).
         let raw = mem.header().meta.wake.load(Ordering::Relaxed);
@@ -124,7 +114,6 @@ impl Attachment {
             spin: opts.spin,
             check_every: opts.liveness_interval,
             backend,
-            light,
         };
         // Prefer never-used and cleanly detached slots over a dead endpoint's.
         for pass in 0..2 {
@@ -142,7 +131,7 @@ impl Attachment {
                 if !usable || !mem.liveness().hold(i) {
                     continue;
                 }
-                if geo.kind == Kind::Mpmc && !resolve_dead_claim(&mem, i, role, backend, light) {
+                if geo.kind == Kind::Mpmc && !resolve_dead_claim(&mem, i, role, backend) {
                     mem.liveness().release(i);
                     continue;
                 }
@@ -249,9 +238,8 @@ impl Drop for Attachment {
                 .compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed);
         // Whoever sleeps must notice the detach now, not at its next check.
         let mut st = Stats::default();
-        let (backend, light) = (self.wait.backend, self.wait.light);
-        notify::wake(&self.mem.header().not_empty, backend, light, &mut st);
-        notify::wake(&self.mem.header().not_full, backend, light, &mut st);
+        notify::wake(&self.mem.header().not_empty, self.wait.backend, &mut st);
+        notify::wake(&self.mem.header().not_full, self.wait.backend, &mut st);
         self.mem.liveness().release(self.slot);
         if self.keep || self.mem.is_heap() || self.others_alive() {
             return;
@@ -512,8 +500,7 @@ impl<S: Side> Endpoint<S> {
             Role::Producer => &h.not_empty,
             Role::Consumer => &h.not_full,
         };
-        let w = &self.at.wait;
-        notify::wake(word, w.backend, w.light, &mut self.at.stats);
+        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
     }
 
     /// Publishes what this side held back, and wakes a sleeping peer.
@@ -528,8 +515,7 @@ impl<S: Side> Endpoint<S> {
     /// slot, consumers may sleep with messages waiting behind it).
     pub(crate) fn wake_mates(&mut self) {
         let word = Self::own_word(self.at.mem.header());
-        let w = &self.at.wait;
-        notify::wake(word, w.backend, w.light, &mut self.at.stats);
+        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
     }
 
     /// The state of endpoint slot `i` (see [`Peer`]).
@@ -588,16 +574,6 @@ impl<S: Side> Waitable for Op<'_, S> {
     }
     fn word(&self) -> &WakeWord {
         Endpoint::<S>::own_word(self.ep.at.mem.header())
-    }
-    fn light_wakers(&self) -> u32 {
-        // Relaxed: see the caller (`notify::block_on_slow`).
-        self.ep
-            .at
-            .mem
-            .header()
-            .meta
-            .light_wakers
-            .load(Ordering::Relaxed)
     }
     fn cfg(&self) -> &WaitCfg {
         &self.ep.at.wait

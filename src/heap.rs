@@ -129,7 +129,7 @@ impl LoomMem {
                 type_align: a32(),
                 type_fingerprint: a64(),
                 producers_died: a32(),
-                light_wakers: a32(),
+                _reserved0: a32(),
             }),
             prod: CachePadded::new(a64()),
             cons: CachePadded::new(a64()),

@@ -81,8 +81,8 @@ impl Shared {
     pub(crate) fn take(&self) -> bool {
         // Relaxed first look: the common case is "none", one plain load.
         // SeqCst swap: the waiter's side of the Dekker pair with
-        // `interrupt` (its store, then the light fence in `wake`); it runs
-        // after the waiter's registration and heavy fence in
+        // `interrupt` (its store, then the SeqCst fence in `wake`); it runs
+        // after the waiter's registration and SeqCst fence in
         // `block_on_slow`.
         self.flag.load(Ordering::Relaxed) != 0 && self.flag.swap(0, Ordering::SeqCst) != 0
     }
@@ -105,12 +105,11 @@ impl Interrupter {
     /// ```
     pub fn interrupt(&self) {
         // SeqCst: part of the Dekker pair with a sleeper's registration;
-        // the light fence in `wake` follows it, so either the sleeper's
-        // check after its registration and heavy fence sees the flag, or
-        // `wake` sees the registration and wakes it.
+        // the SeqCst fence in `wake` follows it, so either the sleeper's
+        // check after its registration and fence sees the flag, or `wake`
+        // sees the registration and wakes it.
         self.shared.flag.store(1, Ordering::SeqCst);
         let mut unused = Stats::default();
-        let light = crate::sync::light_fences();
-        notify::wake(self.shared.word(), self.shared.backend, light, &mut unused);
+        notify::wake(self.shared.word(), self.shared.backend, &mut unused);
     }
 }

@@ -15,7 +15,13 @@ use crate::sync::{AtomicU32, AtomicU64, RawCell};
 /// `b"SHMQRING"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// Bumped on every incompatible change of the layout or a protocol.
-pub(crate) const VERSION: u32 = 4;
+///
+/// 5: the asymmetric wake fences of version 4 are gone. A version-4 build
+/// may wake with only a compiler fence (as a process registered for
+/// `membarrier`), counting on sleepers that check `Meta::light_wakers` or
+/// issue a `membarrier`; this build's sleepers do neither, so the two must
+/// not share a segment. The layout itself is unchanged.
+pub(crate) const VERSION: u32 = 5;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.
@@ -132,11 +138,11 @@ pub(crate) struct Meta {
     /// Producers found dead and reaped, ever (lets a consumer tell a
     /// producer's death from a clean detach).
     pub producers_died: AtomicU32,
-    /// Non-zero once a process whose wake checks use only a compiler fence
-    /// (registered for `membarrier`; see `sync::fence_light`) attached: a
-    /// sleeper that cannot issue the heavy fence must then sleep in short
-    /// chunks.
-    pub light_wakers: AtomicU32,
+    /// Unused since version 5; was the asymmetric-fence flag of version 4
+    /// (`light_wakers`: a process waking with compiler fences had
+    /// attached). Kept so that the layout stays byte-identical; creators
+    /// leave it zero.
+    pub _reserved0: AtomicU32,
 }
 
 /// One direction's wakeup state: one 64-bit word whose low 32 bits are the
@@ -215,6 +221,8 @@ mod asserts {
     const_assert!(offset_of!(Meta, version) == 8);
     const_assert!(offset_of!(Meta, kind) == 12);
     const_assert!(offset_of!(Meta, state) == 24);
+    const_assert!(offset_of!(Meta, producers_died) == 88);
+    const_assert!(offset_of!(Meta, _reserved0) == 92);
     const_assert!(size_of::<EndpointSlot>() == 16);
     const_assert!(size_of::<libc::sem_t>() <= 32);
 }
@@ -262,7 +270,7 @@ pub(crate) const LAYOUT_HASH: u64 = {
         offset_of!(Meta, total_size) as u64,
         offset_of!(Meta, type_fingerprint) as u64,
         offset_of!(Meta, producers_died) as u64,
-        offset_of!(Meta, light_wakers) as u64,
+        offset_of!(Meta, _reserved0) as u64,
         size_of::<WakeWord>() as u64,
         offset_of!(WakeWord, sem) as u64,
         size_of::<EndpointSlot>() as u64,

@@ -8,23 +8,18 @@
 //! plus a process-shared semaphore.
 //!
 //! * Waiter: `state += 1 << 32` (SeqCst; the old low half is the epoch it
-//!   will sleep on), the *heavy* fence, re-check the ring; only if still not
+//!   will sleep on), `fence(SeqCst)`, re-check the ring; only if still not
 //!   ready, sleep on the epoch (futex) or the semaphore, with a timeout; then
 //!   unregister, unless a waker did so already (the epoch moved).
-//! * Waker: publish (Release store of a cursor or a slot sequence), the
-//!   *light* fence, read `state`: only if sleepers are registered, CAS
+//! * Waker: publish (Release store of a cursor or a slot sequence),
+//!   `fence(SeqCst)`, read `state`: only if sleepers are registered, CAS
 //!   `state` to `(epoch + 1, 0 sleepers)` and make the wake syscall (one
 //!   futex wake, or one semaphore post per sleeper taken).
 //!
-//! The two fences make the Dekker pattern sound: either the waiter's
+//! The two SeqCst fences make the Dekker pattern sound: either the waiter's
 //! re-check sees the publish, or the waker sees the waiter's registration. So
 //! no wakeup is lost, and while nobody sleeps a wake costs one fence and one
-//! load — no syscall. Both are SeqCst fences where `membarrier(2)` is
-//! missing (and under loom and Miri); with it, the light fence — once per
-//! message — is a compiler fence and the heavy one — once per sleep — adds
-//! a `membarrier` that makes every registered process's running threads
-//! execute a full barrier (`sync::fence_light`). A waiter that cannot issue
-//! it, in a segment such a process has used, sleeps in 1 ms chunks.
+//! load — no syscall.
 //!
 //! Because the waker takes every registration it wakes, a sleeper that was
 //! woken but has not run yet does not make the next publish wake again: one
@@ -34,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::layout::WakeWord;
-use crate::sync::{Ordering, fence_heavy, fence_light};
+use crate::sync::{Ordering, fence};
 
 /// How an endpoint waits when the ring is full (producer) or empty
 /// (consumer).
@@ -107,13 +102,7 @@ pub(crate) struct WaitCfg {
     /// Longest single sleep; after it the peer's liveness is probed.
     pub check_every: Duration,
     pub backend: Backend,
-    /// This process's wake checks use light fences (`sync::light_fences`).
-    pub light: bool,
 }
-
-/// Longest sleep of a waiter that cannot issue the heavy fence while a
-/// process with light fences is attached: what a lost wake costs it.
-const UNORDERED_SLEEP: Duration = Duration::from_millis(1);
 
 /// One registered sleeper in `WakeWord::state`.
 const ONE_SLEEPER: u64 = 1 << 32;
@@ -128,13 +117,11 @@ fn sleepers_of(state: u64) -> u32 {
 
 /// Wakes whoever sleeps on `word`. Call right after publishing.
 #[inline]
-pub(crate) fn wake(word: &WakeWord, backend: Backend, light: bool, stats: &mut Stats) {
-    // Light fence (a SeqCst fence, or a compiler fence where the heavy side
-    // is a membarrier: see `sync::fence_light`): pairs with the heavy fence
-    // in `block_on` after a waiter registers. Either that waiter's re-check
-    // sees the publish that precedes this fence, or this load sees its
-    // registration.
-    fence_light(light);
+pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
+    // SeqCst fence: pairs with the sleeper's SeqCst fence after it registers
+    // in `block_on_slow`. Either that waiter's re-check sees the publish that
+    // precedes this fence, or this load sees its registration.
+    fence(Ordering::SeqCst);
     // Relaxed: ordered by the fence above.
     if sleepers_of(word.state.load(Ordering::Relaxed)) == 0 {
         return;
@@ -200,8 +187,6 @@ pub(crate) trait Waitable {
     /// Takes a pending interrupt (see [`Interrupter`](crate::Interrupter)).
     fn interrupted(&mut self) -> bool;
     fn word(&self) -> &WakeWord;
-    /// The segment's `light_wakers` flag (see `layout::Meta`).
-    fn light_wakers(&self) -> u32;
     fn cfg(&self) -> &WaitCfg;
     fn stats(&mut self) -> &mut Stats;
 }
@@ -372,18 +357,10 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
         // module docs); as an Acquire it also pairs with the Release epoch
         // bump in `wake_slow`: seeing a bumped epoch, we see its publish.
         let epoch = epoch_of(w.word().state.fetch_add(ONE_SLEEPER, Ordering::SeqCst));
-        // Heavy fence: pairs with the light fence in `wake` (a publish, or an
-        // interrupt: its flag store precedes the fence there too).
-        let ordered = fence_heavy();
-        // Cannot order registered processes' light fences (no membarrier
-        // here): if one is attached, a wake may be lost, so look again
-        // soon. Relaxed: ordered after the SeqCst fence in `fence_heavy`
-        // (pairs with the store and fence at attach).
-        let chunk = if ordered || w.light_wakers() == 0 {
-            chunk
-        } else {
-            chunk.min(UNORDERED_SLEEP)
-        };
+        // SeqCst fence: pairs with the waker's SeqCst fence in `wake` (after
+        // a publish, or an interrupt: its flag store precedes that fence
+        // too).
+        fence(Ordering::SeqCst);
         if w.interrupted() {
             unregister(w.word(), epoch);
             return Err(Error::Interrupted);
