@@ -70,7 +70,7 @@ fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool
     };
     if done {
         // Whoever waits on that position can go on now.
-        notify::wake(word, backend, &mut Stats::default());
+        notify::wake(word, &backend, &mut Stats::default());
     }
     !ring::claim_unresolved(mem, &s, claim, producer)
 }
@@ -238,8 +238,8 @@ impl Drop for Attachment {
                 .compare_exchange(self.state, detached, Ordering::Release, Ordering::Relaxed);
         // Whoever sleeps must notice the detach now, not at its next check.
         let mut st = Stats::default();
-        notify::wake(&self.mem.header().not_empty, self.wait.backend, &mut st);
-        notify::wake(&self.mem.header().not_full, self.wait.backend, &mut st);
+        notify::wake(&self.mem.header().not_empty, &self.wait.backend, &mut st);
+        notify::wake(&self.mem.header().not_full, &self.wait.backend, &mut st);
         self.mem.liveness().release(self.slot);
         if self.keep || self.mem.is_heap() || self.others_alive() {
             return;
@@ -500,7 +500,7 @@ impl<S: Side> Endpoint<S> {
             Role::Producer => &h.not_empty,
             Role::Consumer => &h.not_full,
         };
-        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
+        notify::wake(word, &self.at.wait.backend, &mut self.at.stats);
     }
 
     /// Publishes what this side held back, and wakes a sleeping peer.
@@ -515,7 +515,7 @@ impl<S: Side> Endpoint<S> {
     /// slot, consumers may sleep with messages waiting behind it).
     pub(crate) fn wake_mates(&mut self) {
         let word = Self::own_word(self.at.mem.header());
-        notify::wake(word, self.at.wait.backend, &mut self.at.stats);
+        notify::wake(word, &self.at.wait.backend, &mut self.at.stats);
     }
 
     /// The state of endpoint slot `i` (see [`Peer`]).

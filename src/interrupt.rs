@@ -110,6 +110,6 @@ impl Interrupter {
         // sees the registration and wakes it.
         self.shared.flag.store(1, Ordering::SeqCst);
         let mut unused = Stats::default();
-        notify::wake(self.shared.word(), self.shared.backend, &mut unused);
+        notify::wake(self.shared.word(), &self.shared.backend, &mut unused);
     }
 }

@@ -116,8 +116,9 @@ fn sleepers_of(state: u64) -> u32 {
 }
 
 /// Wakes whoever sleeps on `word`. Call right after publishing.
+/// (`backend` by reference: read only when somebody sleeps.)
 #[inline]
-pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
+pub(crate) fn wake(word: &WakeWord, backend: &Backend, stats: &mut Stats) {
     // SeqCst fence: pairs with the sleeper's SeqCst fence after it registers
     // in `block_on_slow`. Either that waiter's re-check sees the publish that
     // precedes this fence, or this load sees its registration.
@@ -126,7 +127,7 @@ pub(crate) fn wake(word: &WakeWord, backend: Backend, stats: &mut Stats) {
     if sleepers_of(word.state.load(Ordering::Relaxed)) == 0 {
         return;
     }
-    wake_slow(word, backend, stats);
+    wake_slow(word, *backend, stats);
 }
 
 /// Most endpoints a segment can have (1024 producers and 1024 consumers,

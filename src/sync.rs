@@ -104,17 +104,20 @@ pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
                 d = d.add(8);
             }
         }
-        for _ in 0..words % 8 {
-            let w = load(s);
-            // SAFETY: as above, one word.
-            unsafe {
-                d.write_unaligned(w);
-                s = s.add(1);
-                d = d.add(1);
+        // The tests on the length's bits, not on `words % 8` and `len % 8`
+        // as counts: one `test` each when a message is whole blocks.
+        if dst.len() & 0x38 != 0 {
+            for _ in 0..words % 8 {
+                let w = load(s);
+                // SAFETY: as above, one word.
+                unsafe {
+                    d.write_unaligned(w);
+                    s = s.add(1);
+                    d = d.add(1);
+                }
             }
         }
-        let rest = dst.len() % 8;
-        if rest != 0 {
+        if dst.len() & 7 != 0 {
             let tail = load(s).to_ne_bytes();
             // A byte loop: at most 7 bytes, not worth a `memcpy` call.
             for (d, s) in dst[8 * words..].iter_mut().zip(tail) {
