@@ -315,7 +315,8 @@ impl ProducerRing {
 
     /// Recomputes `limit` and `lap_tag` from `tail` and `head_cache`: at the
     /// start of every reserve that is not a quick one, and after a refresh.
-    /// (`tail < CURSOR_LIMIT` there: no overflow.)
+    /// (`tail` stays below `CURSOR_LIMIT + 2 * cap`: the first reserve that
+    /// pads or finds the ring full past the limit reports it. No overflow.)
     #[inline]
     fn set_limit(&mut self) {
         let lap_end = (self.tail | (self.cap - 1)) + 1;
@@ -359,9 +360,9 @@ impl ProducerRing {
         if len > max {
             return Err(Error::TooLarge { len, max });
         }
-        if self.tail < CURSOR_LIMIT {
-            self.set_limit();
-        }
+        // Every reservation made here (not by a quick path) starts in the
+        // lap of a fresh `lap_tag`: `commit_publish` relies on it.
+        self.set_limit();
         let need = record_size(len as u64);
         if self.fits(need, slack) {
             return Ok(Reservation {
