@@ -552,10 +552,70 @@ impl ProducerRing {
     /// nothing is written.
     #[inline]
     pub(crate) fn try_write(&mut self, mem: &Mem, msg: &[u8], publish: bool) -> Result<(), Error> {
-        if publish && self.try_write_now(mem, msg) {
+        let quick = if publish {
+            self.try_write_now(mem, msg)
+        } else {
+            self.try_write_held(mem, msg)
+        };
+        if quick {
             return Ok(());
         }
         self.write_slow(mem, msg, publish)
+    }
+
+    /// The quick paths' record: when it fits before the ring's end and in
+    /// the free space (`limit`), copies `msg` in after the header word at
+    /// `tail` and writes the terminator; returns the header's position,
+    /// the record's end and its header word, which the caller stores (or
+    /// holds back). `None`: nothing written.
+    #[inline(always)]
+    fn write_quick(&self, data: Data<'_>, msg: &[u8]) -> Option<(u64, u64, u64)> {
+        let (len, t) = (msg.len(), self.tail);
+        // `len <= max < 2^32`, so `record_size` is exact.
+        if len > self.max {
+            return None;
+        }
+        let need = record_size(len as u64);
+        if !self.fits_fast(need) {
+            return None;
+        }
+        let pos = t & (self.cap - 1);
+        // SAFETY: the record (header and payload, `need` bytes) starts at
+        // `pos` and ends at or before `cap` (`fits_fast`).
+        let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
+        // SAFETY: those bytes lie between the committed records and the end
+        // of the free space: the consumer does not read them before their
+        // header word is published; `msg` is the caller's memory, so the two
+        // do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, len) };
+        let end = self.terminate(data, t + need);
+        Some((pos, end, self.msg_word(len, t)))
+    }
+
+    /// `try_write(mem, msg, false)`'s quick case alone: one record in a
+    /// batch, no padding, room by the cached head; its header word is held
+    /// back if it is the batch's first unpublished one, else stored at once
+    /// (the held-back word publishes it). `false`: nothing written.
+    #[inline(always)]
+    pub(crate) fn try_write_held(&mut self, mem: &Mem, msg: &[u8]) -> bool {
+        // SAFETY: this ring's capacity, read from `mem`'s geometry at
+        // attach (a side is only used with the `Mem` it attached to).
+        let data = unsafe { Data::of(mem, self.cap) };
+        let Some((pos, end, word)) = self.write_quick(data, msg) else {
+            return false;
+        };
+        if self.pending_word == 0 {
+            self.pending_at = pos;
+            self.pending_word = word;
+        } else {
+            // SAFETY: `pos` is a masked cursor, a multiple of 8.
+            let w = unsafe { data.word(pos) };
+            // Relaxed: published by the Release store of the held-back
+            // header word before it (in `publish`).
+            w.store(word, Ordering::Relaxed);
+        }
+        self.tail = end;
+        true
     }
 
     /// `try_write(mem, msg, true)`'s quick case alone: one record,
@@ -563,32 +623,20 @@ impl ProducerRing {
     /// by the cached head. `false`: nothing written (ask `try_write`).
     #[inline(always)]
     pub(crate) fn try_write_now(&mut self, mem: &Mem, msg: &[u8]) -> bool {
-        let (len, t, cap) = (msg.len(), self.tail, self.cap);
-        // `len <= max < 2^32`, so `record_size` is exact.
-        if t != self.published || len > self.max {
+        let t = self.tail;
+        if t != self.published {
             return false;
         }
-        let need = record_size(len as u64);
-        if !self.fits_fast(need) {
-            return false;
-        }
-        let pos = t & (cap - 1);
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, cap) };
-        // SAFETY: the record (header and payload, `need` bytes) starts at
-        // `pos` and ends at or before `cap` (`fits`).
-        let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
-        // SAFETY: those bytes lie between the published records and the end
-        // of the free space: the consumer does not read them before the
-        // header store below; `msg` is the caller's memory, so the two do
-        // not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, len) };
-        let end = self.terminate(data, t + need);
+        let data = unsafe { Data::of(mem, self.cap) };
+        let Some((pos, end, word)) = self.write_quick(data, msg) else {
+            return false;
+        };
         // SAFETY: `pos` is a masked cursor, a multiple of 8.
         let w = unsafe { data.word(pos) };
         // Release: as in `publish`.
-        w.store(self.msg_word(len, t), Ordering::Release);
+        w.store(word, Ordering::Release);
         // Release: as in `publish`.
         mem.header().prod.store(end, Ordering::Release);
         self.tail = end;
