@@ -87,7 +87,7 @@ cp -r "$work/src" "$work/src.orig"
 mutants=$(cat <<'EOF'
 spsc-publish-header-relaxed|required|src/ring/spsc.rs|'w.store(self.pending_word, Ordering::Release);'|'w.store(self.pending_word, Ordering::Relaxed);'
 spsc-write-header-relaxed|blind|src/ring/spsc.rs|'        // Release: as in `publish`.\n        w.store(msg, Ordering::Release);'|'        w.store(msg, Ordering::Relaxed);'
-spsc-try-write-header-relaxed|blind|src/ring/spsc.rs|'w.store(self.msg_word(len, t), Ordering::Release);'|'w.store(self.msg_word(len, t), Ordering::Relaxed);'
+spsc-try-write-header-relaxed|blind|src/ring/spsc.rs|'w.store(word, Ordering::Release);'|'w.store(word, Ordering::Relaxed);'
 spsc-peek-header-relaxed|required|src/ring/spsc.rs|'let w = w.load(Ordering::Acquire);'|'let w = w.load(Ordering::Relaxed);'
 spsc-publish-tail-relaxed|equivalent|src/ring/spsc.rs|'mem.header().prod.store(self.tail, Ordering::Release);'|'mem.header().prod.store(self.tail, Ordering::Relaxed);'
 mpmc-publish-seq-relaxed|required|src/ring/mpmc.rs|'slot_word(mem, off).store(pos + 1, Ordering::Release);'|'slot_word(mem, off).store(pos + 1, Ordering::Relaxed);'
