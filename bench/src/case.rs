@@ -181,6 +181,15 @@ pub struct Params {
     /// Pipe (`F_SETPIPE_SZ`) and socket (`SO_SNDBUF`) buffer in bytes;
     /// 0 keeps the kernel defaults.
     pub kernel_buffer: usize,
+    /// Stream producers send in batches of this many
+    /// ([`Transport::send_batch`](crate::Transport::send_batch)); 1: one
+    /// message at a time.
+    #[serde(default = "one")]
+    pub batch: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Params {
@@ -194,6 +203,7 @@ impl Params {
             spin_us: None,
             mq_depth: 10,
             kernel_buffer: KERNEL_BUFFER,
+            batch: 1,
         }
     }
 

@@ -147,19 +147,28 @@ impl Limit {
         }
     }
 
-    /// Waits until `need` more bytes after our cursor are free.
+    /// Waits until `need` more bytes after our cursor are free (first
+    /// publishing what a batch wrote: the consumer can only free what it
+    /// sees).
     #[inline]
     fn room(&mut self, need: u64) -> io::Result<()> {
         let (pos, cap) = (self.pos, self.cap);
         if pos + need - self.peer > cap {
+            self.publish();
             self.await_peer(|head| pos + need - head <= cap)?;
         }
         Ok(())
     }
-}
 
-impl Transport for Limit {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+    /// Stores the producer's cursor: every record before it is visible.
+    fn publish(&self) {
+        // Release: pairs with the consumer's Acquire load of the tail in
+        // `await_peer`: the records (and any pad) are written before it.
+        self.word(TAIL).store(self.pos, Ordering::Release);
+    }
+
+    /// Writes one record (and any pad before it) without publishing it.
+    fn write(&mut self, msg: &[u8]) -> io::Result<()> {
         if !self.producer {
             return Err(crate::transport::unsupported("send (it is the consumer)"));
         }
@@ -169,7 +178,7 @@ impl Transport for Limit {
         let rec = record(msg.len());
         let to_end = self.cap - (self.pos & (self.cap - 1));
         if to_end < rec {
-            // Pad to the end; published with the record's tail below.
+            // Pad to the end; published with the record's tail.
             self.room(to_end)?;
             // SAFETY: `to_end >= 8` bytes (cursors move in 8s) at an
             // 8-aligned ring offset that the consumer has left (`room`).
@@ -186,9 +195,23 @@ impl Transport for Limit {
             std::ptr::copy_nonoverlapping(msg.as_ptr(), p.add(8), msg.len());
         }
         self.pos += rec;
-        // Release: pairs with the consumer's Acquire load of the tail in
-        // `await_peer`: the record (and any pad) is written before it.
-        self.word(TAIL).store(self.pos, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Transport for Limit {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.write(msg)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// `n` records, one cursor store (`spsc_limit.c` with a batch of `n`).
+    fn send_batch(&mut self, msg: &[u8], n: usize) -> io::Result<()> {
+        for _ in 0..n {
+            self.write(msg)?;
+        }
+        self.publish();
         Ok(())
     }
 
@@ -266,12 +289,22 @@ mod tests {
     /// Streams `n` messages from a producer thread to this thread and
     /// checks each.
     fn stream(size: usize, n: u64) {
+        stream_batched(size, n, 1);
+    }
+
+    /// `stream`, the producer sending `batch` copies of each message with
+    /// `send_batch` (one cursor store per batch).
+    fn stream_batched(size: usize, n: u64, batch: usize) {
         let fd = memfd(Limit::map_len(size));
         let tx_fd = fd.try_clone().unwrap();
         let producer = std::thread::spawn(move || {
             let mut tx = Limit::map(tx_fd.as_fd(), size, true).unwrap();
-            for i in 0..n {
-                tx.send(&message(i, size)).unwrap();
+            for i in 0..n / batch as u64 {
+                if batch == 1 {
+                    tx.send(&message(i, size)).unwrap();
+                } else {
+                    tx.send_batch(&message(i, size), batch).unwrap();
+                }
             }
             // A producer cannot receive.
             assert_eq!(
@@ -282,13 +315,10 @@ mod tests {
         let mut rx = Limit::map(fd.as_fd(), size, false).unwrap();
         drop(fd);
         let mut buf = vec![0u8; size];
-        for i in 0..n {
+        for i in 0..n - n % batch as u64 {
             let got = rx.recv(&mut buf).unwrap();
-            assert_eq!(
-                &buf[..got],
-                &message(i, size)[..],
-                "message {i} of {size} B"
-            );
+            let want = message(i / batch as u64, size);
+            assert_eq!(&buf[..got], &want[..], "message {i} of {size} B");
         }
         producer.join().unwrap();
         assert!(rx.send(b"x").is_err(), "a consumer cannot send");
@@ -303,6 +333,15 @@ mod tests {
         stream(1024, 20_000);
         stream(600 << 10, 20);
         assert_eq!(Limit::capacity(600 << 10), 2 << 20);
+    }
+
+    #[test]
+    fn limit_streams_batches_larger_than_its_ring() {
+        // 32 records per cursor store; with 600 KiB messages a batch of 4
+        // is more than the 2 MiB ring: the producer must publish what it
+        // wrote before waiting for room, or both sides wait for ever.
+        stream_batched(64, 50_000, 32);
+        stream_batched(600 << 10, 20, 4);
     }
 
     #[test]

@@ -386,19 +386,38 @@ fn clock_every(size: usize) -> u64 {
     if size < 1024 { 64 } else { 1 }
 }
 
-/// Sends `size`-byte messages until the window closes (or `go.count` of
-/// them); then a stop message if `stop`. Returns how many were sent.
-pub(crate) fn produce(t: &mut dyn Transport, size: usize, go: &Go, stop: bool) -> io::Result<u64> {
+/// Sends `size`-byte messages, `batch` at a time (`Transport::send_batch`
+/// when `batch > 1`), until the window closes (or `go.count` of them); then
+/// a stop message if `stop`. Returns how many were sent.
+pub(crate) fn produce(
+    t: &mut dyn Transport,
+    size: usize,
+    batch: usize,
+    go: &Go,
+    stop: bool,
+) -> io::Result<u64> {
     let mut msg = vec![DATA; size.max(1)];
-    let every = clock_every(size);
+    let every = clock_every(size).max(batch as u64);
     let mut n: u64 = 0;
     loop {
-        t.send(&msg)?;
-        n += 1;
+        let k = if go.count > 0 {
+            (batch as u64).min(go.count - n)
+        } else {
+            batch as u64
+        };
+        if k == 1 {
+            t.send(&msg)?;
+        } else {
+            t.send_batch(&msg, k as usize)?;
+        }
+        // The clock is read once per `every` messages (batches: once per
+        // batch at least).
+        let before = n;
+        n += k;
         let done = if go.count > 0 {
             n >= go.count
         } else {
-            n % every == 0 && mono_ns() >= go.stop_ns
+            n / every != before / every && mono_ns() >= go.stop_ns
         };
         if done {
             break;

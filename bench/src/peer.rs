@@ -353,7 +353,8 @@ pub fn serve() -> Result<(), String> {
         match spec.role {
             Role::Echo => r.counters.messages = 2 * echo(t.as_mut(), &mut buf).map_err(io)?,
             Role::Produce => {
-                r.counters.messages = produce(t.as_mut(), p.size, &go, spec.stop).map_err(io)?
+                r.counters.messages =
+                    produce(t.as_mut(), p.size, p.batch.max(1), &go, spec.stop).map_err(io)?
             }
             Role::Consume => {
                 let c = consume(t.as_mut(), &mut buf, p.size, go.window()).map_err(io)?;

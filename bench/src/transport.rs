@@ -45,6 +45,19 @@ pub trait Transport {
     /// [`io::ErrorKind::BrokenPipe`] when the peer is gone.
     fn send(&mut self, msg: &[u8]) -> io::Result<()>;
 
+    /// Sends `msg` `n` times, as one batch where the transport has them
+    /// (shmq SPSC: one [`WriteBatch`](shmq::spsc::WriteBatch), published
+    /// once; `limit`: one cursor store); else `n` sends.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    fn send_batch(&mut self, msg: &[u8], n: usize) -> io::Result<()> {
+        for _ in 0..n {
+            self.send(msg)?;
+        }
+        Ok(())
+    }
+
     /// Receives the next message into `buf`, waiting for one; returns its
     /// length.
     ///
@@ -64,6 +77,9 @@ pub trait Transport {
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         (**self).send(msg)
+    }
+    fn send_batch(&mut self, msg: &[u8], n: usize) -> io::Result<()> {
+        (**self).send_batch(msg, n)
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (**self).recv(buf)
@@ -149,13 +165,29 @@ impl std::ops::Sub for Counters {
     }
 }
 
-/// `Transport` for a shmq producer: `send` sends, `recv` is unsupported.
+/// `Transport` for a shmq producer: `send` sends, `recv` is unsupported;
+/// with `batched`, `send_batch` sends under one `batch()`.
 macro_rules! shmq_sender {
+    ($ty:ty, $what:literal, batched) => {
+        shmq_sender!($ty, $what, {
+            fn send_batch(&mut self, msg: &[u8], n: usize) -> io::Result<()> {
+                let mut b = self.batch();
+                for _ in 0..n {
+                    b.send(msg).map_err(to_io)?;
+                }
+                Ok(())
+            }
+        });
+    };
     ($ty:ty, $what:literal) => {
+        shmq_sender!($ty, $what, {});
+    };
+    ($ty:ty, $what:literal, { $($batch:tt)* }) => {
         impl Transport for $ty {
             fn send(&mut self, msg: &[u8]) -> io::Result<()> {
                 <$ty>::send(self, msg).map_err(to_io)
             }
+            $($batch)*
             fn recv(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
                 Err(unsupported(concat!("receive (it is an ", $what, ")")))
             }
@@ -184,7 +216,7 @@ macro_rules! shmq_receiver {
     };
 }
 
-shmq_sender!(spsc::Producer, "SPSC producer");
+shmq_sender!(spsc::Producer, "SPSC producer", batched);
 shmq_receiver!(spsc::Consumer, "SPSC consumer");
 shmq_sender!(mpmc::Producer, "MPMC producer");
 shmq_receiver!(mpmc::Consumer, "MPMC consumer");

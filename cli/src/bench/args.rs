@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Do not pin the processes to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Stream producers send in batches of this many (1 to 4096): shmq
+    /// SPSC under one `batch()` (one publish), `limit` with one cursor store
+    /// per batch, the others one send at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub batch: u16,
 }
 
 /// Arguments of the hidden peer process: none, it reads its spec from the

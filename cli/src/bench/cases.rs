@@ -43,6 +43,7 @@ pub fn comparison(a: &BenchArgs, sizes: &[usize]) -> Vec<Case> {
     let want_p = |p: Pattern| a.patterns.is_empty() || a.patterns.contains(&p);
     let params = |t, w, size| Params {
         kernel_buffer: a.kernel_buffer,
+        batch: usize::from(a.batch),
         ..Params::new(t, w, size)
     };
     let mut v = Vec::new();

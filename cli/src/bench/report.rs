@@ -188,6 +188,18 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             polling.join(", ")
         )?;
     }
+    if let Some(b) = sums
+        .iter()
+        .map(|s| s.case.params.batch)
+        .find(|&b| b > 1 && sums.iter().any(|s| s.case.pattern == Pattern::Throughput))
+    {
+        writeln!(
+            out,
+            "--batch {b}: stream producers send {b} messages at a time: shmq-spsc under one \
+             batch() (one publish), limit with one cursor store per batch, the others {b} \
+             single sends; consumers take messages one at a time."
+        )?;
+    }
     limit_lines(out, sums)
 }
 
