@@ -277,12 +277,24 @@ fn limit_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         )?;
     }
     if !each.is_empty() || !pipe.is_empty() {
+        let batch = sums
+            .iter()
+            .filter(|s| s.case.params.transport == TransportName::Limit)
+            .map(|s| s.case.params.batch)
+            .max()
+            .unwrap_or(1);
+        let stores = if batch > 1 {
+            format!(
+                "the producer's Release cursor store once per {batch} records, the consumer's per record"
+            )
+        } else {
+            "a Release cursor store per record".to_owned()
+        };
         writeln!(
             out,
-            "limit: spsc_limit.c's stream (bare byte ring, 8-byte headers, a Release cursor \
-             store per record, no checks, both sides spinning) in the same processes, pinning \
-             and harness: that protocol's ceiling here (a ring that publishes otherwise, or \
-             in batches, can pass it)."
+            "limit: spsc_limit.c's stream (bare byte ring, 8-byte headers, {stores}, no checks, \
+             both sides spinning) in the same processes, pinning and harness: that protocol's \
+             ceiling here (a ring that publishes otherwise, or in batches, can pass it)."
         )?;
     }
     Ok(())
