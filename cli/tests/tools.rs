@@ -550,16 +550,7 @@ fn interrupted_endpoints_detach_cleanly() {
     eventually(Duration::from_secs(10), "the receiver's segment", || {
         stdout_of(&run(&["stat", &name])).contains("consumer 0   alive")
     });
-    let pid = recv.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = wait_for(&mut recv.0, Duration::from_secs(10), "interrupted recv");
-    assert_eq!(s.code(), Some(130));
+    signal_expect(&mut recv.0, "-INT", 130, "interrupted recv");
     assert!(
         !name.exists(),
         "an interrupted receiver removes its segment"
@@ -584,16 +575,7 @@ fn interrupted_endpoints_detach_cleanly() {
         .read_exact(&mut got)
         .unwrap();
     assert_eq!(&got, b"one\ntwo\n");
-    let pid = send.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = wait_for(&mut send.0, Duration::from_secs(10), "interrupted send");
-    assert_eq!(s.code(), Some(143));
+    signal_expect(&mut send.0, "-TERM", 143, "interrupted send");
     let r = wait_for(&mut recv.0, Duration::from_secs(10), "recv");
     assert!(r.success(), "{r}");
     assert!(!name.exists());
@@ -702,6 +684,22 @@ fn wait_output(path: &std::path::Path, bytes: u64, child: &mut Child, what: &str
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Sends `child` the signal `sig` (`kill -INT`, `-TERM`) and checks that
+/// it exits within 10 s with status `code` (128 + the signal number: the
+/// tool's exit after a clean detach).
+fn signal_expect(child: &mut Child, sig: &str, code: i32, what: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = wait_for(child, Duration::from_secs(10), what);
+    assert_eq!(s.code(), Some(code), "{what}: {}", stderr_text(child));
 }
 
 fn stderr_text(c: &mut Child) -> String {
@@ -930,22 +928,7 @@ fn interrupted_receiver_then_next_resumes() {
             input.len(),
             &mut rng,
             (send_opts, &[]),
-            |a, _| {
-                let pid = a.0.id().to_string();
-                assert!(
-                    Command::new("kill")
-                        .args(["-INT", &pid])
-                        .status()
-                        .unwrap()
-                        .success()
-                );
-                let s = wait_for(
-                    &mut a.0,
-                    Duration::from_secs(10),
-                    "the interrupted receiver",
-                );
-                assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut a.0));
-            },
+            |a, _| signal_expect(&mut a.0, "-INT", 130, "the interrupted receiver"),
         );
         let a_len = joined.len();
         assert!(
@@ -1185,20 +1168,7 @@ fn interrupted_sender_waiting_for_room_detaches() {
             serde_json::from_str(&stdout_of(&run(&["stat", "--json", &name]))).unwrap();
         st["used"].as_u64().unwrap() > 3 << 10
     });
-    let pid = send.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = wait_for(
-        &mut send.0,
-        Duration::from_secs(10),
-        "the interrupted sender",
-    );
-    assert_eq!(s.code(), Some(130), "{}", stderr_text(&mut send.0));
+    signal_expect(&mut send.0, "-INT", 130, "the interrupted sender");
     let o = run(&["recv", "--lines", &name]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     let got = parse_lines(&o.stdout, "receiver");
@@ -1225,16 +1195,7 @@ fn signal_just_before_the_stdin_wait_is_not_missed() {
     let stdin = c.stdin.take().unwrap();
     let mut send = Reaper(c);
     wait_attached(&name, send.0.id());
-    let pid = send.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = wait_for(&mut send.0, Duration::from_secs(10), "the signalled sender");
-    assert_eq!(s.code(), Some(143), "{}", stderr_text(&mut send.0));
+    signal_expect(&mut send.0, "-TERM", 143, "the signalled sender");
     assert!(!name.exists());
     drop(stdin);
 }

@@ -493,15 +493,29 @@ impl ProducerRing {
         let data = unsafe { Data::of(mem, self.cap) };
         let end = self.terminate(data, r.start + record_size(n as u64));
         let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
-        if r.pad == 0 && self.pending_word == 0 {
-            // The first record since the last publish: its header word
-            // waits for `publish`.
-            self.pending_at = r.start & (self.cap - 1);
-            self.pending_word = msg;
+        if r.pad == 0 {
+            self.hold_or_store(data, r.start & (self.cap - 1), msg);
         } else {
-            self.commit_headers(data, r, msg);
+            self.commit_padded(data, r, msg);
         }
         self.tail = end;
+    }
+
+    /// The header word `word` of a committed record at data offset `at`:
+    /// held back for `publish` if it is the first unpublished one, else
+    /// stored now (the held-back word, stored Release later, publishes it).
+    #[inline(always)]
+    fn hold_or_store(&mut self, data: Data<'_>, at: u64, word: u64) {
+        if self.pending_word == 0 {
+            self.pending_at = at;
+            self.pending_word = word;
+        } else {
+            // SAFETY: `at` is a cursor (a multiple of 8), masked.
+            let w = unsafe { data.word(at) };
+            // Relaxed: published by the Release store of the held-back
+            // header word before it (in `publish`).
+            w.store(word, Ordering::Relaxed);
+        }
     }
 
     /// Writes the terminator after a record that ends at cursor `end`
@@ -521,29 +535,17 @@ impl ProducerRing {
         end
     }
 
-    /// `commit` after padding, or inside a batch.
+    /// `commit` of a record after padding: the message's header word now,
+    /// the padding's (which comes first) held back or stored.
     #[cold]
-    fn commit_headers(&mut self, data: Data<'_>, r: &Reservation, msg: u64) {
+    fn commit_padded(&mut self, data: Data<'_>, r: &Reservation, msg: u64) {
         let mask = self.cap - 1;
-        let (first_at, first) = if r.pad > 0 {
-            // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
-            let w = unsafe { data.word(r.start & mask) };
-            // Relaxed: published with the padding header, stored after it.
-            w.store(msg, Ordering::Relaxed);
-            let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail, self.cap);
-            (self.tail & mask, pad)
-        } else {
-            (r.start & mask, msg)
-        };
-        if self.pending_word == 0 {
-            self.pending_at = first_at;
-            self.pending_word = first;
-        } else {
-            // SAFETY: `first_at` is a cursor (a multiple of 8), masked.
-            let w = unsafe { data.word(first_at) };
-            // Relaxed: published by the held-back header word before it.
-            w.store(first, Ordering::Relaxed);
-        }
+        // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
+        let w = unsafe { data.word(r.start & mask) };
+        // Relaxed: published with the padding header, stored after it.
+        w.store(msg, Ordering::Relaxed);
+        let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail, self.cap);
+        self.hold_or_store(data, self.tail & mask, pad);
     }
 
     /// Copies `msg` into the ring as one record and commits it; with
@@ -604,16 +606,7 @@ impl ProducerRing {
         let Some((pos, end, word)) = self.write_quick(data, msg) else {
             return false;
         };
-        if self.pending_word == 0 {
-            self.pending_at = pos;
-            self.pending_word = word;
-        } else {
-            // SAFETY: `pos` is a masked cursor, a multiple of 8.
-            let w = unsafe { data.word(pos) };
-            // Relaxed: published by the Release store of the held-back
-            // header word before it (in `publish`).
-            w.store(word, Ordering::Relaxed);
-        }
+        self.hold_or_store(data, pos, word);
         self.tail = end;
         true
     }
