@@ -529,7 +529,12 @@ impl<S: Side> Endpoint<S> {
     pub(crate) fn run(&mut self, arg: S::Arg, wait: Wait) -> Result<S::Ready, Error> {
         match wait {
             Wait::No => S::attempt(self, arg, false),
-            _ => notify::wait_for(&mut Op { ep: self, arg }, wait),
+            _ => {
+                let r = notify::wait_for(&mut Op { ep: self, arg }, wait);
+                // A corruption found while waiting (a scribbled semaphore)
+                // poisons the endpoint like one found by an attempt.
+                r.map_err(|e| self.note(e))
+            }
         }
     }
 

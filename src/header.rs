@@ -179,6 +179,15 @@ pub(crate) fn read_header(name: &str, h: &Header, file_len: u64) -> Result<Found
     let raw_wake = m.wake.load(Ordering::Relaxed);
     let backend = Backend::from_raw(raw_wake)
         .ok_or_else(|| corrupted(format!("unknown wake backend {raw_wake}")))?;
+    if backend == Backend::Semaphore {
+        for (word, which) in [(&h.not_empty, "not_empty"), (&h.not_full, "not_full")] {
+            crate::notify::check_word(word).map_err(|flags| {
+                corrupted(format!(
+                    "the {which} semaphore's flags word holds {flags:#x}, not what sem_init wrote"
+                ))
+            })?;
+        }
+    }
     let ty = TypeInfo {
         size: m.type_size.load(Ordering::Relaxed),
         align: m.type_align.load(Ordering::Relaxed),

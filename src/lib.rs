@@ -81,25 +81,23 @@ pub use shm::{MAX_NAME_LEN, PREFIX, list, remove, validate_name};
 pub mod __layout {
     use std::mem::offset_of;
 
-    use crate::layout::{Geometry, Header, Meta};
+    use crate::layout::{Geometry, Header, Meta, WakeWord};
 
     const META: usize = offset_of!(Header, meta);
     /// The producer cursor (SPSC write / MPMC enqueue).
     pub const PROD_CURSOR: u64 = offset_of!(Header, prod) as u64;
     /// The consumer cursor (SPSC read / MPMC dequeue).
     pub const CONS_CURSOR: u64 = offset_of!(Header, cons) as u64;
-    /// The word holding `state` (low half) and `wake` (high half).
-    pub const STATE_AND_WAKE: u64 = (META + offset_of!(Meta, state)) as u64;
     /// `capacity` (SPSC bytes, MPMC slots).
     pub const CAPACITY: u64 = (META + offset_of!(Meta, capacity)) as u64;
     /// The word holding `slot_size` (low half) and `max_producers`.
     pub const SLOT_SIZE: u64 = (META + offset_of!(Meta, slot_size)) as u64;
     /// The producers' wake word.
     pub const NOT_FULL: u64 = offset_of!(Header, not_full) as u64;
-    /// `state` of a ready segment.
-    pub const STATE_READY: u32 = crate::layout::STATE_READY;
-    /// `wake` of a semaphore segment.
-    pub const WAKE_SEMAPHORE: u32 = 2;
+    /// The consumers' wake word.
+    pub const NOT_EMPTY: u64 = offset_of!(Header, not_empty) as u64;
+    /// Where a wake word's `sem_t` starts, from the start of the word.
+    pub const WAKE_SEM: u64 = offset_of!(WakeWord, sem) as u64;
 
     /// Where the data area of an MPMC ring with these endpoint counts
     /// starts.

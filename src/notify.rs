@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{Corruption, Error};
 use crate::layout::WakeWord;
 use crate::sync::{Ordering, fence};
 
@@ -161,6 +161,12 @@ fn wake_slow(word: &WakeWord, backend: Backend, stats: &mut Stats) {
             stats.wake_syscalls += 1;
         }
         Backend::Semaphore => {
+            // A semaphore whose flags a peer scribbled would make the C
+            // library abort us: post nothing. Its sleepers check the same
+            // word before each wait and return `Corrupted`.
+            if sys::sem_flags(word).is_err() {
+                return;
+            }
             // One post per sleeper taken. A peer may have scribbled any count
             // here; there are never more sleepers than endpoints, so post at
             // most that many times rather than up to 2^32.
@@ -378,6 +384,9 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
         if woke != Woke::Token {
             unregister(w.word(), epoch);
         }
+        if let Woke::Corrupt(flags) = woke {
+            return Err(Error::Corrupted(sem_flags_corrupt(flags)));
+        }
         // Woken by a semaphore token: leave the registration. Either a
         // waker took it already (the epoch moved; unregistering would do
         // nothing), or the token was posted for a sleeper whose registration
@@ -411,6 +420,31 @@ enum Woke {
     Woken,
     /// A semaphore wait took a token.
     Token,
+    /// Not slept: the semaphore's flags word holds this instead of what
+    /// `sem_init` wrote (see [`check_word`]).
+    Corrupt(u32),
+}
+
+/// The corruption a scribbled semaphore flags word is reported as.
+fn sem_flags_corrupt(flags: u32) -> Corruption {
+    Corruption::new(
+        "semaphore flags word overwritten (not what sem_init wrote)",
+        None,
+        u64::from(flags),
+    )
+}
+
+/// Checks the part of `word`'s semaphore that the C library trusts: glibc
+/// keeps a semaphore's futex flags inside the `sem_t` (the `int` after its
+/// count) and aborts the process (`__libc_fatal`, "The futex facility
+/// returned an unexpected error code") when the kernel refuses them. Its
+/// count and waiter count may hold anything without harm (a post of a full
+/// count fails with `EOVERFLOW`). `Err(flags)` if the word differs from
+/// what `sem_init(pshared = 1)` writes; checked at open and before every
+/// post or wait. A peer that rewrites it between that check and the C
+/// library's read can still abort us: the futex backend has no such word.
+pub(crate) fn check_word(word: &WakeWord) -> Result<(), u32> {
+    sys::sem_flags(word)
 }
 
 /// Removes our registration, unless a waker took it already (the epoch moved
@@ -513,6 +547,48 @@ mod sys {
         }
     }
 
+    /// Where glibc keeps a semaphore's futex flags (`struct new_sem`'s
+    /// `private`): after the 64-bit count, or after the 32-bit value on
+    /// targets without 64-bit atomics.
+    #[cfg(target_env = "gnu")]
+    const SEM_FLAGS_AT: usize = if cfg!(target_pointer_width = "64") {
+        8
+    } else {
+        4
+    };
+
+    /// See [`check_word`](super::check_word).
+    pub(super) fn sem_flags(word: &WakeWord) -> Result<(), u32> {
+        #[cfg(target_env = "gnu")]
+        {
+            let flags_of = |sem: *mut libc::sem_t| {
+                // SAFETY: `SEM_FLAGS_AT + 4 <= size_of::<sem_t>()` (32), and
+                // a `sem_t` is 8-aligned, so the word is aligned and in
+                // bounds of the semaphore.
+                let p = unsafe { sem.cast::<u8>().add(SEM_FLAGS_AT) }.cast::<u32>();
+                // SAFETY: as above; read atomically because a peer may
+                // write it meanwhile (a plain read would be a data race).
+                // Relaxed: one value, checked on its own.
+                unsafe { crate::sync::AtomicU32::from_ptr(p) }.load(crate::sync::Ordering::Relaxed)
+            };
+            // What `sem_init` writes there, from a semaphore of our own (a
+            // few stores; we are about to make a syscall anyway).
+            let mut own = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
+            // SAFETY: `own` is a valid, writable `sem_t`.
+            unsafe { libc::sem_init(own.as_mut_ptr(), 1, 0) };
+            let want = flags_of(own.as_mut_ptr());
+            // SAFETY: initialised just above, and unused after.
+            unsafe { libc::sem_destroy(own.as_mut_ptr()) };
+            let found = flags_of(word.sem.get());
+            if found != want {
+                return Err(found);
+            }
+        }
+        #[cfg(not(target_env = "gnu"))]
+        let _ = word;
+        Ok(())
+    }
+
     /// Sleeps until woken or `timeout`.
     pub(super) fn sleep(
         word: &WakeWord,
@@ -565,8 +641,12 @@ mod sys {
                     abs.tv_nsec -= 1_000_000_000;
                 }
                 loop {
+                    if let Err(flags) = sem_flags(word) {
+                        return Woke::Corrupt(flags);
+                    }
                     // SAFETY: initialised process-shared semaphore in a live
-                    // mapping; `abs` is valid for the call.
+                    // mapping, its flags checked just above; `abs` is valid
+                    // for the call.
                     let rc = unsafe { sem_wait_until(word.sem.get(), &abs) };
                     if rc == 0 {
                         return Woke::Token;
@@ -613,6 +693,9 @@ mod sys {
         word.kernel_cv.notify_all();
     }
     pub(super) fn sem_init(_word: &WakeWord) {}
+    pub(super) fn sem_flags(_word: &WakeWord) -> Result<(), u32> {
+        Ok(())
+    }
     pub(super) fn sleep(word: &WakeWord, b: super::Backend, epoch: u32, _t: Duration) -> Woke {
         let mut tokens = word.kernel.lock().unwrap();
         match b {
@@ -648,6 +731,9 @@ mod sys {
     pub(super) fn futex_wake(_word: &WakeWord) {}
     pub(super) fn sem_post(_word: &WakeWord) {}
     pub(super) fn sem_init(_word: &WakeWord) {}
+    pub(super) fn sem_flags(_word: &WakeWord) -> Result<(), u32> {
+        Ok(())
+    }
     pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, t: Duration) -> Woke {
         let start = Instant::now();
         // Acquire: pairs with the Release epoch bump in `wake_slow`.

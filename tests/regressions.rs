@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shmq::{Error, Options, WaitStrategy, mpmc, spsc};
 
-use shmq::__layout::{CAPACITY, CONS_CURSOR, NOT_FULL, PROD_CURSOR, SLOT_SIZE, STATE_AND_WAKE};
+use shmq::__layout::{CAPACITY, CONS_CURSOR, NOT_FULL, PROD_CURSOR, SLOT_SIZE};
 
 /// Where the slots of an MPMC ring with one producer and one consumer slot
 /// start.
@@ -125,15 +125,15 @@ fn mpmc_sequence_ahead_of_dequeue_cursor_is_corrupted() {
 #[cfg_attr(miri, ignore = "named segments need shm_open")]
 fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     let name = Name::new("reg-sem-waiters");
-    let opts = Options::new().capacity(256).keep(true);
+    // A semaphore segment. (This test used to make one by scribbling the
+    // `wake` field of a futex segment; its semaphores were then never
+    // initialised, which opens now refuse: see
+    // `semaphore_with_scribbled_flags_is_corrupted_not_an_abort`.)
+    let opts = Options::new()
+        .capacity(256)
+        .wait(WaitStrategy::Semaphore)
+        .keep(true);
     drop(spsc::Producer::create(&name, &opts).unwrap());
-    // The word of `state` (READY) and `wake` (semaphore).
-    let wake = u64::from(shmq::__layout::WAKE_SEMAPHORE) << 32;
-    scribble(
-        &name,
-        STATE_AND_WAKE,
-        wake | u64::from(shmq::__layout::STATE_READY),
-    );
     // `not_full` wake word: epoch 0, u32::MAX sleepers.
     scribble(&name, NOT_FULL, 0xffff_ffff_0000_0000);
     let rx = spsc::Consumer::open(&name, &opts).unwrap();
@@ -145,6 +145,49 @@ fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     drop(rx);
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(5), "the detach took {took:?}");
+}
+
+/// fuzz: open_hostile (the CI run of stop 18),
+/// `fuzz/regressions/open_hostile/semaphore-flags-abort`. glibc keeps a
+/// semaphore's futex flags inside the `sem_t` (the `int` after the 64-bit
+/// count) and aborts the process ("The futex facility returned an
+/// unexpected error code") when the kernel refuses them. A peer that
+/// scribbled that word made any post or wait on the semaphore kill us:
+/// the fuzzer's image did it through the consumer's detach, which wakes
+/// the producers' word. Now the word is checked at open and before every
+/// post or wait: a blocked receive returns `Corrupted`, a wake skips the
+/// post, an open fails with `OpenError::Corrupted`.
+#[test]
+#[cfg(target_env = "gnu")]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn semaphore_with_scribbled_flags_is_corrupted_not_an_abort() {
+    use shmq::__layout::{NOT_EMPTY, WAKE_SEM};
+    // glibc (64-bit): `struct new_sem { uint64_t data; int private; int pad; }`.
+    const FLAGS: u64 = WAKE_SEM + 8;
+    const JUNK: u64 = 0x6d6d_6d6d_6d6d_6d6d;
+    let name = Name::new("reg-sem-flags");
+    let opts = Options::new()
+        .capacity(256)
+        .wait(WaitStrategy::Semaphore)
+        .keep(true);
+    let tx = spsc::Producer::create(&name, &opts).unwrap();
+    let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
+    // A receive that has to sleep on the scribbled semaphore.
+    scribble(&name, NOT_EMPTY + FLAGS, JUNK);
+    let r = rx.recv_timeout(Duration::from_secs(10)).map(|g| g.len());
+    assert!(matches!(r, Err(Error::Corrupted(_))), "{r:?}");
+    assert!(matches!(rx.try_recv().err(), Some(Error::Corrupted(_))));
+    // A wake that has to post: one registered producer on `not_full`.
+    scribble(&name, NOT_FULL, 1 << 32);
+    scribble(&name, NOT_FULL + FLAGS, JUNK);
+    drop(rx);
+    drop(tx);
+    match spsc::Consumer::open(&name, &opts) {
+        Err(shmq::OpenError::Corrupted { detail, .. }) => {
+            assert!(detail.contains("semaphore"), "{detail}")
+        }
+        r => panic!("open of a scribbled semaphore: {:?}", r.err()),
+    }
 }
 
 // ---------------------------------------------------------------------------
