@@ -1,7 +1,8 @@
 //! Instructions per message on the hot paths, counted by callgrind through
 //! gungraun: 1000 messages of 64 bytes along each path of
 //! `shmq_bench::hot` (one thread, both endpoints of a named segment, `Spin`
-//! waits), send one, receive it. Creating the segment (setup) and removing
+//! waits), send one, receive it (`spsc_batch`: send 32 under one
+//! `batch()`, receive them under one `batch()`). Creating the segment (setup) and removing
 //! it (teardown) are not counted; divide the instruction count by 1000.
 //!
 //! Needs valgrind and `gungraun-runner` of the same version as the
@@ -28,6 +29,7 @@ fn setup(path: HotPath) -> Hot {
 #[bench::spsc_reserve_commit(args = (HotPath::SpscReserveCommit), setup = setup, teardown = drop)]
 #[bench::mpmc_send_recv(args = (HotPath::MpmcSendRecv), setup = setup, teardown = drop)]
 #[bench::typed_send_recv(args = (HotPath::TypedSendRecv), setup = setup, teardown = drop)]
+#[bench::spsc_batch(args = (HotPath::SpscBatch), setup = setup, teardown = drop)]
 fn messages_1000(mut hot: Hot) -> Hot {
     hot.run(black_box(N));
     hot

@@ -8,7 +8,8 @@
 # Usage: scripts/instructions.sh [N] [PATH...]
 #   N     messages (default 100000)
 #   PATH  spsc-send-recv-into (the default alone), spsc-reserve-commit,
-#         mpmc-send-recv, typed-send-recv, or `all`
+#         mpmc-send-recv, typed-send-recv, spsc-batch (batches of 32), or
+#         `all`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ paths=("$@")
 if [ ${#paths[@]} -eq 0 ]; then
   paths=(spsc-send-recv-into)
 elif [ "${paths[0]}" = all ]; then
-  paths=(spsc-send-recv-into spsc-reserve-commit mpmc-send-recv typed-send-recv)
+  paths=(spsc-send-recv-into spsc-reserve-commit mpmc-send-recv typed-send-recv spsc-batch)
 fi
 
 cargo build -q --release -p shmq-bench --example instructions

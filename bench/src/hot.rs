@@ -29,15 +29,23 @@ pub enum HotPath {
     MpmcSendRecv,
     /// Typed SPSC channel of `[u8; 64]`: `send`, then `recv`.
     TypedSendRecv,
+    /// SPSC batches of [`HOT_BATCH`]: `send`s under one `batch()`, then
+    /// `recv_into`s under one `batch()` (one publish and one release per
+    /// batch).
+    SpscBatch,
 }
+
+/// Messages per batch of [`HotPath::SpscBatch`].
+pub const HOT_BATCH: u64 = 32;
 
 impl HotPath {
     /// Every path.
-    pub const ALL: [HotPath; 4] = [
+    pub const ALL: [HotPath; 5] = [
         HotPath::SpscSendRecvInto,
         HotPath::SpscReserveCommit,
         HotPath::MpmcSendRecv,
         HotPath::TypedSendRecv,
+        HotPath::SpscBatch,
     ];
 
     /// The name used on command lines.
@@ -47,6 +55,7 @@ impl HotPath {
             HotPath::SpscReserveCommit => "spsc-reserve-commit",
             HotPath::MpmcSendRecv => "mpmc-send-recv",
             HotPath::TypedSendRecv => "typed-send-recv",
+            HotPath::SpscBatch => "spsc-batch",
         }
     }
 }
@@ -83,10 +92,12 @@ impl Hot {
         let o = ring_options(Kind::Spsc, WaitStrategy::Spin, HOT_SIZE);
         let om = ring_options(Kind::Mpmc, WaitStrategy::Spin, HOT_SIZE);
         let ends = match path {
-            HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit => Ends::Spsc(
-                spsc::Producer::create(&name, &o)?,
-                spsc::Consumer::open(&name, &o)?,
-            ),
+            HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit | HotPath::SpscBatch => {
+                Ends::Spsc(
+                    spsc::Producer::create(&name, &o)?,
+                    spsc::Consumer::open(&name, &o)?,
+                )
+            }
             HotPath::MpmcSendRecv => Ends::Mpmc(Box::new((
                 mpmc::Producer::create(&name, &om)?,
                 mpmc::Consumer::open(&name, &om)?,
@@ -114,6 +125,24 @@ impl Hot {
                     g.commit(HOT_SIZE);
                     let r = rx.recv().expect("recv");
                     black_box(&*r);
+                }
+            }
+            (Ends::Spsc(tx, rx), HotPath::SpscBatch) => {
+                // Whole batches of `HOT_BATCH`, then what is left.
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(HOT_BATCH);
+                    let mut b = tx.batch();
+                    for _ in 0..k {
+                        b.send(black_box(&msg)).expect("send");
+                    }
+                    drop(b);
+                    let mut b = rx.batch();
+                    for _ in 0..k {
+                        black_box(b.recv_into(&mut buf).expect("recv_into"));
+                    }
+                    drop(b);
+                    left -= k;
                 }
             }
             (Ends::Spsc(tx, rx), _) => {

@@ -216,12 +216,58 @@ impl Transport for Limit {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read(buf, true)?.unwrap_or(0);
+        self.release();
+        Ok(n)
+    }
+
+    /// Up to `max` records, one cursor store (`spsc_limit.c`'s consumer
+    /// with a batch of `max`).
+    fn recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        each: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> io::Result<usize> {
+        let mut got = 0;
+        while got < max {
+            let Some(n) = self.read(buf, got == 0)? else {
+                break;
+            };
+            got += 1;
+            if !each(&buf[..n]) {
+                break;
+            }
+        }
+        self.release();
+        Ok(got)
+    }
+}
+
+impl Limit {
+    /// Stores the consumer's cursor: frees what it read.
+    fn release(&mut self) {
+        // Release: pairs with the producer's Acquire load of the head in
+        // `await_peer`: our copy-outs are done before it reuses the bytes.
+        self.word(HEAD).store(self.pos, Ordering::Release);
+    }
+
+    /// Reads the next record into `buf` without storing the cursor;
+    /// `None` if there is none and `wait` is false.
+    fn read(&mut self, buf: &mut [u8], wait: bool) -> io::Result<Option<usize>> {
         if self.producer {
             return Err(crate::transport::unsupported(
                 "receive (it is the producer)",
             ));
         }
         loop {
+            if self.pos == self.peer && !wait {
+                // Acquire: as in `await_peer`.
+                self.peer = self.word(TAIL).load(Ordering::Acquire);
+                if self.pos == self.peer {
+                    return Ok(None);
+                }
+            }
             if self.pos == self.peer {
                 let pos = self.pos;
                 self.await_peer(|tail| tail != pos)?;
@@ -245,13 +291,10 @@ impl Transport for Limit {
             }
             // SAFETY: `send` wrote the `n` payload bytes after the header,
             // before the ring's end and before its Release store of the
-            // tail; it does not reuse them until our head store below.
+            // tail; it does not reuse them until our head store (`release`).
             unsafe { std::ptr::copy_nonoverlapping(p.add(8), buf.as_mut_ptr(), n) };
             self.pos += record(n);
-            // Release: pairs with the producer's Acquire load of the head
-            // in `await_peer`: our copy-out is done before it reuses them.
-            self.word(HEAD).store(self.pos, Ordering::Release);
-            return Ok(n);
+            return Ok(Some(n));
         }
     }
 }
@@ -293,7 +336,8 @@ mod tests {
     }
 
     /// `stream`, the producer sending `batch` copies of each message with
-    /// `send_batch` (one cursor store per batch).
+    /// `send_batch` (one cursor store per batch), the consumer receiving
+    /// with `recv_batch`.
     fn stream_batched(size: usize, n: u64, batch: usize) {
         let fd = memfd(Limit::map_len(size));
         let tx_fd = fd.try_clone().unwrap();
@@ -315,10 +359,20 @@ mod tests {
         let mut rx = Limit::map(fd.as_fd(), size, false).unwrap();
         drop(fd);
         let mut buf = vec![0u8; size];
-        for i in 0..n - n % batch as u64 {
-            let got = rx.recv(&mut buf).unwrap();
-            let want = message(i / batch as u64, size);
-            assert_eq!(&buf[..got], &want[..], "message {i} of {size} B");
+        let total = n - n % batch as u64;
+        let mut i = 0;
+        while i < total {
+            // The consumer takes batches too (up to `batch`, whatever is
+            // there; one cursor store each).
+            let got = rx
+                .recv_batch(&mut buf, batch, &mut |m| {
+                    let want = message(i / batch as u64, size);
+                    assert_eq!(m, &want[..], "message {i} of {size} B");
+                    i += 1;
+                    true
+                })
+                .unwrap();
+            assert!((1..=batch).contains(&got));
         }
         producer.join().unwrap();
         assert!(rx.send(b"x").is_err(), "a consumer cannot send");

@@ -315,7 +315,9 @@ impl Session {
     fn stream(&mut self, go: &Go) -> Result<Sample, String> {
         let t0 = Instant::now();
         let size = self.case.params.size;
-        let c = consume(self.me.as_mut(), &mut self.buf, size, go.window()).map_err(self.err())?;
+        let batch = self.case.params.batch.max(1);
+        let c = consume(self.me.as_mut(), &mut self.buf, size, batch, go.window())
+            .map_err(self.err())?;
         let elapsed = match go.window() {
             Some((a, b)) => Duration::from_nanos(b - a),
             None => t0.elapsed(),
@@ -439,36 +441,72 @@ pub(crate) struct Consumed {
     pub counted: u64,
 }
 
-/// Receives `size`-byte messages until a stop message; counts those inside `window`
-/// (`CLOCK_MONOTONIC` ns), or all of them.
+/// A consumer's count of what it received, and where the window began
+/// and ended.
+struct Counting {
+    every: u64,
+    window: Option<(u64, u64)>,
+    total: u64,
+    at_start: Option<u64>,
+    at_stop: Option<u64>,
+    stopped: bool,
+}
+
+impl Counting {
+    /// Counts message `m`: `false` at the stop message.
+    fn see(&mut self, m: &[u8]) -> bool {
+        if m.first() == Some(&STOP) {
+            self.stopped = true;
+            return false;
+        }
+        self.total += 1;
+        if let Some((start_ns, stop_ns)) = self.window {
+            if self.at_stop.is_none() && self.total % self.every == 0 {
+                let now = mono_ns();
+                if self.at_start.is_none() && now >= start_ns {
+                    self.at_start = Some(self.total);
+                }
+                if now >= stop_ns {
+                    self.at_stop = Some(self.total);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Receives `size`-byte messages, up to `batch` at a time
+/// (`Transport::recv_batch` when `batch > 1`), until a stop message; counts
+/// those inside `window` (`CLOCK_MONOTONIC` ns), or all of them.
 pub(crate) fn consume(
     t: &mut dyn Transport,
     buf: &mut [u8],
     size: usize,
+    batch: usize,
     window: Option<(u64, u64)>,
 ) -> io::Result<Consumed> {
-    let every = clock_every(size);
-    let mut total: u64 = 0;
-    let mut at_start: Option<u64> = None;
-    let mut at_stop: Option<u64> = None;
-    loop {
-        let len = t.recv(buf)?;
-        if len > 0 && buf[0] == STOP {
-            break;
-        }
-        total += 1;
-        if let Some((start_ns, stop_ns)) = window {
-            if at_stop.is_none() && total % every == 0 {
-                let now = mono_ns();
-                if at_start.is_none() && now >= start_ns {
-                    at_start = Some(total);
-                }
-                if now >= stop_ns {
-                    at_stop = Some(total);
-                }
-            }
+    let mut st = Counting {
+        every: clock_every(size),
+        window,
+        total: 0,
+        at_start: None,
+        at_stop: None,
+        stopped: false,
+    };
+    while !st.stopped {
+        if batch > 1 {
+            t.recv_batch(buf, batch, &mut |m| st.see(m))?;
+        } else {
+            let len = t.recv(buf)?;
+            st.see(&buf[..len]);
         }
     }
+    let Counting {
+        total,
+        at_start,
+        at_stop,
+        ..
+    } = st;
     let counted = match window {
         Some(_) => at_stop
             .unwrap_or(total)

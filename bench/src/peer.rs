@@ -357,7 +357,8 @@ pub fn serve() -> Result<(), String> {
                     produce(t.as_mut(), p.size, p.batch.max(1), &go, spec.stop).map_err(io)?
             }
             Role::Consume => {
-                let c = consume(t.as_mut(), &mut buf, p.size, go.window()).map_err(io)?;
+                let c = consume(t.as_mut(), &mut buf, p.size, p.batch.max(1), go.window())
+                    .map_err(io)?;
                 r.counters.messages = c.total;
                 r.counted = c.counted;
                 r.total = c.total;

@@ -67,6 +67,41 @@ pub trait Transport {
     /// if `buf` is too small for the message.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 
+    /// Receives up to `max` messages, waiting for the first only, as one
+    /// batch where the transport has them (shmq SPSC: one
+    /// [`ReadBatch`](shmq::spsc::ReadBatch), freed with one store; `limit`:
+    /// one cursor store); else one `recv`. Each message lands in `buf` in
+    /// turn and is passed to `each`, which returns `false` to end the batch
+    /// there. Returns how many were received.
+    ///
+    /// ```
+    /// use shmq_bench::Transport;
+    /// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new()).unwrap();
+    /// tx.send_batch(b"abc", 3)?;
+    /// let mut buf = [0u8; 8];
+    /// let mut lens = Vec::new();
+    /// let n = rx.recv_batch(&mut buf, 32, &mut |m| {
+    ///     lens.push(m.len());
+    ///     true
+    /// })?;
+    /// assert_eq!((n, lens), (3, vec![3, 3, 3]));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), for the first message or a later one.
+    fn recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        each: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> io::Result<usize> {
+        let _ = max;
+        let n = self.recv(buf)?;
+        each(&buf[..n]);
+        Ok(1)
+    }
+
     /// The shmq endpoint counters (wake syscalls, sleeps), summed over both
     /// halves of a [`Duplex`]; `None` for kernel transports.
     fn stats(&self) -> Option<Counters> {
@@ -83,6 +118,14 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (**self).recv(buf)
+    }
+    fn recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        each: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> io::Result<usize> {
+        (**self).recv_batch(buf, max, each)
     }
     fn stats(&self) -> Option<Counters> {
         (**self).stats()
@@ -199,9 +242,43 @@ macro_rules! shmq_sender {
 }
 
 /// `Transport` for a shmq consumer: `recv` copies out (`recv_into`), `send`
-/// is unsupported.
+/// is unsupported; with `batched`, `recv_batch` receives under one
+/// `batch()`.
 macro_rules! shmq_receiver {
+    ($ty:ty, $what:literal, batched) => {
+        shmq_receiver!($ty, $what, {
+            fn recv_batch(
+                &mut self,
+                buf: &mut [u8],
+                max: usize,
+                each: &mut dyn FnMut(&[u8]) -> bool,
+            ) -> io::Result<usize> {
+                let mut b = self.batch();
+                let n = b.recv_into(buf).map_err(to_io)?;
+                let mut got = 1;
+                if !each(&buf[..n]) {
+                    return Ok(got);
+                }
+                while got < max {
+                    match b.try_recv_into(buf) {
+                        Ok(n) => {
+                            got += 1;
+                            if !each(&buf[..n]) {
+                                break;
+                            }
+                        }
+                        Err(Error::Empty) => break,
+                        Err(e) => return Err(to_io(e)),
+                    }
+                }
+                Ok(got)
+            }
+        });
+    };
     ($ty:ty, $what:literal) => {
+        shmq_receiver!($ty, $what, {});
+    };
+    ($ty:ty, $what:literal, { $($batch:tt)* }) => {
         impl Transport for $ty {
             fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
                 Err(unsupported(concat!("send (it is an ", $what, ")")))
@@ -209,6 +286,7 @@ macro_rules! shmq_receiver {
             fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 self.recv_into(buf).map_err(to_io)
             }
+            $($batch)*
             fn stats(&self) -> Option<Counters> {
                 Some(<$ty>::stats(self).into())
             }
@@ -217,7 +295,7 @@ macro_rules! shmq_receiver {
 }
 
 shmq_sender!(spsc::Producer, "SPSC producer", batched);
-shmq_receiver!(spsc::Consumer, "SPSC consumer");
+shmq_receiver!(spsc::Consumer, "SPSC consumer", batched);
 shmq_sender!(mpmc::Producer, "MPMC producer");
 shmq_receiver!(mpmc::Consumer, "MPMC consumer");
 

@@ -494,6 +494,19 @@ fn bench_holds_spsc_streams_to_the_limit_of_the_same_run() {
     assert!(o.status.success(), "{}", stderr_of(&o));
     let json = stdout_of(&o);
     assert!(json.contains(r#""transport":"limit""#), "{json}");
+    // Batches on both sides (the stop message can come inside a batch).
+    let o = run(&[&args[..], &["--batch", "8"]].concat());
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let out = stdout_of(&o);
+    assert!(
+        out.contains("--batch 8: streams send 8 messages at a time and receive up to 8"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("shmq-spsc  spin   throughput     64")),
+        "{out}"
+    );
     // The limit only streams.
     let o = run(&["bench", "--patterns", "latency", "--transports", "limit"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr_of(&o));

@@ -44,9 +44,10 @@ pub struct BenchArgs {
     /// Do not pin the processes to CPUs.
     #[arg(long)]
     pub no_pin: bool,
-    /// Stream producers send in batches of this many (1 to 4096): shmq
-    /// SPSC under one `batch()` (one publish), `limit` with one cursor store
-    /// per batch, the others one send at a time.
+    /// Streams send and receive in batches of up to this many (1 to
+    /// 4096): shmq SPSC under one `batch()` on each side (one publish, one
+    /// release), `limit` with one cursor store per batch on each side, the
+    /// others (and polling consumers) one message at a time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub batch: u16,
 }

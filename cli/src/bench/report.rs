@@ -195,9 +195,10 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
     {
         writeln!(
             out,
-            "--batch {b}: stream producers send {b} messages at a time: shmq-spsc under one \
-             batch() (one publish), limit with one cursor store per batch, the others {b} \
-             single sends; consumers take messages one at a time."
+            "--batch {b}: streams send {b} messages at a time and receive up to {b} (what is \
+             there): shmq-spsc under one batch() on each side (one publish, one release), limit \
+             with one cursor store per batch on each side, the others (and polling consumers) \
+             one message at a time."
         )?;
     }
     limit_lines(out, sums)
@@ -284,9 +285,7 @@ fn limit_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             .max()
             .unwrap_or(1);
         let stores = if batch > 1 {
-            format!(
-                "the producer's Release cursor store once per {batch} records, the consumer's per record"
-            )
+            format!("a Release cursor store per batch of up to {batch} records on each side")
         } else {
             "a Release cursor store per record".to_owned()
         };
