@@ -711,9 +711,72 @@ impl Consumer {
 
     #[inline(always)]
     fn recv_with(&mut self, wait: Wait) -> Result<ReadGrant<'_>, Error> {
-        let t = self.ep.run((), wait)?;
+        // The grant is built in one place, from the quick take (an
+        // `Option`: nothing for the slow path's error to keep in memory)
+        // or the general one, as SPSC's `recv_with` does.
+        let t = match self.take_fast() {
+            Some(t) => t,
+            None => self.recv_slow(wait)?,
+        };
         self.ep.side.held = Some(t);
         Ok(ReadGrant { c: self, t })
+    }
+
+    #[inline(never)]
+    fn recv_slow(&mut self, wait: Wait) -> Result<Taken, Error> {
+        self.ep.run((), wait)
+    }
+
+    /// The receives' quick take: a message is there (and nothing held or
+    /// pending). `None`: take the general path (empty; a skip or abandoned
+    /// slot, consumed here; a corruption, noted here, so that the general
+    /// path's first check reports it).
+    #[inline(always)]
+    fn take_fast(&mut self) -> Option<Taken> {
+        let ep = &mut self.ep;
+        if ep.side.held.is_some() || ep.side.pending.is_some() || ep.usable().is_err() {
+            return None;
+        }
+        let (pos, info) = ring::try_take_first(&ep.at.mem, &ep.side.slots, ep.at.slot)?;
+        match ring::message_of(&ep.side.slots, pos, info) {
+            Some(t) => {
+                ep.side.stall.clear();
+                Some(t)
+            }
+            None => {
+                Self::not_a_message(ep, pos, info);
+                None
+            }
+        }
+    }
+
+    /// A quick take claimed `pos`, whose info word `info` is not a
+    /// message: a skip record is freed, anything else freed and noted
+    /// (`Corrupted` poisons the endpoint, and the general path's first
+    /// check reports it).
+    #[cold]
+    fn not_a_message(ep: &mut Endpoint<Rx>, pos: u64, info: u64) -> Option<Error> {
+        let r = ring::check_taken(&ep.at.mem, &ep.side.slots, ep.at.slot, pos, info);
+        Self::not_taken(ep, r)
+    }
+
+    /// What a quick take found instead of a message: a skip or abandoned
+    /// slot is freed, a corruption noted (poisoning the endpoint), `Empty`
+    /// left to the general path.
+    #[cold]
+    fn not_taken(ep: &mut Endpoint<Rx>, r: Result<Taken, Error>) -> Option<Error> {
+        match r {
+            Ok(t) => {
+                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
+                if t.kind == KIND_ABANDONED {
+                    ep.at.stats.abandoned += 1;
+                }
+                ep.wake_peers();
+                None
+            }
+            Err(Error::Empty) => None,
+            Err(e) => Some(ep.note(e)),
+        }
     }
 
     /// The copying receives' fast path: a message is there (and nothing
@@ -725,8 +788,9 @@ impl Consumer {
         if ep.side.held.is_some() || ep.side.pending.is_some() || ep.usable().is_err() {
             return None;
         }
-        match ring::try_take(&ep.at.mem, &ep.side.slots, ep.at.slot) {
-            Ok(t) if t.kind == KIND_MSG => {
+        let (pos, info) = ring::try_take_first(&ep.at.mem, &ep.side.slots, ep.at.slot)?;
+        match ring::message_of(&ep.side.slots, pos, info) {
+            Some(t) => {
                 if t.len > buf.len() {
                     // Stays ours, for the next receive (the rule of
                     // `recv_into`).
@@ -741,16 +805,7 @@ impl Consumer {
                 release(ep, &t);
                 Some(r)
             }
-            Ok(t) => {
-                ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
-                if t.kind == KIND_ABANDONED {
-                    ep.at.stats.abandoned += 1;
-                }
-                ep.wake_peers();
-                None
-            }
-            Err(Error::Empty) => None,
-            Err(e) => Some(Err(ep.note(e))),
+            None => Self::not_a_message(ep, pos, info).map(Err),
         }
     }
 

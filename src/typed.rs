@@ -117,6 +117,9 @@ mod sealed {
             w: Wait,
         ) -> Result<Self::WriteGrant<'_>, Error>;
         fn commit(g: Self::WriteGrant<'_>, n: usize);
+        /// Copies `bytes` into the ring as one message (the byte API's
+        /// `send` and friends, with their quick path).
+        fn send_copy(p: &mut Self::Producer, w: Wait, bytes: &[u8]) -> Result<(), Error>;
         fn recv(c: &mut Self::Consumer, w: Wait) -> Result<Self::ReadGrant<'_>, Error>;
         /// Copies the next message into `buf` without a reference to the
         /// ring (`recv_into` and friends).
@@ -156,6 +159,11 @@ macro_rules! sealed_impl {
             #[inline]
             fn commit(g: Self::WriteGrant<'_>, n: usize) {
                 g.commit(n);
+            }
+
+            #[inline]
+            fn send_copy(p: &mut Self::Producer, w: Wait, bytes: &[u8]) -> Result<(), Error> {
+                by_wait!(w => p.try_send(bytes), p.send(bytes), |d| p.send_timeout(bytes, d))
             }
 
             #[inline]
@@ -481,7 +489,9 @@ impl<T: Pod, K: Ring> Sender<T, K> {
         /// # Errors
         /// As [`loan`](Self::loan); on error nothing was sent.
         fn send / try_send / send_timeout (value: T) -> Result<(), Error>,
-        |s, w| s.lend(w).map(|l| l.put(value))
+        // The byte API's copying send: the same bytes at the same place as
+        // a loan's, through its quick path (no grant in memory).
+        |s, w| K::send_copy(&mut s.inner, w, bytemuck::bytes_of(&value))
     }
 }
 
@@ -647,12 +657,6 @@ impl<T: Pod, K: Ring> Loan<'_, T, K> {
             self.grant[..size_of::<T>()].copy_from_slice(bytemuck::bytes_of(&v));
         }
         K::commit(self.grant, size_of::<T>());
-    }
-
-    #[inline]
-    fn put(mut self, value: T) {
-        *self = value;
-        self.send();
     }
 }
 

@@ -775,6 +775,19 @@ fn runtime_corruption_of_mpmc_sequences_and_lengths_is_detected() {
     scribble(&name, data + 8, (0x2147_534d_u64 << 32) | 10_000);
     let r = rx.try_recv().err();
     assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
+    // Poisoned: the copying receive says so too.
+    let r = rx.try_recv_into(&mut [0u8; 64]).err();
+    assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
+    // The same scribble met by the copying receive's quick path.
+    let name = Name::new("mcorrupt3");
+    let mut tx = mpmc::Producer::create(&name, &fast_mpmc()).unwrap();
+    let mut rx = mpmc::Consumer::open(&name, &fast_mpmc()).unwrap();
+    tx.send(b"x").unwrap();
+    scribble(&name, data + 8, (0x2147_534d_u64 << 32) | 10_000);
+    let r = rx.recv_into(&mut [0u8; 64]).err();
+    assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
+    let r = rx.recv().err();
+    assert!(matches!(r, Some(Error::Corrupted(_))), "{r:?}");
 
     let name = Name::new("mcorrupt2");
     let mut tx = mpmc::Producer::create(&name, &fast_mpmc()).unwrap();

@@ -334,12 +334,32 @@ pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Resul
 /// `try_take`, with our endpoint slot `ep` (slot `me`) at hand.
 #[inline(always)]
 fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Error> {
+    match take_first(mem, s, ep) {
+        Some((pos, info)) => check_taken(mem, s, me, pos, info),
+        None => take_loop(mem, s, me),
+    }
+}
+
+/// The first try of `try_take`, for fronts that keep its result in
+/// registers (an `Option` of two words, not a `Result` whose error the out
+/// of line paths write through memory). `Some((pos, info))`: position
+/// `pos` is ours (the CAS won) and `info` is its info word, read once and
+/// not yet checked: pass it to [`message_of`], else to [`check_taken`].
+/// `None`: nothing claimed (no slot published at the cursor, or another
+/// consumer won it); `try_take` looks again and says why.
+#[inline(always)]
+pub(crate) fn try_take_first(mem: &Mem, s: &Slots, me: usize) -> Option<(u64, u64)> {
+    take_first(mem, s, mem.endpoint(me))
+}
+
+#[inline(always)]
+fn take_first(mem: &Mem, s: &Slots, ep: &EndpointSlot) -> Option<(u64, u64)> {
     let h = mem.header();
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let pos = h.cons.load(Ordering::Relaxed);
-    // The first try, inlined: a message (not abandoned) is published at
-    // `pos`, the CAS wins and its info word is valid. Everything else goes
-    // to the loop, which looks again.
+    // A message (or skip record; not an abandoned slot) is published at
+    // `pos` and the CAS wins. Everything else goes to the loop, which looks
+    // again (and stores `claiming` on every way out).
     // Acquire: as in `take_loop`.
     if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {
         // Relaxed: published by the AcqRel CAS below.
@@ -349,10 +369,21 @@ fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Err
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            return taken(mem, s, me, pos);
+            // Relaxed: ordered after the Acquire sequence load that saw it
+            // published.
+            return Some((pos, s.info(mem, pos).load(Ordering::Relaxed)));
         }
     }
-    take_loop(mem, s, me)
+    None
+}
+
+/// The message at `pos` if `info` (its info word, read once) says it is a
+/// valid one: what every quick take checks. `None` for anything else,
+/// which [`check_taken`] sorts out.
+#[inline(always)]
+pub(crate) fn message_of(s: &Slots, pos: u64, info: u64) -> Option<Taken> {
+    let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
+    (kind == KIND_MSG && len <= s.max_message_len()).then_some(Taken { pos, len, kind })
 }
 
 /// Reads and checks the info word of the position `pos` just taken (its
@@ -361,6 +392,20 @@ fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Err
 fn taken(mem: &Mem, s: &Slots, me: usize, pos: u64) -> Result<Taken, Error> {
     // Relaxed: ordered after the Acquire sequence load that saw it published.
     let info = s.info(mem, pos).load(Ordering::Relaxed);
+    check_taken(mem, s, me, pos, info)
+}
+
+/// Checks `info`, the info word (read once) of the position `pos` just
+/// taken: a message or a skip record, else the slot is freed and reported
+/// `Corrupted`.
+#[inline(always)]
+pub(crate) fn check_taken(
+    mem: &Mem,
+    s: &Slots,
+    me: usize,
+    pos: u64,
+    info: u64,
+) -> Result<Taken, Error> {
     let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
     if !matches!(kind, KIND_MSG | KIND_SKIP) || len > s.max_message_len() {
         return Err(bad_info(mem, s, me, pos, info));
