@@ -728,9 +728,10 @@ impl Consumer {
     }
 
     /// The receives' quick take: a message is there (and nothing held or
-    /// pending). `None`: take the general path (empty; a skip or abandoned
-    /// slot, consumed here; a corruption, noted here, so that the general
-    /// path's first check reports it).
+    /// pending). `None`: take the general path (empty, contended or an
+    /// abandoned slot: nothing taken; a skip record: freed here; a
+    /// corruption: noted here, so that the general path's first check
+    /// reports it).
     #[inline(always)]
     fn take_fast(&mut self) -> Option<Taken> {
         let ep = &mut self.ep;
@@ -750,63 +751,42 @@ impl Consumer {
         }
     }
 
-    /// A quick take claimed `pos`, whose info word `info` is not a
-    /// message: a skip record is freed, anything else freed and noted
-    /// (`Corrupted` poisons the endpoint, and the general path's first
-    /// check reports it).
+    /// A quick take claimed `pos`, whose info word `info` is not a valid
+    /// message: a skip record is freed, anything else freed by
+    /// `check_taken` and noted (`Corrupted` poisons the endpoint, and the
+    /// general path's first check reports it).
     #[cold]
-    fn not_a_message(ep: &mut Endpoint<Rx>, pos: u64, info: u64) -> Option<Error> {
-        let r = ring::check_taken(&ep.at.mem, &ep.side.slots, ep.at.slot, pos, info);
-        Self::not_taken(ep, r)
-    }
-
-    /// What a quick take found instead of a message: a skip or abandoned
-    /// slot is freed, a corruption noted (poisoning the endpoint), `Empty`
-    /// left to the general path.
-    #[cold]
-    fn not_taken(ep: &mut Endpoint<Rx>, r: Result<Taken, Error>) -> Option<Error> {
-        match r {
+    fn not_a_message(ep: &mut Endpoint<Rx>, pos: u64, info: u64) {
+        match ring::check_taken(&ep.at.mem, &ep.side.slots, ep.at.slot, pos, info) {
             Ok(t) => {
+                // A skip record (an abandoned slot never passes the quick
+                // take: its sequence has the ABANDONED bit).
                 ring::release(&ep.at.mem, &ep.side.slots, ep.at.slot, t.pos);
-                if t.kind == KIND_ABANDONED {
-                    ep.at.stats.abandoned += 1;
-                }
                 ep.wake_peers();
-                None
             }
-            Err(Error::Empty) => None,
-            Err(e) => Some(ep.note(e)),
+            Err(e) => {
+                ep.note(e);
+            }
         }
     }
 
-    /// The copying receives' fast path: a message is there (and nothing
-    /// held or pending). `None`: take the general path (empty, or a skip or
-    /// abandoned slot consumed here).
+    /// The copying receives' fast path: the quick take, then the copy.
+    /// `None`: take the general path (as `take_fast`).
     #[inline(always)]
     fn recv_into_fast(&mut self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
+        let t = self.take_fast()?;
         let ep = &mut self.ep;
-        if ep.side.held.is_some() || ep.side.pending.is_some() || ep.usable().is_err() {
-            return None;
+        if t.len > buf.len() {
+            // Stays ours, for the next receive (the rule of `recv_into`).
+            ep.side.pending = Some(t);
+            return Some(Err(Error::BufferTooSmall {
+                needed: t.len,
+                capacity: buf.len(),
+            }));
         }
-        let (pos, info) = ring::try_take_first(&ep.at.mem, &ep.side.slots, ep.at.slot)?;
-        match ring::message_of(&ep.side.slots, pos, info) {
-            Some(t) => {
-                if t.len > buf.len() {
-                    // Stays ours, for the next receive (the rule of
-                    // `recv_into`).
-                    ep.side.pending = Some(t);
-                    return Some(Err(Error::BufferTooSmall {
-                        needed: t.len,
-                        capacity: buf.len(),
-                    }));
-                }
-                let r = ring::copy_out(&ep.at.mem, &ep.side.slots, &t, buf);
-                ep.side.stall.clear();
-                release(ep, &t);
-                Some(r)
-            }
-            None => Self::not_a_message(ep, pos, info).map(Err),
-        }
+        let r = ring::copy_out(&ep.at.mem, &ep.side.slots, &t, buf);
+        release(ep, &t);
+        Some(r)
     }
 
     notify::waiting_variants! {
