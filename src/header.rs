@@ -181,11 +181,8 @@ pub(crate) fn read_header(name: &str, h: &Header, file_len: u64) -> Result<Found
         .ok_or_else(|| corrupted(format!("unknown wake backend {raw_wake}")))?;
     if backend == Backend::Semaphore {
         for (word, which) in [(&h.not_empty, "not_empty"), (&h.not_full, "not_full")] {
-            crate::notify::check_word(word).map_err(|flags| {
-                corrupted(format!(
-                    "the {which} semaphore's flags word holds {flags:#x}, not what sem_init wrote"
-                ))
-            })?;
+            crate::notify::check_word(word)
+                .map_err(|c| corrupted(format!("the {which} semaphore: {c}")))?;
         }
     }
     let ty = TypeInfo {

@@ -164,7 +164,7 @@ fn wake_slow(word: &WakeWord, backend: Backend, stats: &mut Stats) {
             // A semaphore whose flags a peer scribbled would make the C
             // library abort us: post nothing. Its sleepers check the same
             // word before each wait and return `Corrupted`.
-            if sys::sem_flags(word).is_err() {
+            if sys::sem_check(word).is_err() {
                 return;
             }
             // One post per sleeper taken. A peer may have scribbled any count
@@ -384,8 +384,8 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
         if woke != Woke::Token {
             unregister(w.word(), epoch);
         }
-        if let Woke::Corrupt(flags) = woke {
-            return Err(Error::Corrupted(sem_flags_corrupt(flags)));
+        if let Woke::Corrupt(c) = woke {
+            return Err(Error::Corrupted(c));
         }
         // Woken by a semaphore token: leave the registration. Either a
         // waker took it already (the epoch moved; unregistering would do
@@ -420,31 +420,35 @@ enum Woke {
     Woken,
     /// A semaphore wait took a token.
     Token,
-    /// Not slept: the semaphore's flags word holds this instead of what
-    /// `sem_init` wrote (see [`check_word`]).
-    Corrupt(u32),
+    /// Not slept: the semaphore is scribbled (see [`check_word`]).
+    Corrupt(Corruption),
 }
 
-/// The corruption a scribbled semaphore flags word is reported as.
-fn sem_flags_corrupt(flags: u32) -> Corruption {
-    Corruption::new(
-        "semaphore flags word overwritten (not what sem_init wrote)",
-        None,
-        u64::from(flags),
-    )
-}
+/// Most tokens a semaphore can legitimately hold: a waker posts one per
+/// registration it takes (at most `MAX_SLEEPERS` per wake) and every sleep
+/// takes one, so pending tokens stay near the number of sleepers; a count
+/// far above it was scribbled.
+#[cfg_attr(
+    any(loom, miri, not(all(target_env = "gnu", target_pointer_width = "64"))),
+    allow(dead_code)
+)]
+const MAX_TOKENS: u32 = 1 << 20;
 
-/// Checks the part of `word`'s semaphore that the C library trusts: glibc
-/// keeps a semaphore's futex flags inside the `sem_t` (the `int` after its
-/// count) and aborts the process (`__libc_fatal`, "The futex facility
-/// returned an unexpected error code") when the kernel refuses them. Its
-/// count and waiter count may hold anything without harm (a post of a full
-/// count fails with `EOVERFLOW`). `Err(flags)` if the word differs from
-/// what `sem_init(pshared = 1)` writes; checked at open and before every
-/// post or wait. A peer that rewrites it between that check and the C
-/// library's read can still abort us: the futex backend has no such word.
-pub(crate) fn check_word(word: &WakeWord) -> Result<(), u32> {
-    sys::sem_flags(word)
+/// Checks the parts of `word`'s semaphore that the C library trusts, as
+/// every peer-written value is checked: checked at open and before every
+/// post or wait (glibc; other C libraries are not checked).
+/// * The futex flags: glibc keeps them inside the `sem_t` (the `int` after
+///   its 64-bit count) and aborts the process (`__libc_fatal`, "The futex
+///   facility returned an unexpected error code") when the kernel refuses
+///   them. They must be what `sem_init(pshared = 1)` writes. A peer that
+///   rewrites them between this check and the C library's read can still
+///   abort us: the futex backend has no such word.
+/// * The count (64-bit targets): above `MAX_TOKENS`, every sleep would
+///   return at once with a token, a busy loop of up to 2^31 sleeps.
+///
+/// The waiter count may hold anything without harm.
+pub(crate) fn check_word(word: &WakeWord) -> Result<(), Corruption> {
+    sys::sem_check(word)
 }
 
 /// Removes our registration, unless a waker took it already (the epoch moved
@@ -471,6 +475,7 @@ mod sys {
     use std::time::Duration;
 
     use super::Woke;
+    use crate::error::Corruption;
     use crate::layout::WakeWord;
 
     // glibc 2.30+: `sem_clockwait` takes the clock of the deadline.
@@ -558,7 +563,7 @@ mod sys {
     };
 
     /// See [`check_word`](super::check_word).
-    pub(super) fn sem_flags(word: &WakeWord) -> Result<(), u32> {
+    pub(super) fn sem_check(word: &WakeWord) -> Result<(), Corruption> {
         #[cfg(target_env = "gnu")]
         {
             let flags_of = |sem: *mut libc::sem_t| {
@@ -581,7 +586,28 @@ mod sys {
             unsafe { libc::sem_destroy(own.as_mut_ptr()) };
             let found = flags_of(word.sem.get());
             if found != want {
-                return Err(found);
+                return Err(Corruption::new(
+                    "semaphore flags word overwritten (not what sem_init wrote)",
+                    None,
+                    u64::from(found),
+                ));
+            }
+            // glibc's 64-bit `data`: the count in the low half, waiters in
+            // the high half.
+            #[cfg(target_pointer_width = "64")]
+            {
+                // SAFETY: the first 8 bytes of an 8-aligned `sem_t`, inside
+                // the mapping; read atomically because a peer may write
+                // them meanwhile. Relaxed: one value, checked on its own.
+                let data = unsafe { crate::sync::AtomicU64::from_ptr(word.sem.get().cast()) }
+                    .load(crate::sync::Ordering::Relaxed);
+                if data as u32 > super::MAX_TOKENS {
+                    return Err(Corruption::new(
+                        "semaphore count above any number of sleepers",
+                        None,
+                        u64::from(data as u32),
+                    ));
+                }
             }
         }
         #[cfg(not(target_env = "gnu"))]
@@ -641,8 +667,8 @@ mod sys {
                     abs.tv_nsec -= 1_000_000_000;
                 }
                 loop {
-                    if let Err(flags) = sem_flags(word) {
-                        return Woke::Corrupt(flags);
+                    if let Err(c) = sem_check(word) {
+                        return Woke::Corrupt(c);
                     }
                     // SAFETY: initialised process-shared semaphore in a live
                     // mapping, its flags checked just above; `abs` is valid
@@ -693,7 +719,7 @@ mod sys {
         word.kernel_cv.notify_all();
     }
     pub(super) fn sem_init(_word: &WakeWord) {}
-    pub(super) fn sem_flags(_word: &WakeWord) -> Result<(), u32> {
+    pub(super) fn sem_check(_word: &WakeWord) -> Result<(), crate::error::Corruption> {
         Ok(())
     }
     pub(super) fn sleep(word: &WakeWord, b: super::Backend, epoch: u32, _t: Duration) -> Woke {
@@ -731,7 +757,7 @@ mod sys {
     pub(super) fn futex_wake(_word: &WakeWord) {}
     pub(super) fn sem_post(_word: &WakeWord) {}
     pub(super) fn sem_init(_word: &WakeWord) {}
-    pub(super) fn sem_flags(_word: &WakeWord) -> Result<(), u32> {
+    pub(super) fn sem_check(_word: &WakeWord) -> Result<(), crate::error::Corruption> {
         Ok(())
     }
     pub(super) fn sleep(word: &WakeWord, _b: super::Backend, epoch: u32, t: Duration) -> Woke {

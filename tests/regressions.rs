@@ -190,6 +190,31 @@ fn semaphore_with_scribbled_flags_is_corrupted_not_an_abort() {
     }
 }
 
+/// Found in review of the fix above: a scribbled semaphore *count* (the
+/// low half of glibc's 64-bit `data` word) made every sleep return at once
+/// with a token: a consumer waiting for a message spun through sleeps
+/// (2^31 of them, minutes of CPU) instead of sleeping. No more tokens can
+/// be pending than sleepers could ever be woken; a count far above that is
+/// `Corrupted`, like the flags word.
+#[test]
+#[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+#[cfg_attr(miri, ignore = "named segments need shm_open")]
+fn semaphore_with_scribbled_count_is_corrupted_not_a_busy_loop() {
+    use shmq::__layout::{NOT_EMPTY, WAKE_SEM};
+    let name = Name::new("reg-sem-count");
+    let opts = Options::new()
+        .capacity(256)
+        .wait(WaitStrategy::Semaphore)
+        .keep(true);
+    let _tx = spsc::Producer::create(&name, &opts).unwrap();
+    let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
+    // `data`: count 0x7fff_ffff, no waiters.
+    scribble(&name, NOT_EMPTY + WAKE_SEM, 0x7fff_ffff);
+    let r = rx.recv_timeout(Duration::from_millis(300)).map(|g| g.len());
+    assert!(matches!(r, Err(Error::Corrupted(_))), "{r:?}");
+    assert!(rx.stats().waits < 1000, "{} sleeps", rx.stats().waits);
+}
+
 // ---------------------------------------------------------------------------
 // Defects found by the hostile review (issue 12). Each test failed on the
 // code before its fix.
