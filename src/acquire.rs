@@ -67,7 +67,7 @@ pub(crate) fn create_heap(spec: &Spec, opts: &Options) -> Result<Mem, OpenError>
 /// unnamed file (holding the init lock from the start) and only then given
 /// its name, atomically and only if the name is free, so an opener never
 /// sees it half made. The init lock stays held until the creator's endpoint
-/// is attached ([`Attachment::attach`] releases it), so no one takes the
+/// is attached ([`Attachment::attach`](crate::endpoint::Attachment::attach) releases it), so no one takes the
 /// fresh segment for a stale one in between.
 ///
 /// With `reclaim` (the `reclaim_stale` option of `create`), a stale segment
@@ -115,7 +115,7 @@ fn remove_if_stale(_name: &str) -> bool {
 /// Opens the named segment and checks it is what `spec` asks for.
 ///
 /// The opener holds the segment's gate lock shared from `shm_open` until its
-/// endpoint is attached ([`Attachment::attach`] releases it), and checks,
+/// endpoint is attached ([`Attachment::attach`](crate::endpoint::Attachment::attach) releases it), and checks,
 /// once it holds it, that the file still has its name: whoever removes a
 /// segment holds the gate exclusive while it decides and unlinks, so an
 /// opener either attaches before the decision (and is counted in it) or

@@ -105,7 +105,7 @@ fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedF
 /// open any more; new opens fail with `NotFound` (or create a new one). To
 /// remove it only if no live process uses it, use
 /// [`gc_one`](crate::gc_one), which decides and removes under one lock;
-/// checking [`inspect`](crate::inspect) first and then calling `remove` is
+/// checking [`inspect`](crate::inspect()) first and then calling `remove` is
 /// a race with an opener.
 ///
 /// The removal waits (up to a second) for endpoints that are just opening
