@@ -550,6 +550,9 @@ mod sys {
         unsafe {
             libc::sem_init(word.sem.get(), 1, 0);
         }
+        // Learn the flags now, outside any signal handler.
+        #[cfg(target_env = "gnu")]
+        pshared_flags();
     }
 
     /// Where glibc keeps a semaphore's futex flags (`struct new_sem`'s
@@ -562,29 +565,58 @@ mod sys {
         4
     };
 
+    /// The futex flags word of the semaphore at `sem`, read atomically (a
+    /// peer may write it meanwhile; a plain read would be a data race).
+    ///
+    /// # Safety
+    /// `sem` points to an 8-aligned `sem_t` in a live mapping or our stack.
+    #[cfg(target_env = "gnu")]
+    unsafe fn flags_of(sem: *mut libc::sem_t) -> u32 {
+        // SAFETY: `SEM_FLAGS_AT + 4 <= size_of::<sem_t>()` (32) and the
+        // `sem_t` is 8-aligned (caller), so the word is aligned and inside
+        // it.
+        let p = unsafe { sem.cast::<u8>().add(SEM_FLAGS_AT) }.cast::<u32>();
+        // SAFETY: as above; atomics may be read while others write them.
+        // Relaxed: one value, checked on its own.
+        unsafe { crate::sync::AtomicU32::from_ptr(p) }.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// What `sem_init(pshared = 1)` writes into the flags word, learnt from
+    /// a semaphore of our own once per process. Not per wake: a wake may
+    /// run in a signal handler (`Interrupter::interrupt`), and `sem_init` is
+    /// not async-signal-safe. A process learns it when it first creates
+    /// (`sem_init`) or opens (`check_word`) a semaphore segment, before any
+    /// of its endpoints can wake anyone.
+    #[cfg(target_env = "gnu")]
+    fn pshared_flags() -> u32 {
+        const UNKNOWN: u32 = u32::MAX;
+        static FLAGS: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(UNKNOWN);
+        // Relaxed: every thread computes the same value; a race only
+        // computes it twice.
+        let known = FLAGS.load(crate::sync::Ordering::Relaxed);
+        if known != UNKNOWN {
+            return known;
+        }
+        let mut own = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
+        // SAFETY: `own` is a valid, writable, 8-aligned `sem_t`.
+        let want = unsafe {
+            libc::sem_init(own.as_mut_ptr(), 1, 0);
+            flags_of(own.as_mut_ptr())
+        };
+        // SAFETY: initialised just above, and unused after.
+        unsafe { libc::sem_destroy(own.as_mut_ptr()) };
+        // Relaxed: as above.
+        FLAGS.store(want, crate::sync::Ordering::Relaxed);
+        want
+    }
+
     /// See [`check_word`](super::check_word).
     pub(super) fn sem_check(word: &WakeWord) -> Result<(), Corruption> {
         #[cfg(target_env = "gnu")]
         {
-            let flags_of = |sem: *mut libc::sem_t| {
-                // SAFETY: `SEM_FLAGS_AT + 4 <= size_of::<sem_t>()` (32), and
-                // a `sem_t` is 8-aligned, so the word is aligned and in
-                // bounds of the semaphore.
-                let p = unsafe { sem.cast::<u8>().add(SEM_FLAGS_AT) }.cast::<u32>();
-                // SAFETY: as above; read atomically because a peer may
-                // write it meanwhile (a plain read would be a data race).
-                // Relaxed: one value, checked on its own.
-                unsafe { crate::sync::AtomicU32::from_ptr(p) }.load(crate::sync::Ordering::Relaxed)
-            };
-            // What `sem_init` writes there, from a semaphore of our own (a
-            // few stores; we are about to make a syscall anyway).
-            let mut own = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
-            // SAFETY: `own` is a valid, writable `sem_t`.
-            unsafe { libc::sem_init(own.as_mut_ptr(), 1, 0) };
-            let want = flags_of(own.as_mut_ptr());
-            // SAFETY: initialised just above, and unused after.
-            unsafe { libc::sem_destroy(own.as_mut_ptr()) };
-            let found = flags_of(word.sem.get());
+            let want = pshared_flags();
+            // SAFETY: the wake word's `sem_t` is 8-aligned inside the mapping.
+            let found = unsafe { flags_of(word.sem.get()) };
             if found != want {
                 return Err(Corruption::new(
                     "semaphore flags word overwritten (not what sem_init wrote)",
