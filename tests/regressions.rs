@@ -29,6 +29,15 @@ fn scribble(name: &Name, off: u64, v: u64) {
     f.write_all(&v.to_le_bytes()).unwrap();
 }
 
+/// A small SPSC ring that sleeps on semaphores, kept for the test to
+/// scribble on.
+fn semaphore_opts() -> Options {
+    Options::new()
+        .capacity(256)
+        .wait(WaitStrategy::Semaphore)
+        .keep(true)
+}
+
 fn mpmc_opts() -> Options {
     Options::new()
         .slots(4)
@@ -129,10 +138,7 @@ fn semaphore_wake_with_scribbled_sleeper_count_returns_promptly() {
     // `wake` field of a futex segment; its semaphores were then never
     // initialised, which opens now refuse: see
     // `semaphore_with_scribbled_flags_is_corrupted_not_an_abort`.)
-    let opts = Options::new()
-        .capacity(256)
-        .wait(WaitStrategy::Semaphore)
-        .keep(true);
+    let opts = semaphore_opts();
     drop(spsc::Producer::create(&name, &opts).unwrap());
     // `not_full` wake word: epoch 0, u32::MAX sleepers.
     scribble(&name, NOT_FULL, 0xffff_ffff_0000_0000);
@@ -166,10 +172,7 @@ fn semaphore_with_scribbled_flags_is_corrupted_not_an_abort() {
     const FLAGS: u64 = WAKE_SEM + 8;
     const JUNK: u64 = 0x6d6d_6d6d_6d6d_6d6d;
     let name = Name::new("reg-sem-flags");
-    let opts = Options::new()
-        .capacity(256)
-        .wait(WaitStrategy::Semaphore)
-        .keep(true);
+    let opts = semaphore_opts();
     let tx = spsc::Producer::create(&name, &opts).unwrap();
     let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
     // A receive that has to sleep on the scribbled semaphore.
@@ -202,10 +205,7 @@ fn semaphore_with_scribbled_flags_is_corrupted_not_an_abort() {
 fn semaphore_with_scribbled_count_is_corrupted_not_a_busy_loop() {
     use shmq::__layout::{NOT_EMPTY, WAKE_SEM};
     let name = Name::new("reg-sem-count");
-    let opts = Options::new()
-        .capacity(256)
-        .wait(WaitStrategy::Semaphore)
-        .keep(true);
+    let opts = semaphore_opts();
     let _tx = spsc::Producer::create(&name, &opts).unwrap();
     let mut rx = spsc::Consumer::open(&name, &opts).unwrap();
     // `data`: count 0x7fff_ffff, no waiters.

@@ -382,8 +382,14 @@ fn take_first(mem: &Mem, s: &Slots, ep: &EndpointSlot) -> Option<(u64, u64)> {
 /// which [`check_taken`] sorts out.
 #[inline(always)]
 pub(crate) fn message_of(s: &Slots, pos: u64, info: u64) -> Option<Taken> {
-    let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
+    let (len, kind) = info_parts(info);
     (kind == KIND_MSG && len <= s.max_message_len()).then_some(Taken { pos, len, kind })
+}
+
+/// An info word's length (low half) and kind (high half), unchecked.
+#[inline(always)]
+fn info_parts(info: u64) -> (usize, u32) {
+    (info as u32 as usize, (info >> 32) as u32)
 }
 
 /// Reads and checks the info word of the position `pos` just taken (its
@@ -406,7 +412,7 @@ pub(crate) fn check_taken(
     pos: u64,
     info: u64,
 ) -> Result<Taken, Error> {
-    let (len, kind) = (info as u32 as usize, (info >> 32) as u32);
+    let (len, kind) = info_parts(info);
     if !matches!(kind, KIND_MSG | KIND_SKIP) || len > s.max_message_len() {
         return Err(bad_info(mem, s, me, pos, info));
     }
