@@ -14,6 +14,9 @@ use shmq::{Kind, Options, WaitStrategy};
 pub enum TransportName {
     /// Raw cache-line hand-off, no ring (ping-pong only): [`Floor`](crate::Floor).
     Floor,
+    /// The same hand-off with its messages laid out as a ring's records
+    /// (ping-pong only): [`FloorShape::Ring`](crate::FloorShape::Ring).
+    FloorRing,
     /// The bare C probe's one-way shared-memory stream, ported (throughput
     /// only): the ceiling the SPSC ring is held to, [`Limit`](crate::Limit).
     Limit,
@@ -31,8 +34,9 @@ pub enum TransportName {
 
 impl TransportName {
     /// Every transport, in table order.
-    pub const ALL: [TransportName; 7] = [
+    pub const ALL: [TransportName; 8] = [
         TransportName::Floor,
+        TransportName::FloorRing,
         TransportName::Limit,
         TransportName::ShmqSpsc,
         TransportName::ShmqMpmc,
@@ -45,6 +49,7 @@ impl TransportName {
     pub fn as_str(self) -> &'static str {
         match self {
             TransportName::Floor => "floor",
+            TransportName::FloorRing => "floor-ring",
             TransportName::Limit => "limit",
             TransportName::ShmqSpsc => "shmq-spsc",
             TransportName::ShmqMpmc => "shmq-mpmc",

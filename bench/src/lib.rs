@@ -7,7 +7,8 @@
 //! * [`Transport`]: the one interface, implemented by the shmq endpoints
 //!   and by the kernel baselines: [`pipe`] ([`PipeSender`],
 //!   [`PipeReceiver`]), POSIX [`MessageQueue`], Unix-domain [`SeqPacket`]
-//!   sockets, the [`Floor`] (a raw cache-line hand-off, no ring) and the
+//!   sockets, the [`Floor`] (a raw cache-line hand-off, fixed lines or
+//!   laid out as a ring's records: [`FloorShape`]) and the
 //!   [`Limit`] (a bare one-way shared-memory stream: the ceiling).
 //! * [`endpoint`]: the one factory, keyed on transport × [`Role`], over a
 //!   [`Link`] (the names and descriptors a measurement's processes share).
@@ -53,7 +54,7 @@ mod transport;
 
 pub use case::{Case, KERNEL_BUFFER, Params, Pattern, TransportName, WaitName};
 pub use endpoints::{Role, endpoint};
-pub use floor::Floor;
+pub use floor::{Floor, FloorShape};
 pub use limit::Limit;
 pub use link::Link;
 pub use measure::{DATA, Go, STOP, Sample, Session, Until, measure};

@@ -9,6 +9,7 @@
 //! | POSIX message queue | [`MessageQueue`](crate::MessageQueue) | one kernel message each |
 //! | Unix-domain socket | [`SeqPacket`](crate::SeqPacket) | one `SOCK_SEQPACKET` datagram each |
 //! | floor | [`Floor`](crate::Floor) | one cache-line hand-off, no ring |
+//! | floor-ring | [`Floor`](crate::Floor) ([`FloorShape::Ring`](crate::FloorShape::Ring)) | the same, laid out as a ring's records |
 //! | limit | [`Limit`](crate::Limit) | records in a bare byte ring, no checks |
 //!
 //! A [`Duplex`] joins a sending and a receiving half into one endpoint for

@@ -1,4 +1,4 @@
-//! `shmq bench`: shmq rings against the floor (ping-pong) and the limit
+//! `shmq bench`: shmq rings against the floors (ping-pong) and the limit
 //! (one-way stream) of bare shared memory, pipes, POSIX message queues
 //! and Unix sockets, every one cross-process and through the one harness
 //! (the `shmq-bench` crate: its `Transport` trait, endpoint factory, peer
@@ -79,7 +79,7 @@ fn run_inner(a: BenchArgs) -> Result<(), String> {
     if cases.is_empty() {
         return Err(
             "nothing to measure: no case matches --transports / --patterns / --sizes \
-             (the floor has no throughput pattern, the limit no latency pattern)"
+             (the floors have no throughput pattern, the limit no latency pattern)"
                 .into(),
         );
     }

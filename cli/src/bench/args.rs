@@ -30,8 +30,8 @@ pub struct BenchArgs {
     /// Measured time per case and round, in ms (default 300; --quick: 100).
     #[arg(long)]
     pub measure_ms: Option<u64>,
-    /// Only these transports (floor, limit, shmq-spsc, shmq-mpmc, pipe, mq,
-    /// uds).
+    /// Only these transports (floor, floor-ring, limit, shmq-spsc, shmq-mpmc,
+    /// pipe, mq, uds).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| s.parse::<TransportName>())]
     pub transports: Vec<TransportName>,
     /// Only these patterns (latency, throughput).

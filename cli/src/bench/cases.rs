@@ -8,8 +8,9 @@ use shmq_bench::{Case, Params, Pattern, TransportName as T, WaitName as W};
 use super::args::BenchArgs;
 
 /// The latency rows of each size, in table order.
-const LATENCY: [(T, W); 8] = [
+const LATENCY: [(T, W); 9] = [
     (T::Floor, W::Spin),
+    (T::FloorRing, W::Spin),
     (T::ShmqSpsc, W::Spin),
     (T::ShmqSpsc, W::Futex),
     (T::ShmqSpsc, W::Sem),
