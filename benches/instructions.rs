@@ -2,8 +2,10 @@
 //! gungraun: 1000 messages of 64 bytes along each path of
 //! `shmq_bench::hot` (one thread, both endpoints of a named segment, `Spin`
 //! waits), send one, receive it (`spsc_batch`: send 32 under one
-//! `batch()`, receive them under one `batch()`). Creating the segment (setup) and removing
-//! it (teardown) are not counted; divide the instruction count by 1000.
+//! `batch()`, receive them under one `batch()`), and the same for the two
+//! in-process references, rtrb and crossbeam's `ArrayQueue`. Creating the
+//! segment (setup) and removing it (teardown) are not counted; divide the
+//! instruction count by 1000.
 //!
 //! Needs valgrind and `gungraun-runner` of the same version as the
 //! gungraun library (`.ci/run` installs it where valgrind exists):
@@ -30,6 +32,8 @@ fn setup(path: HotPath) -> Hot {
 #[bench::mpmc_send_recv(args = (HotPath::MpmcSendRecv), setup = setup, teardown = drop)]
 #[bench::typed_send_recv(args = (HotPath::TypedSendRecv), setup = setup, teardown = drop)]
 #[bench::spsc_batch(args = (HotPath::SpscBatch), setup = setup, teardown = drop)]
+#[bench::rtrb_push_pop(args = (HotPath::RtrbPushPop), setup = setup, teardown = drop)]
+#[bench::arrayqueue_push_pop(args = (HotPath::ArrayQueuePushPop), setup = setup, teardown = drop)]
 fn messages_1000(mut hot: Hot) -> Hot {
     hot.run(black_box(N));
     hot

@@ -8,7 +8,8 @@
 # Usage: scripts/instructions.sh [N] [PATH...]
 #   N     messages (default 100000)
 #   PATH  spsc-send-recv-into (the default alone), spsc-reserve-commit,
-#         mpmc-send-recv, typed-send-recv, spsc-batch (batches of 32), or
+#         mpmc-send-recv, typed-send-recv, spsc-batch (batches of 32), the
+#         in-process references rtrb-push-pop and arrayqueue-push-pop, or
 #         `all`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ paths=("$@")
 if [ ${#paths[@]} -eq 0 ]; then
   paths=(spsc-send-recv-into)
 elif [ "${paths[0]}" = all ]; then
-  paths=(spsc-send-recv-into spsc-reserve-commit mpmc-send-recv typed-send-recv spsc-batch)
+  paths=(spsc-send-recv-into spsc-reserve-commit mpmc-send-recv typed-send-recv spsc-batch
+    rtrb-push-pop arrayqueue-push-pop)
 fi
 
 cargo build -q --release -p shmq-bench --example instructions

@@ -3,7 +3,10 @@
 //! with callgrind): both endpoints of one named segment live in this
 //! process, wait with [`WaitStrategy::Spin`] and move [`HOT_SIZE`]-byte
 //! messages one at a time (send one, receive it), so every message takes
-//! the fast path of both sides and nothing sleeps.
+//! the fast path of both sides and nothing sleeps. Two reference paths
+//! count the best in-process rings the same way: rtrb's SPSC `push` +
+//! `pop` and crossbeam's `ArrayQueue` (MPMC), of the same `[u8; 64]`
+//! values, on the heap (no segment, no checks, no wake-ups).
 
 use std::hint::black_box;
 use std::str::FromStr;
@@ -33,6 +36,12 @@ pub enum HotPath {
     /// `recv_into`s under one `batch()` (one publish and one release per
     /// batch).
     SpscBatch,
+    /// Reference: an [`rtrb::RingBuffer`] of `[u8; 64]`, `push`, then
+    /// `pop` (in-process, on the heap).
+    RtrbPushPop,
+    /// Reference: a [`crossbeam_queue::ArrayQueue`] of `[u8; 64]`, `push`,
+    /// then `pop` (in-process, on the heap).
+    ArrayQueuePushPop,
 }
 
 /// Messages per batch of [`HotPath::SpscBatch`].
@@ -40,12 +49,14 @@ pub const HOT_BATCH: u64 = 32;
 
 impl HotPath {
     /// Every path.
-    pub const ALL: [HotPath; 5] = [
+    pub const ALL: [HotPath; 7] = [
         HotPath::SpscSendRecvInto,
         HotPath::SpscReserveCommit,
         HotPath::MpmcSendRecv,
         HotPath::TypedSendRecv,
         HotPath::SpscBatch,
+        HotPath::RtrbPushPop,
+        HotPath::ArrayQueuePushPop,
     ];
 
     /// The name used on command lines.
@@ -56,6 +67,8 @@ impl HotPath {
             HotPath::MpmcSendRecv => "mpmc-send-recv",
             HotPath::TypedSendRecv => "typed-send-recv",
             HotPath::SpscBatch => "spsc-batch",
+            HotPath::RtrbPushPop => "rtrb-push-pop",
+            HotPath::ArrayQueuePushPop => "arrayqueue-push-pop",
         }
     }
 }
@@ -74,7 +87,12 @@ enum Ends {
     // Boxed: the largest by far (reached once per run, not per message).
     Mpmc(Box<(mpmc::Producer, mpmc::Consumer)>),
     Typed(Sender<Message>, Receiver<Message>),
+    Rtrb(rtrb::Producer<Message>, rtrb::Consumer<Message>),
+    ArrayQueue(crossbeam_queue::ArrayQueue<Message>),
 }
+
+/// Slots of the reference rings (one message is in flight at a time).
+const REFERENCE_SLOTS: usize = 1024;
 
 /// Both endpoints of a hot path; dropping them removes the segment.
 pub struct Hot {
@@ -83,7 +101,8 @@ pub struct Hot {
 }
 
 impl Hot {
-    /// Creates a segment under a fresh name and attaches both endpoints.
+    /// Creates a segment under a fresh name and attaches both endpoints
+    /// (the reference paths: their ring on the heap).
     ///
     /// # Errors
     /// The segment cannot be created (`/dev/shm` full, …).
@@ -104,6 +123,13 @@ impl Hot {
             ))),
             HotPath::TypedSendRecv => {
                 Ends::Typed(Sender::create(&name, &o)?, Receiver::open(&name, &o)?)
+            }
+            HotPath::RtrbPushPop => {
+                let (tx, rx) = rtrb::RingBuffer::new(REFERENCE_SLOTS);
+                Ends::Rtrb(tx, rx)
+            }
+            HotPath::ArrayQueuePushPop => {
+                Ends::ArrayQueue(crossbeam_queue::ArrayQueue::new(REFERENCE_SLOTS))
             }
         };
         Ok(Hot { path, ends })
@@ -163,6 +189,20 @@ impl Hot {
                 for _ in 0..n {
                     tx.send(black_box(msg)).expect("send");
                     rx.recv_into(&mut buf).expect("recv_into");
+                    black_box(&buf);
+                }
+            }
+            (Ends::Rtrb(tx, rx), _) => {
+                for _ in 0..n {
+                    tx.push(black_box(msg)).expect("push");
+                    buf = rx.pop().expect("pop");
+                    black_box(&buf);
+                }
+            }
+            (Ends::ArrayQueue(q), _) => {
+                for _ in 0..n {
+                    q.push(black_box(msg)).expect("push");
+                    buf = q.pop().expect("pop");
                     black_box(&buf);
                 }
             }
