@@ -189,22 +189,33 @@ impl Attachment {
     }
 }
 
+/// The `fork_gen` of an endpoint whose process "died" (`simulate_crash`):
+/// fork generations count up from 0 by one per `fork()`, so none reaches it.
+#[cfg(not(loom))]
+const CRASHED: u64 = u64::MAX;
+
 impl Attachment {
     /// Whether this endpoint was inherited through `fork()` (it belongs to
     /// the parent; see `fork.rs`).
     #[inline]
     pub(crate) fn forked(&self) -> bool {
         #[cfg(not(loom))]
-        return self.fork_gen != crate::fork::generation();
+        return self.fork_gen != crate::fork::generation() && !self.crashed;
         #[cfg(loom)]
         return false;
     }
 
     /// Whether drops must leave the ring alone: the endpoint's process
-    /// "died" (a test hook), or this is a forked child's copy.
+    /// "died" (a test hook), or this is a forked child's copy. One
+    /// comparison (grants ask it at every commit and drop): a crashed
+    /// endpoint's `fork_gen` is [`CRASHED`], which no fork generation
+    /// reaches.
     #[inline]
     pub(crate) fn inert(&self) -> bool {
-        self.crashed || self.forked()
+        #[cfg(not(loom))]
+        return self.fork_gen != crate::fork::generation();
+        #[cfg(loom)]
+        return self.crashed;
     }
 
     /// An interrupter for this endpoint's blocking calls.
@@ -218,6 +229,10 @@ impl Attachment {
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub(crate) fn simulate_crash(&mut self) {
         self.crashed = true;
+        #[cfg(not(loom))]
+        {
+            self.fork_gen = CRASHED;
+        }
         let slot = self.mem.endpoint(self.slot);
         self.mem.liveness().crash(self.slot, slot, self.state);
     }
