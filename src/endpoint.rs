@@ -311,6 +311,16 @@ pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
     peer_state_of(mem, i, st, probe)
 }
 
+/// Whether endpoint slot `i` holds an attached endpoint: the fast paths'
+/// question about the peer (one load, one mask, one branch). Anything else
+/// (never attached, detached, dead) sends them to the general path, which
+/// asks `peer_state` and tells those apart.
+#[inline(always)]
+pub(crate) fn attached(mem: &Mem, i: usize) -> bool {
+    // Acquire: as in `peer_state`.
+    mem.endpoint(i).state.load(Ordering::Acquire) & EP_MASK == EP_ATTACHED
+}
+
 /// `peer_state` from the state value `st`, just loaded.
 #[cold]
 fn peer_state_of(mem: &Mem, i: usize, st: u32, probe: bool) -> Peer {
@@ -537,6 +547,12 @@ impl<S: Side> Endpoint<S> {
     #[inline]
     pub(crate) fn peer(&self, i: usize, probe: bool) -> Peer {
         peer_state(&self.at.mem, i, probe)
+    }
+
+    /// Whether endpoint slot `i` is attached (see [`attached`]).
+    #[inline(always)]
+    pub(crate) fn peer_attached(&self, i: usize) -> bool {
+        attached(&self.at.mem, i)
     }
 
     /// One attempt, or a wait as `wait` says.

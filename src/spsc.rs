@@ -289,10 +289,11 @@ impl Producer {
         wait: Wait,
         batch: bool,
     ) -> Result<WriteGrant<'_>, Error> {
-        // Fast path: the checks of `try_reserve`, then room by the cached
-        // head.
+        // Fast path: usable, the consumer attached (the general path tells
+        // a detached one from one not attached yet), then room by the
+        // cached head.
         let ep = &mut self.ep;
-        let quick = if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
+        let quick = if ep.usable().is_ok() && ep.peer_attached(CONSUMER_SLOT) {
             ep.side.try_reserve_fast(len)
         } else {
             None
@@ -318,11 +319,11 @@ impl Producer {
 
     #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait, batch: bool) -> Result<(), Error> {
-        // Fast path: the ring has room now. The checks of `try_reserve`,
-        // then one ring call that reserves, copies, commits (and unless in
-        // a batch, publishes).
+        // Fast path: the ring has room now. Usable, the consumer attached
+        // (as in `reserve_with`), then one ring call that reserves, copies,
+        // commits (and unless in a batch, publishes).
         let ep = &mut self.ep;
-        if ep.usable().is_ok() && ep.peer(CONSUMER_SLOT, false) != Peer::Detached {
+        if ep.usable().is_ok() && ep.peer_attached(CONSUMER_SLOT) {
             // Outside a batch, the ring's quick case alone: a `bool`, not a
             // `Result` the slow path's error would make live in memory.
             let written = if batch {

@@ -330,6 +330,30 @@ fn named_round_trip_and_removed_after_drop() {
     );
 }
 
+/// The fast paths of `send` and `reserve` ask only whether the consumer is
+/// attached; a producer that sends before any consumer has attached takes
+/// the general path, and what it sent is all there for the consumer.
+#[test]
+fn sends_before_the_consumer_attaches_all_arrive() {
+    let name = Name::new("early");
+    let mut tx = Producer::create(&name, &small()).unwrap();
+    // Six 32-byte records in the 256-byte ring.
+    for i in 0..5u8 {
+        tx.send(&[i; 20]).unwrap();
+    }
+    let mut g = tx.try_reserve(20).unwrap();
+    g.copy_from_slice(&[5; 20]);
+    g.commit(20);
+    let mut rx = Consumer::open(&name, &small()).unwrap();
+    for i in 0..6u8 {
+        assert_eq!(&*rx.try_recv().unwrap(), &[i; 20], "message {i}");
+    }
+    tx.send(b"attached now").unwrap();
+    assert_eq!(&*rx.try_recv().unwrap(), b"attached now");
+    drop(rx);
+    assert!(matches!(tx.send(b"gone"), Err(Error::Disconnected)));
+}
+
 #[test]
 fn segment_is_created_0600() {
     use std::os::unix::fs::PermissionsExt;
