@@ -23,7 +23,7 @@ use crate::error::{Error, OpenError};
 use crate::header::{Spec, TypeInfo};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::layout::{EP_ATTACHED, EP_DETACHED, EP_FREE, EP_MASK, Geometry, Kind, LOCK_INIT};
-use crate::layout::{Header, WakeWord};
+use crate::layout::{Header, WakeWord, ep_attached};
 use crate::notify::{self, Backend, Stats, WaitCfg};
 use crate::notify::{Wait, Waitable};
 use crate::options::Options;
@@ -92,6 +92,8 @@ pub(crate) struct Attachment {
     #[cfg(not(loom))]
     pub fork_gen: u64,
     /// Set by the crash-simulation hooks: drop as if the process had died.
+    /// (Outside loom, `fork_gen == CRASHED_GEN` says it.)
+    #[cfg(loom)]
     pub crashed: bool,
 }
 
@@ -171,6 +173,7 @@ impl Attachment {
                     keep: opts.keep,
                     wait,
                     stats: Stats::default(),
+                    #[cfg(loom)]
                     crashed: false,
                 });
             }
@@ -192,7 +195,7 @@ impl Attachment {
 /// The `fork_gen` of an endpoint whose process "died" (`simulate_crash`):
 /// fork generations count up from 0 by one per `fork()`, so none reaches it.
 #[cfg(not(loom))]
-const CRASHED: u64 = u64::MAX;
+const CRASHED_GEN: u64 = u64::MAX;
 
 impl Attachment {
     /// Whether this endpoint was inherited through `fork()` (it belongs to
@@ -200,7 +203,7 @@ impl Attachment {
     #[inline]
     pub(crate) fn forked(&self) -> bool {
         #[cfg(not(loom))]
-        return self.fork_gen != crate::fork::generation() && !self.crashed;
+        return self.fork_gen != crate::fork::generation() && self.fork_gen != CRASHED_GEN;
         #[cfg(loom)]
         return false;
     }
@@ -208,7 +211,7 @@ impl Attachment {
     /// Whether drops must leave the ring alone: the endpoint's process
     /// "died" (a test hook), or this is a forked child's copy. One
     /// comparison (grants ask it at every commit and drop): a crashed
-    /// endpoint's `fork_gen` is [`CRASHED`], which no fork generation
+    /// endpoint's `fork_gen` is [`CRASHED_GEN`], which no fork generation
     /// reaches.
     #[inline]
     pub(crate) fn inert(&self) -> bool {
@@ -228,10 +231,13 @@ impl Attachment {
     /// the descriptor would do the same). Heap: mark the slot crashed.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub(crate) fn simulate_crash(&mut self) {
-        self.crashed = true;
         #[cfg(not(loom))]
         {
-            self.fork_gen = CRASHED;
+            self.fork_gen = CRASHED_GEN;
+        }
+        #[cfg(loom)]
+        {
+            self.crashed = true;
         }
         let slot = self.mem.endpoint(self.slot);
         self.mem.liveness().crash(self.slot, slot, self.state);
@@ -305,7 +311,7 @@ pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
     // seeing DETACHED means seeing every cursor store before it.
     let st = mem.endpoint(i).state.load(Ordering::Acquire);
     // The common answer inline (every send asks it); the rest out of line.
-    if st & EP_MASK == EP_ATTACHED && !probe {
+    if ep_attached(st) && !probe {
         return Peer::Attached;
     }
     peer_state_of(mem, i, st, probe)
@@ -318,7 +324,7 @@ pub(crate) fn peer_state(mem: &Mem, i: usize, probe: bool) -> Peer {
 #[inline(always)]
 pub(crate) fn attached(mem: &Mem, i: usize) -> bool {
     // Acquire: as in `peer_state`.
-    mem.endpoint(i).state.load(Ordering::Acquire) & EP_MASK == EP_ATTACHED
+    ep_attached(mem.endpoint(i).state.load(Ordering::Acquire))
 }
 
 /// `peer_state` from the state value `st`, just loaded.

@@ -36,6 +36,12 @@ pub(crate) const EP_DETACHED: u32 = 2;
 pub(crate) const EP_MASK: u32 = 3;
 // (State 3 is `liveness::CRASHED`, heap rings only.)
 
+/// Whether the endpoint state value `st` says attached (alive or not).
+#[inline(always)]
+pub(crate) fn ep_attached(st: u32) -> bool {
+    st & EP_MASK == EP_ATTACHED
+}
+
 /// Byte offsets of the file that carry OFD locks (`F_OFD_SETLK`). They are
 /// lock ranges only: the bytes themselves belong to the header.
 ///

@@ -13,7 +13,7 @@
 //! says whether it can still act on it. Everything else (`endpoint`,
 //! `inspect`) asks through this trait.
 
-use crate::layout::{EP_ATTACHED, EP_MASK, EndpointSlot, LOCK_ENDPOINT_BASE};
+use crate::layout::{EP_MASK, EndpointSlot, LOCK_ENDPOINT_BASE, ep_attached};
 use crate::shm::{Lock, Segment};
 use crate::sync::Ordering;
 
@@ -68,7 +68,7 @@ impl Liveness for Local {
     }
     fn release(&self, _i: usize) {}
     fn alive(&self, _i: usize, st: u32) -> bool {
-        st & EP_MASK == EP_ATTACHED
+        ep_attached(st)
     }
     fn marked_dead(&self, st: u32) -> bool {
         st & EP_MASK == CRASHED
