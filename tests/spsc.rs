@@ -652,6 +652,17 @@ fn child_entry() {
                 }
             }
         }
+        "sender" => {
+            let count: u64 = env("SHMQ_COUNT").parse().unwrap();
+            let mut tx = Producer::open(&name, &Options::new()).unwrap();
+            let mut rng = Rng(7);
+            let mut msg = vec![0u8; LONGEST];
+            for i in 0..count {
+                let len = rng.below(LONGEST as u64) as usize;
+                fill(&mut msg[..len], i);
+                tx.send(&msg[..len]).unwrap();
+            }
+        }
         "hang" => {
             let _tx = Producer::open(&name, &Options::new()).unwrap();
             println!("READY");
@@ -691,6 +702,45 @@ fn cross_process_million_messages_with_checksum() {
     let st = rx.stats();
     println!("checksum {sum:#x}; consumer stats {st:?}");
     assert_eq!(st.messages, MESSAGES);
+}
+
+/// Longest message of `cross_process_recv_into_of_long_messages`: past
+/// the length from which `recv_into` copies with `rep movsb` (1 KiB).
+const LONGEST: usize = 3000;
+
+/// `recv_into` copies out of ring memory that the producer keeps writing
+/// (the word loop below 1 KiB, `rep movsb` from 1 KiB on x86-64): every
+/// length up to `LONGEST`, through a ring of 16 KiB that wraps every few
+/// messages, each message checked byte for byte, in a buffer with bytes
+/// on both sides that must stay untouched.
+#[test]
+fn cross_process_recv_into_of_long_messages() {
+    const COUNT: u64 = 100_000;
+    let name = Name::new("xlong");
+    let mut rx = Consumer::create(&name, &Options::new().capacity(16 * 1024)).unwrap();
+    let mut child = spawn_role("sender", &name, &[("SHMQ_COUNT", COUNT.to_string())]);
+    let mut rng = Rng(7);
+    let mut want = vec![0u8; LONGEST];
+    let mut buf = vec![0x5au8; LONGEST + 16];
+    for i in 0..COUNT {
+        let len = rng.below(LONGEST as u64) as usize;
+        fill(&mut want[..len], i);
+        let n = rx
+            .recv_into_timeout(&mut buf[3..3 + LONGEST], Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(n, len, "message {i}");
+        assert!(buf[3..3 + n] == want[..len], "message {i}, {len} bytes");
+        assert!(buf[..3].iter().all(|&b| b == 0x5a), "before, message {i}");
+        assert!(
+            buf[3 + LONGEST..].iter().all(|&b| b == 0x5a),
+            "after, message {i}"
+        );
+    }
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)).err(),
+        Some(Error::Disconnected)
+    );
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
