@@ -49,6 +49,13 @@ const fn header_word(len: u32, tag: u32, at: u64, cap: u64) -> u64 {
     (((tag ^ (at & cap != 0) as u32) as u64) << 32) | len as u64
 }
 
+/// The upper half of the header word of a message at cursor `at` (its
+/// tag, with the lap parity).
+#[inline(always)]
+const fn msg_hi(at: u64, cap: u64) -> u64 {
+    header_word(0, TAG_MSG, at, cap) >> 32
+}
+
 /// Bytes a record of `len` payload bytes takes in the ring.
 ///
 /// `len` is at most `u32::MAX` (a header's length field), so the rounding
@@ -741,6 +748,17 @@ pub(crate) struct ConsumerRing {
     released: u64,
     /// Whether the last look found nothing.
     empty: bool,
+    /// What the upper half of a message header word at `head` must be
+    /// (`msg_hi`: the tag with `head`'s lap parity), which the quick look
+    /// compares with. Kept without a test per release: the quick look takes
+    /// no record that ends a lap (those go to `peek_slow`), so only
+    /// `peek_slow` moves `head` into another lap or hands out a record
+    /// whose release does, and it sets this field for the cursor after what
+    /// it returns. Between `peek_slow` returning a lap's last record and its
+    /// release, the field names the next lap, and the quick look at the
+    /// unreleased record's header (this lap's tag) sends it back to
+    /// `peek_slow`.
+    lap_hi: u64,
 }
 
 impl ConsumerRing {
@@ -760,6 +778,7 @@ impl ConsumerRing {
             head,
             released: head,
             empty: false,
+            lap_hi: msg_hi(head, cap),
         })
     }
 
@@ -794,15 +813,16 @@ impl ConsumerRing {
         // payload (and the terminator after it) are visible once its
         // header is.
         let w = w.load(Ordering::Acquire);
-        if w >> 32 == header_word(0, TAG_MSG, head, self.cap) >> 32 {
+        if w >> 32 == self.lap_hi {
             let len = w as u32 as u64;
             let size = record_size(len);
             // `head` is below `CURSOR_LIMIT` at attach and is checked
             // against it at every slow look (nothing yet, padding): a
             // producer would have to keep the ring busy, without one
             // padding record, for the 2^62 bytes (years at any rate) it
-            // takes to push `head` near overflow.
-            if len <= self.max && pos + size <= self.cap {
+            // takes to push `head` near overflow. A record that ends the
+            // lap (`pos + size == cap`) is `peek_slow`'s (see `lap_hi`).
+            if len <= self.max && pos + size < self.cap {
                 self.empty = false;
                 return Ok(Record {
                     at: pos + RECORD_HEADER as u64,
@@ -856,6 +876,9 @@ impl ConsumerRing {
                         return Err(corrupted(mem, "bad record length", mem.at_data(pos), w));
                     }
                     self.empty = false;
+                    // The lap after this record: its release may end the
+                    // lap (see `lap_hi`).
+                    self.lap_hi = msg_hi(head + size, self.cap);
                     return Ok(Record {
                         at: pos + RECORD_HEADER as u64,
                         len: len as usize,
@@ -871,6 +894,12 @@ impl ConsumerRing {
                 }
                 Word::Nothing => {
                     self.empty = true;
+                    // After padding, `head` is in the next lap. (An honest
+                    // producer publishes padding with the record after it,
+                    // so only a scribbling one gets here that way; the
+                    // field then still names `head`'s lap, and a lap-old
+                    // header at 0 reads as nothing, not as a message.)
+                    self.lap_hi = msg_hi(self.head, self.cap);
                     return Err(Error::Empty);
                 }
                 Word::Bad => {
@@ -1017,6 +1046,35 @@ mod tests {
         assert!(c.publish(&mem));
         p.try_write(&mem, &[3; 24], true).unwrap();
         assert_eq!(read(&mut c, &mem).unwrap(), [3; 24]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+    }
+
+    /// A lap's last record comes from `peek_slow`, which then names the
+    /// next lap in `lap_hi` before the record is released: looking at the
+    /// record again (a receive into a short buffer, a batch's peek) still
+    /// finds it, the quick copy-out path included, and once it is released
+    /// the first record's header, one lap old, reads as nothing.
+    #[test]
+    fn a_laps_last_record_can_be_looked_at_again_before_its_release() {
+        let mem = ring(64);
+        let mut p = ProducerRing::attach(&mem).unwrap();
+        let mut c = ConsumerRing::attach(&mem).unwrap();
+        p.try_write(&mem, &[1; 24], true).unwrap();
+        p.try_write(&mem, &[2; 24], true).unwrap();
+        assert_eq!(read(&mut c, &mem).unwrap(), [1; 24]);
+        let first = c.try_peek(&mem).unwrap();
+        assert_eq!((first.at, first.len, first.next), (40, 24, 64));
+        assert_eq!(c.try_read_into_fast(&mem, &mut [0; 8]), None);
+        let again = c.try_peek(&mem).unwrap();
+        assert_eq!((again.at, again.len, again.next), (40, 24, 64));
+        assert_eq!(read(&mut c, &mem).unwrap(), [2; 24]);
+        assert_eq!(read(&mut c, &mem), Err(Error::Empty));
+        assert!(c.try_peek_fast(&mem).is_none());
+        c.publish(&mem);
+        p.try_write(&mem, &[3; 24], true).unwrap();
+        let mut buf = [0; 24];
+        assert_eq!(c.try_read_into_fast(&mem, &mut buf), Some(24));
+        assert_eq!(buf, [3; 24]);
         assert_eq!(read(&mut c, &mem), Err(Error::Empty));
     }
 
