@@ -1027,17 +1027,24 @@ mod tests {
         assert_eq!(read(&mut c, &mem), Err(Error::Empty));
     }
 
+    /// A 64-byte ring that two 24-byte messages, `[1; 24]` and `[2; 24]`,
+    /// fill exactly, and its two ends.
+    fn exactly_full() -> (Mem, ProducerRing, ConsumerRing) {
+        let mem = ring(64);
+        let mut p = ProducerRing::attach(&mem).unwrap();
+        let c = ConsumerRing::attach(&mem).unwrap();
+        p.try_write(&mem, &[1; 24], true).unwrap();
+        p.try_write(&mem, &[2; 24], true).unwrap();
+        (mem, p, c)
+    }
+
     /// Two 24-byte messages fill a 64-byte ring exactly: no terminator fits,
     /// and the word after the second record is the first record's header,
     /// one lap old, which must read as nothing until the third message
     /// replaces it.
     #[test]
     fn exactly_full_ring_reads_as_nothing_until_the_next_lap() {
-        let mem = ring(64);
-        let mut p = ProducerRing::attach(&mem).unwrap();
-        let mut c = ConsumerRing::attach(&mem).unwrap();
-        p.try_write(&mem, &[1; 24], true).unwrap();
-        p.try_write(&mem, &[2; 24], true).unwrap();
+        let (mem, mut p, mut c) = exactly_full();
         assert_eq!(p.try_write(&mem, &[3; 24], true), Err(Error::Full));
         assert_eq!(read(&mut c, &mem).unwrap(), [1; 24]);
         assert_eq!(read(&mut c, &mem).unwrap(), [2; 24]);
@@ -1056,11 +1063,7 @@ mod tests {
     /// the first record's header, one lap old, reads as nothing.
     #[test]
     fn a_laps_last_record_can_be_looked_at_again_before_its_release() {
-        let mem = ring(64);
-        let mut p = ProducerRing::attach(&mem).unwrap();
-        let mut c = ConsumerRing::attach(&mem).unwrap();
-        p.try_write(&mem, &[1; 24], true).unwrap();
-        p.try_write(&mem, &[2; 24], true).unwrap();
+        let (mem, mut p, mut c) = exactly_full();
         assert_eq!(read(&mut c, &mem).unwrap(), [1; 24]);
         let first = c.try_peek(&mem).unwrap();
         assert_eq!((first.at, first.len, first.next), (40, 24, 64));
