@@ -5,22 +5,39 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::Kind;
 pub(crate) use crate::heap::HeapBuf;
 #[cfg(loom)]
 use crate::heap::LoomMem;
-use crate::layout::{EndpointSlot, Geometry, Header};
+use crate::layout::{EndpointSlot, Geometry, Header, SLOT_HEADER};
 use crate::liveness::{Liveness, Local};
 use crate::shm::Segment;
 #[cfg(loom)]
 use crate::sync::AtomicU32;
 use crate::sync::AtomicU64;
 
+/// The two words of an MPMC slot's header, by their byte offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotField {
+    /// The sequence word.
+    Seq = 0,
+    /// The info word (kind and length).
+    Info = 8,
+}
+
+/// The slot of every view that has no MPMC slots (see `Mem::slots`): a
+/// header's two words, no payload.
+#[cfg(not(loom))]
+static NO_SLOTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
 /// Memory for one endpoint's view of a ring.
 pub(crate) struct Mem {
     geo: Geometry,
-    /// `geo.data_offset()` and `geo.data_len()`, computed once: the hot path
-    /// reaches every word through them.
+    /// `geo.data_offset()`, computed once: the hot path reaches every word
+    /// through it.
     data_off: usize,
+    /// `geo.data_len()` (loom's checked accesses).
+    #[cfg(loom)]
     data_len: u64,
     #[cfg(not(loom))]
     base: NonNull<u8>,
@@ -34,6 +51,21 @@ pub(crate) struct Mem {
     /// `geo.endpoints()`, computed once (checked at every endpoint access).
     #[cfg(not(loom))]
     endpoints: usize,
+    /// The MPMC slots: `pos & slot_mask` is the slot of position `pos`,
+    /// `slot_stride` bytes after the previous one from `slots`, and
+    /// `slot_payload` bytes of payload follow its 16-byte header.
+    /// `from_backing` checks once that every slot lies inside the data area,
+    /// so the slot accessors check nothing per access. (Other views, an SPSC
+    /// ring's or a header-only probe's, get one slot of no payload in
+    /// `NO_SLOTS`.)
+    #[cfg(not(loom))]
+    slots: NonNull<u8>,
+    #[cfg(not(loom))]
+    slot_mask: u64,
+    #[cfg(not(loom))]
+    slot_stride: u64,
+    #[cfg(not(loom))]
+    slot_payload: u64,
     backing: Arc<Backing>,
     /// Endpoints are `Send` but not `Sync`: each keeps private cursor caches.
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
@@ -144,9 +176,32 @@ impl Mem {
         // SAFETY: the data area starts inside the region, which holds
         // `geo.total_size()` bytes from `base` (checked by the callers).
         let data = unsafe { base.add(geo.data_offset()) };
+        // What the slot accessors rely on: the last slot's header and
+        // payload end inside the data area. (An MPMC geometry that validated
+        // always has that; anything else gets no slots.)
+        #[cfg(not(loom))]
+        let (slots, slot_mask, slot_stride, slot_payload) = match geo.kind {
+            Kind::Mpmc
+                if (geo.capacity.max(1) - 1)
+                    .checked_mul(geo.slot_stride())
+                    .and_then(|last| last.checked_add(u64::from(geo.slot_size)))
+                    .is_some_and(|end| end <= geo.data_len())
+                    && u64::from(geo.slot_size) >= SLOT_HEADER as u64
+                    && geo.slot_stride() % 8 == 0 =>
+            {
+                (
+                    data,
+                    geo.capacity.max(1) - 1,
+                    geo.slot_stride(),
+                    u64::from(geo.slot_size) - SLOT_HEADER as u64,
+                )
+            }
+            _ => (NonNull::from(&NO_SLOTS).cast::<u8>(), 0, 0, 0),
+        };
         Mem {
             geo,
             data_off: geo.data_offset(),
+            #[cfg(loom)]
             data_len: geo.data_len(),
             #[cfg(not(loom))]
             base,
@@ -156,6 +211,14 @@ impl Mem {
             words_end: geo.data_len().saturating_sub(7),
             #[cfg(not(loom))]
             endpoints: geo.endpoints(),
+            #[cfg(not(loom))]
+            slots,
+            #[cfg(not(loom))]
+            slot_mask,
+            #[cfg(not(loom))]
+            slot_stride,
+            #[cfg(not(loom))]
+            slot_payload,
             backing,
             _not_sync: std::marker::PhantomData,
         }
@@ -280,26 +343,64 @@ impl Mem {
         unsafe { self.data.as_ptr().add(off as usize) }
     }
 
-    /// Pointer to `len` payload bytes at byte `off` of the data area.
+    /// Word `field` (0: the sequence, 8: the info word) of the MPMC slot of
+    /// position `pos`, without a check: every slot lies inside the data
+    /// area (`from_backing`).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn slot_word(&self, pos: u64, field: SlotField) -> &AtomicU64 {
+        let off = (pos & self.slot_mask) * self.slot_stride + field as u64;
+        // SAFETY: `off + 8 <= slot_mask * slot_stride + SLOT_HEADER`, which
+        // `from_backing` checked to be within the data area that `slots`
+        // starts (or `off + 8 <= 16`, `NO_SLOTS`); 8-aligned (`slots` is,
+        // the stride a multiple of 8, `field` 0 or 8); atomics may be
+        // accessed while peers access them too; the region (or the static)
+        // outlives `&self`.
+        unsafe { &*self.slots.as_ptr().add(off as usize).cast::<AtomicU64>() }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn slot_word(&self, pos: u64, field: SlotField) -> &AtomicU64 {
+        let g = self.geo;
+        self.word((pos & (g.capacity - 1)) * g.slot_stride() + field as u64)
+    }
+
+    /// The payload of the MPMC slot of position `pos`, `len` bytes of it.
+    ///
+    /// # Panics
+    /// If `len` exceeds the slot's payload size.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn slot_payload(&self, pos: u64, len: usize) -> *mut u8 {
+        assert!(len as u64 <= self.slot_payload);
+        let off = (pos & self.slot_mask) * self.slot_stride + SLOT_HEADER as u64;
+        // SAFETY: `off + len` is at most the last slot's payload end, which
+        // `from_backing` checked to be within the data area that `slots`
+        // starts (or 16 + 0, the end of `NO_SLOTS`).
+        unsafe { self.slots.as_ptr().add(off as usize) }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn slot_payload(&self, pos: u64, len: usize) -> *mut u8 {
+        let g = self.geo;
+        let off = (pos & (g.capacity - 1)) * g.slot_stride() + SLOT_HEADER as u64;
+        assert!(len as u64 <= u64::from(g.slot_size) - SLOT_HEADER as u64);
+        self.bytes(off, len)
+    }
+
+    /// Pointer to `len` payload bytes at byte `off` of the loom model's
+    /// data area.
     ///
     /// # Panics
     /// If the range is not inside the data area.
-    #[inline]
+    #[cfg(loom)]
     pub(crate) fn bytes(&self, off: u64, len: usize) -> *mut u8 {
         assert!(
             off.checked_add(len as u64)
                 .is_some_and(|e| e <= self.data_len)
         );
-        #[cfg(not(loom))]
-        {
-            // SAFETY: in bounds, checked above.
-            unsafe { self.data.as_ptr().add(off as usize) }
-        }
-        #[cfg(loom)]
         // SAFETY: in bounds of the loom byte buffer, checked above.
-        unsafe {
-            self.loom().bytes.as_ptr().add(off as usize)
-        }
+        unsafe { self.loom().bytes.as_ptr().add(off as usize) }
     }
 
     /// The first byte of the data area (which holds at least
@@ -337,21 +438,54 @@ mod tests {
     use super::*;
     use crate::layout::Kind;
 
+    /// A view of a header alone, with a geometry of `kind` and nothing else.
+    fn header_only(kind: Kind) -> Mem {
+        let geo = Geometry {
+            kind,
+            capacity: 0,
+            slot_size: 0,
+            max_producers: 0,
+            max_consumers: 0,
+        };
+        Mem::from_image(&vec![0u8; size_of::<Header>()], geo)
+    }
+
+    /// The slot accessors (no check per access) place the last slot's words
+    /// and payload at the end of an MPMC data area, wrap positions onto
+    /// slots, refuse a payload longer than a slot's, and hand views without
+    /// MPMC slots (a header-only probe) the static `NO_SLOTS` instead of
+    /// bytes they do not have.
+    #[test]
+    fn slot_accessors_stay_inside_the_data_area() {
+        let geo = Geometry {
+            kind: Kind::Mpmc,
+            capacity: 4,
+            slot_size: 80,
+            max_producers: 1,
+            max_consumers: 1,
+        };
+        let m = Mem::heap(geo);
+        let data = m.data_ptr() as usize;
+        let at = |w: &AtomicU64| w as *const AtomicU64 as usize - data;
+        assert_eq!(at(m.slot_word(3, SlotField::Seq)), 3 * 128);
+        assert_eq!(at(m.slot_word(7, SlotField::Info)), 3 * 128 + 8);
+        assert_eq!(m.slot_payload(7, 64) as usize - data, 3 * 128 + 16);
+        assert!(3 * 128 + 16 + 64 <= geo.data_len() as usize);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.slot_payload(0, 65)));
+        assert!(r.is_err(), "a payload longer than the slot's");
+
+        let h = header_only(Kind::Mpmc);
+        let w = h.slot_word(5, SlotField::Info);
+        assert!(std::ptr::eq(w, &NO_SLOTS[1]));
+    }
+
     /// A header-only view (no table, no data: what `acquire::open_image`
     /// reads a header through) is built without panicking, and has no data
     /// word to hand out. (Found by the fuzzer's regression input: building
     /// it used to assert a data area of at least one word.)
     #[test]
     fn header_only_view_has_no_data_words() {
-        let geo = Geometry {
-            kind: Kind::Spsc,
-            capacity: 0,
-            slot_size: 0,
-            max_producers: 0,
-            max_consumers: 0,
-        };
-        let image = vec![0u8; size_of::<Header>()];
-        let m = Mem::from_image(&image, geo);
+        let m = header_only(Kind::Spsc);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.word_ptr(0)));
         assert!(r.is_err(), "a word of an empty data area");
     }

@@ -33,7 +33,7 @@ use crate::error::{Corruption, Error};
 use crate::layout::{
     CONS_AT, EndpointSlot, KIND_ABANDONED, KIND_MSG, KIND_SKIP, PROD_AT, SLOT_HEADER,
 };
-use crate::region::Mem;
+use crate::region::{Mem, SlotField};
 use crate::sync::Ordering;
 
 /// Sequence flag: position `p`'s producer died before publishing, and a
@@ -92,18 +92,23 @@ impl Slots {
     pub(crate) fn max_message_len(&self) -> usize {
         self.size as usize - SLOT_HEADER
     }
+    // The slots' words and payloads: `Mem` places them (it checked once
+    // that every slot lies in its data area), these name them.
     #[inline(always)]
     fn seq<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        slot_word(mem, self.offset(pos))
+        mem.slot_word(pos, SlotField::Seq)
     }
     #[inline(always)]
     fn info<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        slot_word(mem, self.offset(pos) + 8)
+        mem.slot_word(pos, SlotField::Info)
     }
     /// Payload of the slot for `pos`.
-    #[inline]
+    ///
+    /// # Panics
+    /// If `len` exceeds the payload size.
+    #[inline(always)]
     pub(crate) fn payload(&self, mem: &Mem, pos: u64, len: usize) -> *mut u8 {
-        mem.bytes(self.offset(pos) + SLOT_HEADER as u64, len)
+        mem.slot_payload(pos, len)
     }
 
     /// Writes the initial sequences (`i` for slot `i`). Creator only, before
@@ -114,25 +119,6 @@ impl Slots {
             // on the heap, by handing the endpoints to other threads).
             mem.word(self.offset(i)).store(i, Ordering::Relaxed);
         }
-    }
-}
-
-/// The word at data offset `off`, a slot's sequence or info word: a multiple
-/// of 8, since the stride (a multiple of `SLOT_ALIGN`) and the header
-/// fields are. `Mem::word_ptr` checks the bounds.
-#[inline(always)]
-fn slot_word(mem: &Mem, off: u64) -> &crate::sync::AtomicU64 {
-    #[cfg(loom)]
-    return mem.word(off);
-    #[cfg(not(loom))]
-    {
-        debug_assert!(off % 8 == 0, "unaligned slot word {off}");
-        let p = mem.word_ptr(off);
-        // SAFETY: the 8 bytes at `p` are inside the data area (checked by
-        // `word_ptr`) and 8-aligned (the data area is 128-aligned, `off` a
-        // multiple of 8); atomics may be accessed while peers access them
-        // too; the reference does not outlive `mem`.
-        unsafe { crate::sync::AtomicU64::from_ptr(p.cast()) }
     }
 }
 
@@ -259,17 +245,12 @@ pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kin
 /// `publish`, with our endpoint slot `ep` at hand.
 #[inline(always)]
 fn publish_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
-    publish_at(mem, ep, s.offset(pos), pos, len, kind);
-}
-
-/// `publish` of the slot at data offset `off`.
-#[inline(always)]
-fn publish_at(mem: &Mem, ep: &EndpointSlot, off: u64, pos: u64, len: usize, kind: u32) {
+    let info = s.info(mem, pos);
     // Relaxed: published by the Release store of the sequence below.
-    slot_word(mem, off + 8).store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
+    info.store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
     // Release: pairs with the consumer's Acquire sequence load in `try_take`;
     // the payload and info word are visible to it.
-    slot_word(mem, off).store(pos + 1, Ordering::Release);
+    s.seq(mem, pos).store(pos + 1, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
     ep.claiming.store(0, Ordering::Relaxed);
 }
@@ -288,27 +269,32 @@ pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u6
     }
     let ep = mem.endpoint(me);
     let pos = claim(mem, s, me, ep)?;
-    let off = s.offset(pos);
-    let dst = mem.bytes(off + SLOT_HEADER as u64, msg.len());
+    let dst = s.payload(mem, pos, msg.len());
     // SAFETY: we won the claim of `pos`: no consumer reads this slot's
     // payload until we publish it; `msg` fits the payload (checked above)
     // and is the caller's memory, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
-    publish_at(mem, ep, off, pos, msg.len(), KIND_MSG);
+    publish_ep(mem, s, ep, pos, msg.len(), KIND_MSG);
     Ok(pos)
 }
 
-/// Copies the `len` payload bytes of the slot at data offset `off` (taken,
-/// not yet released) into `buf`; `BufferTooSmall` if they do not fit.
+/// Copies the `len` payload bytes of the slot of position `pos` (taken, not
+/// yet released) into `buf`; `BufferTooSmall` if they do not fit.
 #[inline(always)]
-fn copy_payload(mem: &Mem, off: u64, len: usize, buf: &mut [u8]) -> Result<usize, Error> {
+fn copy_payload(
+    mem: &Mem,
+    s: &Slots,
+    pos: u64,
+    len: usize,
+    buf: &mut [u8],
+) -> Result<usize, Error> {
     let Some(dst) = buf.get_mut(..len) else {
         return Err(Error::BufferTooSmall {
             needed: len,
             capacity: buf.len(),
         });
     };
-    let src = mem.bytes(off + SLOT_HEADER as u64, len);
+    let src = s.payload(mem, pos, len);
     // SAFETY: the payload starts 8-aligned (slot stride and header are
     // multiples of 8) and `len` (validated against the payload size when
     // the slot was taken) rounded up to 8 stays inside the slot, whose
@@ -328,7 +314,7 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
 /// `buf`; `BufferTooSmall` if it does not fit.
 #[inline(always)]
 pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
-    copy_payload(mem, s.offset(t.pos), t.len, buf)
+    copy_payload(mem, s, t.pos, t.len, buf)
 }
 
 /// `try_take`, with our endpoint slot `ep` (slot `me`) at hand.
@@ -513,15 +499,8 @@ pub(crate) fn release(mem: &Mem, s: &Slots, me: usize, pos: u64) {
 /// `release`, with our endpoint slot `ep` at hand.
 #[inline(always)]
 fn release_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64) {
-    release_at(mem, ep, s.offset(pos), pos + s.n);
-}
-
-/// `release` of the slot at data offset `off`: its sequence becomes `next`
-/// (the position plus the number of slots).
-#[inline(always)]
-fn release_at(mem: &Mem, ep: &EndpointSlot, off: u64, next: u64) {
     // Release: pairs with the producer's Acquire sequence load in `try_claim`.
-    slot_word(mem, off).store(next, Ordering::Release);
+    s.seq(mem, pos).store(pos + s.n, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
     ep.claiming.store(0, Ordering::Relaxed);
 }
