@@ -54,7 +54,7 @@ fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool
     // Relaxed: ordered after the Acquire state load of the caller.
     let claim = mem.endpoint(i).claiming.load(Ordering::Relaxed);
     let producer = role == Role::Producer;
-    if !ring::claim_unresolved(mem, &s, claim, producer) {
+    if !ring::claim_unresolved(mem, claim, producer) {
         return true;
     }
     let pos = claim - 1;
@@ -64,7 +64,7 @@ fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool
         return false;
     }
     let (done, word) = if producer {
-        (ring::abandon(mem, &s, pos, &who), &mem.header().not_empty)
+        (ring::abandon(mem, pos, &who), &mem.header().not_empty)
     } else {
         (ring::reclaim(mem, &s, pos, &who), &mem.header().not_full)
     };
@@ -72,7 +72,7 @@ fn resolve_dead_claim(mem: &Mem, i: usize, role: Role, backend: Backend) -> bool
         // Whoever waits on that position can go on now.
         notify::wake(word, &backend, &mut Stats::default());
     }
-    !ring::claim_unresolved(mem, &s, claim, producer)
+    !ring::claim_unresolved(mem, claim, producer)
 }
 
 /// An attached endpoint: the region, our endpoint slot (whose liveness lock we

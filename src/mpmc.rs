@@ -220,7 +220,7 @@ fn resolve_forgotten(ep: &mut Endpoint<Tx>) {
 
 fn publish(ep: &mut Endpoint<Tx>, pos: u64, len: usize, kind: u32) {
     ep.side.held = None;
-    ring::publish(&ep.at.mem, &ep.side.slots, ep.at.slot, pos, len, kind);
+    ring::publish(&ep.at.mem, ep.at.slot, pos, len, kind);
     if kind == KIND_MSG {
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += len as u64;
@@ -380,12 +380,12 @@ fn take_slow(ep: &mut Endpoint<Rx>, first: Result<Taken, Error>) -> Result<Taken
             Err(Error::Empty) => {
                 maybe_reap(ep);
                 let gone = Rx::producers_gone(&ep.at.mem);
-                if let Stall::InFlight(pos) = ring::consumer_stall(&ep.at.mem, &ep.side.slots) {
+                if let Stall::InFlight(pos) = ring::consumer_stall(&ep.at.mem) {
                     // With every producer gone there is nobody to wait for.
                     let timeout = ep.opts.abandon_timeout;
                     if ep.side.stall.long(pos, gone, timeout) {
                         if let Some(dead) = claimers_dead(ep, Role::Producer, pos) {
-                            if ring::abandon(&ep.at.mem, &ep.side.slots, pos, &dead) {
+                            if ring::abandon(&ep.at.mem, pos, &dead) {
                                 // Other consumers may sleep with
                                 // messages waiting behind this slot.
                                 ep.wake_mates();
@@ -624,7 +624,7 @@ impl WriteGrant<'_> {
     #[inline]
     fn write(self, msg: &[u8]) {
         let ep = &self.p.ep;
-        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, msg.len());
+        let ptr = ep.at.mem.slot_payload(self.pos, msg.len());
         // SAFETY: we won the claim of `pos`: no consumer reads this slot's
         // payload until we publish it; `msg` (checked against the payload
         // size by the caller) is our caller's memory, so they do not overlap.
@@ -639,7 +639,7 @@ impl Deref for WriteGrant<'_> {
     fn deref(&self) -> &[u8] {
         let ep = &self.p.ep;
         let len = ep.side.slots.max_message_len();
-        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, len);
+        let ptr = ep.at.mem.slot_payload(self.pos, len);
         // SAFETY: we won the claim of `pos`, so nobody else reads or writes
         // this slot's payload until we publish it (protocol).
         unsafe { std::slice::from_raw_parts(ptr, len) }
@@ -651,7 +651,7 @@ impl DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         let ep = &self.p.ep;
         let len = ep.side.slots.max_message_len();
-        let ptr = ep.side.slots.payload(&ep.at.mem, self.pos, len);
+        let ptr = ep.at.mem.slot_payload(self.pos, len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
@@ -683,7 +683,7 @@ impl Consumer {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __abandon(&mut self, pos: u64) -> bool {
-        ring::abandon(&self.ep.at.mem, &self.ep.side.slots, pos, &[])
+        ring::abandon(&self.ep.at.mem, pos, &[])
     }
 
     /// Test hook: attaches a producer to this consumer's ring.
@@ -738,7 +738,7 @@ impl Consumer {
         if ep.side.held.is_some() || ep.side.pending.is_some() || ep.usable().is_err() {
             return None;
         }
-        let (pos, info) = ring::try_take_first(&ep.at.mem, &ep.side.slots, ep.at.slot)?;
+        let (pos, info) = ring::try_take_first(&ep.at.mem, ep.at.slot)?;
         match ring::message_of(&ep.side.slots, pos, info) {
             Some(t) => {
                 ep.side.stall.clear();
@@ -784,7 +784,7 @@ impl Consumer {
                 capacity: buf.len(),
             }));
         }
-        let r = ring::copy_out(&ep.at.mem, &ep.side.slots, &t, buf);
+        let r = ring::copy_out(&ep.at.mem, &t, buf);
         release(ep, &t);
         Some(r)
     }
@@ -861,7 +861,7 @@ impl ReadGrant<'_> {
             });
         }
         let ep = &self.c.ep;
-        let src = ep.side.slots.payload(&ep.at.mem, self.t.pos, n);
+        let src = ep.at.mem.slot_payload(self.t.pos, n);
         // SAFETY: the payload starts 8-aligned (slot stride and header are
         // multiples of 8) and `n` rounded up to 8 stays inside the slot,
         // whose payload area is a multiple of 8 bytes.
@@ -875,7 +875,7 @@ impl Deref for ReadGrant<'_> {
     #[inline]
     fn deref(&self) -> &[u8] {
         let ep = &self.c.ep;
-        let ptr = ep.side.slots.payload(&ep.at.mem, self.t.pos, self.t.len);
+        let ptr = ep.at.mem.slot_payload(self.t.pos, self.t.len);
         // SAFETY: we won the claim of this published slot, so no producer
         // writes it until we release it; `len` was validated against the
         // slot size. Bytes are plain `u8`: any value is valid.

@@ -45,8 +45,10 @@ pub(crate) struct Mem {
     #[cfg(not(loom))]
     data: NonNull<u8>,
     /// `data_len - 7` (0 if smaller): word offsets below it are in the data
-    /// area (a header-only view has none).
-    #[cfg(not(loom))]
+    /// area (a header-only view has none). For the checked `word_ptr`,
+    /// which only the fuzz targets and tests use (the rings reach their
+    /// words through `ring::spsc::Data` and the slot accessors).
+    #[cfg(all(not(loom), any(test, fuzzing)))]
     words_end: u64,
     /// `geo.endpoints()`, computed once (checked at every endpoint access).
     #[cfg(not(loom))]
@@ -180,9 +182,11 @@ impl Mem {
         // payload end inside the data area. (An MPMC geometry that validated
         // always has that; anything else gets no slots.)
         #[cfg(not(loom))]
+        let last_slot = geo.capacity.saturating_sub(1);
+        #[cfg(not(loom))]
         let (slots, slot_mask, slot_stride, slot_payload) = match geo.kind {
             Kind::Mpmc
-                if (geo.capacity.max(1) - 1)
+                if last_slot
                     .checked_mul(geo.slot_stride())
                     .and_then(|last| last.checked_add(u64::from(geo.slot_size)))
                     .is_some_and(|end| end <= geo.data_len())
@@ -191,7 +195,7 @@ impl Mem {
             {
                 (
                     data,
-                    geo.capacity.max(1) - 1,
+                    last_slot,
                     geo.slot_stride(),
                     u64::from(geo.slot_size) - SLOT_HEADER as u64,
                 )
@@ -207,7 +211,7 @@ impl Mem {
             base,
             #[cfg(not(loom))]
             data,
-            #[cfg(not(loom))]
+            #[cfg(all(not(loom), any(test, fuzzing)))]
             words_end: geo.data_len().saturating_sub(7),
             #[cfg(not(loom))]
             endpoints: geo.endpoints(),
@@ -313,7 +317,7 @@ impl Mem {
     /// If `off` is not 8-aligned or the word is not inside the data area.
     /// Callers validate peer-supplied offsets first; this is a last line of
     /// defence against shmq bugs.
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), fuzzing))]
     #[inline]
     pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
         assert!(off % 8 == 0);
@@ -335,12 +339,25 @@ impl Mem {
     ///
     /// # Panics
     /// If the word is not inside the data area.
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), any(test, fuzzing)))]
     #[inline(always)]
     pub(crate) fn word_ptr(&self, off: u64) -> *mut u8 {
         assert!(off < self.words_end);
         // SAFETY: `off + 8 <= data_len`, checked above.
         unsafe { self.data.as_ptr().add(off as usize) }
+    }
+
+    /// Data offset of the MPMC slot of position `pos` (each position maps to
+    /// a slot; for reports and the accessors below).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn slot_offset(&self, pos: u64) -> u64 {
+        (pos & self.slot_mask) * self.slot_stride
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn slot_offset(&self, pos: u64) -> u64 {
+        (pos & (self.geo.capacity - 1)) * self.geo.slot_stride()
     }
 
     /// Word `field` (0: the sequence, 8: the info word) of the MPMC slot of
@@ -349,7 +366,7 @@ impl Mem {
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) fn slot_word(&self, pos: u64, field: SlotField) -> &AtomicU64 {
-        let off = (pos & self.slot_mask) * self.slot_stride + field as u64;
+        let off = self.slot_offset(pos) + field as u64;
         // SAFETY: `off + 8 <= slot_mask * slot_stride + SLOT_HEADER`, which
         // `from_backing` checked to be within the data area that `slots`
         // starts (or `off + 8 <= 16`, `NO_SLOTS`); 8-aligned (`slots` is,
@@ -361,8 +378,7 @@ impl Mem {
 
     #[cfg(loom)]
     pub(crate) fn slot_word(&self, pos: u64, field: SlotField) -> &AtomicU64 {
-        let g = self.geo;
-        self.word((pos & (g.capacity - 1)) * g.slot_stride() + field as u64)
+        self.word(self.slot_offset(pos) + field as u64)
     }
 
     /// The payload of the MPMC slot of position `pos`, `len` bytes of it.
@@ -373,7 +389,7 @@ impl Mem {
     #[inline(always)]
     pub(crate) fn slot_payload(&self, pos: u64, len: usize) -> *mut u8 {
         assert!(len as u64 <= self.slot_payload);
-        let off = (pos & self.slot_mask) * self.slot_stride + SLOT_HEADER as u64;
+        let off = self.slot_offset(pos) + SLOT_HEADER as u64;
         // SAFETY: `off + len` is at most the last slot's payload end, which
         // `from_backing` checked to be within the data area that `slots`
         // starts (or 16 + 0, the end of `NO_SLOTS`).
@@ -382,10 +398,8 @@ impl Mem {
 
     #[cfg(loom)]
     pub(crate) fn slot_payload(&self, pos: u64, len: usize) -> *mut u8 {
-        let g = self.geo;
-        let off = (pos & (g.capacity - 1)) * g.slot_stride() + SLOT_HEADER as u64;
-        assert!(len as u64 <= u64::from(g.slot_size) - SLOT_HEADER as u64);
-        self.bytes(off, len)
+        assert!(len as u64 <= u64::from(self.geo.slot_size) - SLOT_HEADER as u64);
+        self.bytes(self.slot_offset(pos) + SLOT_HEADER as u64, len)
     }
 
     /// Pointer to `len` payload bytes at byte `off` of the loom model's

@@ -33,7 +33,8 @@ use crate::error::{Corruption, Error};
 use crate::layout::{
     CONS_AT, EndpointSlot, KIND_ABANDONED, KIND_MSG, KIND_SKIP, PROD_AT, SLOT_HEADER,
 };
-use crate::region::{Mem, SlotField};
+use crate::region::Mem;
+use crate::region::SlotField::{Info, Seq};
 use crate::sync::Ordering;
 
 /// Sequence flag: position `p`'s producer died before publishing, and a
@@ -71,10 +72,6 @@ pub(crate) struct Slots {
     pub n: u64,
     /// Bytes per slot, header included (multiple of 8).
     pub size: u64,
-    /// Bytes from one slot to the next: `size` rounded up to a cache line
-    /// (`layout::SLOT_ALIGN`), so that neighbouring slots (a producer's and
-    /// a consumer's) never share one.
-    pub stride: u64,
 }
 
 impl Slots {
@@ -83,41 +80,18 @@ impl Slots {
         Slots {
             n: g.capacity,
             size: u64::from(g.slot_size),
-            stride: g.slot_stride(),
         }
-    }
-    fn offset(&self, pos: u64) -> u64 {
-        (pos & (self.n - 1)) * self.stride
     }
     pub(crate) fn max_message_len(&self) -> usize {
         self.size as usize - SLOT_HEADER
     }
-    // The slots' words and payloads: `Mem` places them (it checked once
-    // that every slot lies in its data area), these name them.
-    #[inline(always)]
-    fn seq<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        mem.slot_word(pos, SlotField::Seq)
-    }
-    #[inline(always)]
-    fn info<'m>(&self, mem: &'m Mem, pos: u64) -> &'m crate::sync::AtomicU64 {
-        mem.slot_word(pos, SlotField::Info)
-    }
-    /// Payload of the slot for `pos`.
-    ///
-    /// # Panics
-    /// If `len` exceeds the payload size.
-    #[inline(always)]
-    pub(crate) fn payload(&self, mem: &Mem, pos: u64, len: usize) -> *mut u8 {
-        mem.slot_payload(pos, len)
-    }
-
     /// Writes the initial sequences (`i` for slot `i`). Creator only, before
     /// the segment is published.
     pub(crate) fn init(&self, mem: &Mem) {
         for i in 0..self.n {
             // Relaxed: published by the creator's Release store of READY (or,
             // on the heap, by handing the endpoints to other threads).
-            mem.word(self.offset(i)).store(i, Ordering::Relaxed);
+            mem.slot_word(i, Seq).store(i, Ordering::Relaxed);
         }
     }
 }
@@ -145,7 +119,7 @@ fn claim(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<u64, Erro
     // The first try, inlined: the slot is free for `pos` and the CAS wins.
     // (Everything else, contention, full or corrupted, goes to the loop.)
     // Acquire: as in `claim_loop`.
-    if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED == pos {
+    if cursor_in_range(pos) && mem.slot_word(pos, Seq).load(Ordering::Acquire) & !ABANDONED == pos {
         // Relaxed: published by the AcqRel CAS below.
         ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `claim_loop`.
@@ -178,7 +152,7 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
         // `release`: its reads of the old payload happen-before our writes.
         // An abandoned last lap (`(p - n + 1) | ABANDONED`) is not released
         // yet: without its flag it reads as "full", as it should.
-        let seq = s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED;
+        let seq = mem.slot_word(pos, Seq).load(Ordering::Acquire) & !ABANDONED;
         let diff = seq.wrapping_sub(pos) as i64;
         if diff == 0 {
             // Relaxed: published by the AcqRel CAS below.
@@ -200,7 +174,7 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
                 return Err(corrupted(
                     mem,
                     "slot sequence behind its lap",
-                    mem.at_data(s.offset(pos)),
+                    mem.at_data(mem.slot_offset(pos)),
                     seq,
                 ));
             }
@@ -220,7 +194,7 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
                 // it now rather than spinning `MAX_TRIES` times per call.
                 // Relaxed: nothing is claimed.
                 claiming.store(0, Ordering::Relaxed);
-                let at = mem.at_data(s.offset(pos));
+                let at = mem.at_data(mem.slot_offset(pos));
                 return Err(corrupted(
                     mem,
                     "slot sequence ahead of the enqueue cursor",
@@ -238,19 +212,19 @@ fn claim_loop(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
 
 /// Publishes the claimed position `pos` with `len` payload bytes of `kind`.
 #[inline]
-pub(crate) fn publish(mem: &Mem, s: &Slots, me: usize, pos: u64, len: usize, kind: u32) {
-    publish_ep(mem, s, mem.endpoint(me), pos, len, kind);
+pub(crate) fn publish(mem: &Mem, me: usize, pos: u64, len: usize, kind: u32) {
+    publish_ep(mem, mem.endpoint(me), pos, len, kind);
 }
 
 /// `publish`, with our endpoint slot `ep` at hand.
 #[inline(always)]
-fn publish_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
-    let info = s.info(mem, pos);
+fn publish_ep(mem: &Mem, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
     // Relaxed: published by the Release store of the sequence below.
-    info.store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
+    mem.slot_word(pos, Info)
+        .store(((kind as u64) << 32) | len as u64, Ordering::Relaxed);
     // Release: pairs with the consumer's Acquire sequence load in `try_take`;
     // the payload and info word are visible to it.
-    s.seq(mem, pos).store(pos + 1, Ordering::Release);
+    mem.slot_word(pos, Seq).store(pos + 1, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
     ep.claiming.store(0, Ordering::Relaxed);
 }
@@ -269,32 +243,26 @@ pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u6
     }
     let ep = mem.endpoint(me);
     let pos = claim(mem, s, me, ep)?;
-    let dst = s.payload(mem, pos, msg.len());
+    let dst = mem.slot_payload(pos, msg.len());
     // SAFETY: we won the claim of `pos`: no consumer reads this slot's
     // payload until we publish it; `msg` fits the payload (checked above)
     // and is the caller's memory, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
-    publish_ep(mem, s, ep, pos, msg.len(), KIND_MSG);
+    publish_ep(mem, ep, pos, msg.len(), KIND_MSG);
     Ok(pos)
 }
 
 /// Copies the `len` payload bytes of the slot of position `pos` (taken, not
 /// yet released) into `buf`; `BufferTooSmall` if they do not fit.
 #[inline(always)]
-fn copy_payload(
-    mem: &Mem,
-    s: &Slots,
-    pos: u64,
-    len: usize,
-    buf: &mut [u8],
-) -> Result<usize, Error> {
+fn copy_payload(mem: &Mem, pos: u64, len: usize, buf: &mut [u8]) -> Result<usize, Error> {
     let Some(dst) = buf.get_mut(..len) else {
         return Err(Error::BufferTooSmall {
             needed: len,
             capacity: buf.len(),
         });
     };
-    let src = s.payload(mem, pos, len);
+    let src = mem.slot_payload(pos, len);
     // SAFETY: the payload starts 8-aligned (slot stride and header are
     // multiples of 8) and `len` (validated against the payload size when
     // the slot was taken) rounded up to 8 stays inside the slot, whose
@@ -313,14 +281,14 @@ pub(crate) fn try_take(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> 
 /// Copies the payload of the message `t` (taken, not yet released) into
 /// `buf`; `BufferTooSmall` if it does not fit.
 #[inline(always)]
-pub(crate) fn copy_out(mem: &Mem, s: &Slots, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
-    copy_payload(mem, s, t.pos, t.len, buf)
+pub(crate) fn copy_out(mem: &Mem, t: &Taken, buf: &mut [u8]) -> Result<usize, Error> {
+    copy_payload(mem, t.pos, t.len, buf)
 }
 
 /// `try_take`, with our endpoint slot `ep` (slot `me`) at hand.
 #[inline(always)]
 fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Error> {
-    match take_first(mem, s, ep) {
+    match take_first(mem, ep) {
         Some((pos, info)) => check_taken(mem, s, me, pos, info),
         None => take_loop(mem, s, me),
     }
@@ -334,12 +302,12 @@ fn take(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<Taken, Err
 /// `None`: nothing claimed (no slot published at the cursor, or another
 /// consumer won it); `try_take` looks again and says why.
 #[inline(always)]
-pub(crate) fn try_take_first(mem: &Mem, s: &Slots, me: usize) -> Option<(u64, u64)> {
-    take_first(mem, s, mem.endpoint(me))
+pub(crate) fn try_take_first(mem: &Mem, me: usize) -> Option<(u64, u64)> {
+    take_first(mem, mem.endpoint(me))
 }
 
 #[inline(always)]
-fn take_first(mem: &Mem, s: &Slots, ep: &EndpointSlot) -> Option<(u64, u64)> {
+fn take_first(mem: &Mem, ep: &EndpointSlot) -> Option<(u64, u64)> {
     let h = mem.header();
     // Relaxed: a starting guess, validated by the sequence and the CAS.
     let pos = h.cons.load(Ordering::Relaxed);
@@ -347,7 +315,7 @@ fn take_first(mem: &Mem, s: &Slots, ep: &EndpointSlot) -> Option<(u64, u64)> {
     // `pos` and the CAS wins. Everything else goes to the loop, which looks
     // again (and stores `claiming` on every way out).
     // Acquire: as in `take_loop`.
-    if cursor_in_range(pos) && s.seq(mem, pos).load(Ordering::Acquire) == pos + 1 {
+    if cursor_in_range(pos) && mem.slot_word(pos, Seq).load(Ordering::Acquire) == pos + 1 {
         // Relaxed: published by the AcqRel CAS below.
         ep.claiming.store(pos + 1, Ordering::Relaxed);
         // AcqRel: as in `take_loop`.
@@ -357,7 +325,7 @@ fn take_first(mem: &Mem, s: &Slots, ep: &EndpointSlot) -> Option<(u64, u64)> {
         {
             // Relaxed: ordered after the Acquire sequence load that saw it
             // published.
-            return Some((pos, s.info(mem, pos).load(Ordering::Relaxed)));
+            return Some((pos, mem.slot_word(pos, Info).load(Ordering::Relaxed)));
         }
     }
     None
@@ -383,7 +351,7 @@ fn info_parts(info: u64) -> (usize, u32) {
 #[inline(always)]
 fn taken(mem: &Mem, s: &Slots, me: usize, pos: u64) -> Result<Taken, Error> {
     // Relaxed: ordered after the Acquire sequence load that saw it published.
-    let info = s.info(mem, pos).load(Ordering::Relaxed);
+    let info = mem.slot_word(pos, Info).load(Ordering::Relaxed);
     check_taken(mem, s, me, pos, info)
 }
 
@@ -410,7 +378,7 @@ pub(crate) fn check_taken(
 #[cold]
 fn bad_info(mem: &Mem, s: &Slots, me: usize, pos: u64, info: u64) -> Error {
     release(mem, s, me, pos);
-    let at = mem.at_data(s.offset(pos) + 8);
+    let at = mem.at_data(mem.slot_offset(pos) + 8);
     corrupted(mem, "bad slot info word", at, info)
 }
 
@@ -430,7 +398,7 @@ fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
         }
         // Acquire: pairs with the producer's Release publish in `publish`
         // (and the Release CAS in `abandon`).
-        let raw = s.seq(mem, pos).load(Ordering::Acquire);
+        let raw = mem.slot_word(pos, Seq).load(Ordering::Acquire);
         let abandoned = raw & ABANDONED != 0;
         let seq = raw & !ABANDONED;
         let diff = seq.wrapping_sub(pos + 1) as i64;
@@ -460,7 +428,7 @@ fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
                 return Err(corrupted(
                     mem,
                     "slot sequence behind its lap",
-                    mem.at_data(s.offset(pos)),
+                    mem.at_data(mem.slot_offset(pos)),
                     seq,
                 ));
             }
@@ -474,7 +442,7 @@ fn take_loop(mem: &Mem, s: &Slots, me: usize) -> Result<Taken, Error> {
             if cur == pos {
                 // Relaxed: nothing is claimed.
                 claiming.store(0, Ordering::Relaxed);
-                let at = mem.at_data(s.offset(pos));
+                let at = mem.at_data(mem.slot_offset(pos));
                 return Err(corrupted(
                     mem,
                     "slot sequence ahead of the dequeue cursor",
@@ -500,7 +468,7 @@ pub(crate) fn release(mem: &Mem, s: &Slots, me: usize, pos: u64) {
 #[inline(always)]
 fn release_ep(mem: &Mem, s: &Slots, ep: &EndpointSlot, pos: u64) {
     // Release: pairs with the producer's Acquire sequence load in `try_claim`.
-    s.seq(mem, pos).store(pos + s.n, Ordering::Release);
+    mem.slot_word(pos, Seq).store(pos + s.n, Ordering::Release);
     // Relaxed: only a hint for survivors, which re-check the sequence.
     ep.claiming.store(0, Ordering::Relaxed);
 }
@@ -515,14 +483,14 @@ pub(crate) enum Stall {
 }
 
 /// Consumer view: is the next position claimed but unpublished?
-pub(crate) fn consumer_stall(mem: &Mem, s: &Slots) -> Stall {
+pub(crate) fn consumer_stall(mem: &Mem) -> Stall {
     let h = mem.header();
     // Acquire: pairs with the AcqRel claim CAS, so a later `claim_of` sees the
     // claimer's `claiming` record.
     let pos = h.cons.load(Ordering::Acquire);
     let enq = h.prod.load(Ordering::Acquire);
     // Acquire: pairs with `publish`.
-    let seq = s.seq(mem, pos).load(Ordering::Acquire);
+    let seq = mem.slot_word(pos, Seq).load(Ordering::Acquire);
     if enq > pos && seq == pos {
         Stall::InFlight(pos)
     } else {
@@ -540,7 +508,7 @@ pub(crate) fn producer_stall(mem: &Mem, s: &Slots) -> Option<u64> {
     let prev = pos.checked_sub(s.n)?;
     // Acquire: pairs with `release`. (A taken abandoned slot counts too: its
     // consumer may die before releasing it.)
-    let seq = s.seq(mem, pos).load(Ordering::Acquire) & !ABANDONED;
+    let seq = mem.slot_word(pos, Seq).load(Ordering::Acquire) & !ABANDONED;
     (deq > prev && seq == prev + 1).then_some(prev)
 }
 
@@ -565,7 +533,7 @@ const fn abandoned_seq(pos: u64) -> u64 {
     (pos + 1) | ABANDONED
 }
 
-pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
+pub(crate) fn abandon(mem: &Mem, pos: u64, dead: &[usize]) -> bool {
     if !cursor_in_range(pos) {
         return false;
     }
@@ -573,8 +541,8 @@ pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
     // orders nothing that matters (nothing is written before it that
     // anyone reads: the info word of an abandoned slot is never read), so
     // Relaxed would do too (scripts/loom-mutants.sh: an equivalent mutant).
-    let done = s
-        .seq(mem, pos)
+    let done = mem
+        .slot_word(pos, Seq)
         .compare_exchange(
             pos,
             abandoned_seq(pos),
@@ -599,7 +567,7 @@ pub(crate) fn abandon(mem: &Mem, s: &Slots, pos: u64, dead: &[usize]) -> bool {
 /// this call did it: a CAS from the taken sequence, so it does nothing once
 /// the slot was released.
 pub(crate) fn reclaim(mem: &Mem, s: &Slots, prev: u64, dead: &[usize]) -> bool {
-    let seq = s.seq(mem, prev);
+    let seq = mem.slot_word(prev, Seq);
     let release = |from: u64| {
         // Release: pairs with the Acquire sequence load in `try_claim`.
         seq.compare_exchange(from, prev + s.n, Ordering::Release, Ordering::Relaxed)
@@ -620,14 +588,14 @@ pub(crate) fn reclaim(mem: &Mem, s: &Slots, prev: u64, dead: &[usize]) -> bool {
 
 /// Whether a dead endpoint's recorded claim still matters (its slot may only
 /// be reused once it does not). `producer` says which side it was.
-pub(crate) fn claim_unresolved(mem: &Mem, s: &Slots, claim: u64, producer: bool) -> bool {
+pub(crate) fn claim_unresolved(mem: &Mem, claim: u64, producer: bool) -> bool {
     if claim == 0 {
         return false;
     }
     let pos = claim - 1;
     let h = mem.header();
     // Acquire loads: pair with the claim CASes and publishes, as above.
-    let seq = s.seq(mem, pos).load(Ordering::Acquire);
+    let seq = mem.slot_word(pos, Seq).load(Ordering::Acquire);
     if producer {
         h.prod.load(Ordering::Acquire) > pos && seq == pos
     } else {
