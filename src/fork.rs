@@ -17,24 +17,66 @@
 //! number. Endpoints remember the generation they were attached in; in a
 //! child it differs, and every call returns
 //! [`Error::Forked`](crate::Error::Forked) while drops leave the ring alone.
+//!
+//! The remap is also what keeps grants that cross a `fork()` harmless: a
+//! child that writes, commits or drops a grant it inherited writes only its
+//! private zero pages, so grants check nothing per commit or drop (the hot
+//! path). For that, every mapping is recorded (the registry grows as
+//! needed) and the remap cannot be skipped: if the child cannot get zero
+//! pages, the inherited mapping is made inaccessible instead (a child that
+//! touches it then faults; the parent's ring is never written).
 
 // Process-local bookkeeping, not shared memory and not part of a protocol
 // loom should see: std atomics are what a fork handler may touch.
 #![allow(clippy::disallowed_types)]
 
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Bumped in every forked child.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Segments open in this process: descriptor (-1: free entry, -2: being
-/// filled), mapping address and length. A process with more segments open
-/// at once than this leaves the rest unrecorded: their children keep the
-/// descriptions referenced until they exit (documented).
-const MAX_SEGMENTS: usize = 1024;
-static FDS: [AtomicI32; MAX_SEGMENTS] = [const { AtomicI32::new(-1) }; MAX_SEGMENTS];
-static ADDRS: [AtomicUsize; MAX_SEGMENTS] = [const { AtomicUsize::new(0) }; MAX_SEGMENTS];
-static LENS: [AtomicUsize; MAX_SEGMENTS] = [const { AtomicUsize::new(0) }; MAX_SEGMENTS];
+/// Entries per registry chunk.
+const CHUNK: usize = 64;
+
+/// Segments open in this process, a chunk at a time: descriptor (-1: free
+/// entry, -2: being filled), mapping address and length. Chunks are added
+/// when all are full and never freed (the fork handler walks them without
+/// locks or allocation), so the registry holds as many entries as the most
+/// segments this process ever had open at once, rounded up to a chunk.
+struct Chunk {
+    fds: [AtomicI32; CHUNK],
+    addrs: [AtomicUsize; CHUNK],
+    lens: [AtomicUsize; CHUNK],
+    next: AtomicPtr<Chunk>,
+}
+
+impl Chunk {
+    const fn new() -> Chunk {
+        Chunk {
+            fds: [const { AtomicI32::new(-1) }; CHUNK],
+            addrs: [const { AtomicUsize::new(0) }; CHUNK],
+            lens: [const { AtomicUsize::new(0) }; CHUNK],
+            next: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The chunk after this one, if any.
+    fn next(&self) -> Option<&'static Chunk> {
+        // Acquire: pairs with the Release CAS in `register` that linked the
+        // chunk: its initialised entries are visible.
+        let p = self.next.load(Ordering::Acquire);
+        // SAFETY: non-null `next` pointers come from `Box::leak` in
+        // `register` and are never freed.
+        unsafe { p.as_ref() }
+    }
+}
+
+static FIRST: Chunk = Chunk::new();
+
+/// Every chunk, first to last.
+fn chunks() -> impl Iterator<Item = &'static Chunk> {
+    std::iter::successors(Some(&FIRST), |c| c.next())
+}
 
 /// The generation of this process (0 in one that was not forked since the
 /// first segment was opened).
@@ -49,25 +91,52 @@ pub(crate) fn generation() -> u64 {
 /// installs the fork handler once.
 pub(crate) fn register(fd: i32, addr: usize, len: usize) {
     install();
-    for (i, e) in FDS.iter().enumerate() {
-        // Relaxed throughout: the registry is only read by the fork handler,
-        // in the forking thread (a registration racing a fork in another
-        // thread is seen whole, or "being filled" and skipped, or not at
-        // all).
-        if e.compare_exchange(-1, -2, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            ADDRS[i].store(addr, Ordering::Relaxed);
-            LENS[i].store(len, Ordering::Relaxed);
-            e.store(fd, Ordering::Relaxed);
-            return;
+    let mut chunk = &FIRST;
+    loop {
+        for (i, e) in chunk.fds.iter().enumerate() {
+            // Relaxed throughout the entries: the registry is only read by
+            // the fork handler, in the forking thread (a registration racing
+            // a fork in another thread is seen whole, or "being filled" and
+            // skipped, or not at all).
+            if e.compare_exchange(-1, -2, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                chunk.addrs[i].store(addr, Ordering::Relaxed);
+                chunk.lens[i].store(len, Ordering::Relaxed);
+                e.store(fd, Ordering::Relaxed);
+                return;
+            }
         }
+        chunk = match chunk.next() {
+            Some(next) => next,
+            None => {
+                let new: &'static Chunk = Box::leak(Box::new(Chunk::new()));
+                // Release: pairs with the Acquire load in `Chunk::next`.
+                // Acquire on failure: the chunk another thread linked first
+                // is read next.
+                match chunk.next.compare_exchange(
+                    std::ptr::null_mut(),
+                    std::ptr::from_ref(new).cast_mut(),
+                    Ordering::Release,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => new,
+                    Err(other) => {
+                        // SAFETY: `new` was leaked above and never shared:
+                        // this is its only reference, given back to its Box.
+                        drop(unsafe { Box::from_raw(std::ptr::from_ref(new).cast_mut()) });
+                        // SAFETY: as in `Chunk::next`.
+                        unsafe { &*other }
+                    }
+                }
+            }
+        };
     }
 }
 
 /// Forgets a segment descriptor, before it is closed and unmapped.
 pub(crate) fn unregister(fd: i32) {
-    for e in &FDS {
+    for e in chunks().flat_map(|c| c.fds.iter()) {
         // Relaxed: as in `register`.
         if e.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
@@ -107,41 +176,63 @@ unsafe extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
     // SAFETY: a valid NUL-terminated path.
     let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    for (i, e) in FDS.iter().enumerate() {
-        // Relaxed: as above.
-        let fd = e.load(Ordering::Relaxed);
-        if fd < 0 {
-            continue;
+    let mut next = Some(&FIRST);
+    while let Some(chunk) = next {
+        for (i, e) in chunk.fds.iter().enumerate() {
+            // Relaxed: as above.
+            let fd = e.load(Ordering::Relaxed);
+            if fd < 0 {
+                continue;
+            }
+            if null >= 0 {
+                // SAFETY: `fd` is one of our segment descriptors; dup2
+                // replaces it atomically (keeping the number, so later drops
+                // close /dev/null, not something else).
+                unsafe { libc::dup2(null, fd) };
+            }
+            let (addr, len) = (
+                chunk.addrs[i].load(Ordering::Relaxed),
+                chunk.lens[i].load(Ordering::Relaxed),
+            );
+            if len > 0 {
+                // SAFETY: exactly the segment's mapping (recorded when it
+                // was made, forgotten before it is unmapped).
+                unsafe { let_go_of_mapping(addr as *mut libc::c_void, len) };
+            }
         }
-        if null >= 0 {
-            // SAFETY: `fd` is one of our segment descriptors; dup2 replaces
-            // it atomically (keeping the number, so later drops close
-            // /dev/null, not something else).
-            unsafe { libc::dup2(null, fd) };
-        }
-        let (addr, len) = (
-            ADDRS[i].load(Ordering::Relaxed),
-            LENS[i].load(Ordering::Relaxed),
-        );
-        if len > 0 {
-            // SAFETY: exactly the segment's mapping (recorded when it was
-            // made, forgotten before it is unmapped); MAP_FIXED replaces it
-            // in place with private zero pages, so no address the child's
-            // objects hold becomes invalid.
-            unsafe {
-                libc::mmap(
-                    addr as *mut libc::c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-        }
+        next = chunk.next();
     }
     if null >= 0 {
         // SAFETY: our own descriptor.
         unsafe { libc::close(null) };
+    }
+}
+
+/// Makes the child's view of an inherited segment mapping private: zero
+/// pages at the same address (MAP_FIXED replaces it in place, so no address
+/// the child's objects hold becomes invalid), or, if the child cannot have
+/// them (no memory to commit), no access at all. Either way nothing the
+/// child does through inherited endpoints or grants reaches the parent's
+/// ring.
+///
+/// # Safety
+/// `addr .. addr + len` is exactly one of this process's segment mappings.
+#[cfg(not(miri))]
+unsafe fn let_go_of_mapping(addr: *mut libc::c_void, len: usize) {
+    // SAFETY: the caller's mapping, replaced in place.
+    let zeros = unsafe {
+        libc::mmap(
+            addr,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if zeros == libc::MAP_FAILED {
+        // SAFETY: the caller's mapping; PROT_NONE needs no memory, and
+        // changes only this process's view.
+        unsafe { libc::mprotect(addr, len, libc::PROT_NONE) };
     }
 }

@@ -614,10 +614,8 @@ impl WriteGrant<'_> {
             self.p.max_message_len()
         );
         self.committed = true;
-        if self.p.ep.inert() {
-            // A grant inherited through fork(): the parent's to commit.
-            return;
-        }
+        // No fork check: a child that inherited this grant has its own zero
+        // pages where the ring was (`fork.rs`), so its commit reaches nobody.
         publish(&mut self.p.ep, self.pos, n, KIND_MSG);
     }
 
@@ -670,7 +668,9 @@ impl WriteGrant<'_> {
 impl Drop for WriteGrant<'_> {
     #[inline]
     fn drop(&mut self) {
-        if !self.committed && !self.p.ep.inert() {
+        // (A forked child's skip lands in its own zero pages, as in
+        // `commit`; a simulated crash sets `committed`.)
+        if !self.committed {
             publish(&mut self.p.ep, self.pos, 0, KIND_SKIP);
         }
     }
@@ -896,9 +896,7 @@ impl ReadGrant<'_> {
 impl Drop for ReadGrant<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.c.ep.inert() {
-            return;
-        }
+        // No fork check: as in `WriteGrant::commit`.
         let t = self.t;
         release(&mut self.c.ep, &t);
     }

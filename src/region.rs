@@ -12,9 +12,7 @@ use crate::heap::LoomMem;
 use crate::layout::{EndpointSlot, Geometry, Header, SLOT_HEADER};
 use crate::liveness::{Liveness, Local};
 use crate::shm::Segment;
-#[cfg(loom)]
-use crate::sync::AtomicU32;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// The two words of an MPMC slot's header, by their byte offset in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +27,22 @@ pub(crate) enum SlotField {
 /// header's two words, no payload.
 #[cfg(not(loom))]
 static NO_SLOTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The endpoint table of every view whose geometry has fewer than
+/// [`ENDPOINTS_ALWAYS`] endpoint slots (a header-only probe; every ring has
+/// at least a producer and a consumer): see `Mem::endpoint`.
+#[cfg(not(loom))]
+static NO_ENDPOINTS: [EndpointSlot; ENDPOINTS_ALWAYS] = [const {
+    EndpointSlot {
+        state: AtomicU32::new(0),
+        pid: AtomicU32::new(0),
+        claiming: AtomicU64::new(0),
+    }
+}; ENDPOINTS_ALWAYS];
+
+/// Endpoint slots every view has, whatever its geometry: the SPSC rings'
+/// two fixed slots are reached without a bounds check.
+const ENDPOINTS_ALWAYS: usize = 2;
 
 /// Memory for one endpoint's view of a ring.
 pub(crate) struct Mem {
@@ -50,9 +64,14 @@ pub(crate) struct Mem {
     /// words through `ring::spsc::Data` and the slot accessors).
     #[cfg(all(not(loom), any(test, fuzzing)))]
     words_end: u64,
-    /// `geo.endpoints()`, computed once (checked at every endpoint access).
+    /// The endpoint table, `table_len` slots: the region's if its geometry
+    /// has at least [`ENDPOINTS_ALWAYS`], else `NO_ENDPOINTS`. Fixed at
+    /// construction; `table_len >= ENDPOINTS_ALWAYS` always (see
+    /// `endpoint`).
     #[cfg(not(loom))]
-    endpoints: usize,
+    table: NonNull<EndpointSlot>,
+    #[cfg(not(loom))]
+    table_len: usize,
     /// The MPMC slots: `pos & slot_mask` is the slot of position `pos`,
     /// `slot_stride` bytes after the previous one from `slots`, and
     /// `slot_payload` bytes of payload follow its 16-byte header.
@@ -202,6 +221,21 @@ impl Mem {
             }
             _ => (NonNull::from(&NO_SLOTS).cast::<u8>(), 0, 0, 0),
         };
+        #[cfg(not(loom))]
+        let (table, table_len) = if geo.endpoints() >= ENDPOINTS_ALWAYS {
+            (
+                // SAFETY: the table starts inside the region (as `data`),
+                // 16-byte aligned (a multiple of LINE from the mapping's
+                // start).
+                unsafe { base.add(geo.table_offset()).cast::<EndpointSlot>() },
+                geo.endpoints(),
+            )
+        } else {
+            (
+                NonNull::from(&NO_ENDPOINTS).cast::<EndpointSlot>(),
+                ENDPOINTS_ALWAYS,
+            )
+        };
         Mem {
             geo,
             data_off: geo.data_offset(),
@@ -214,7 +248,9 @@ impl Mem {
             #[cfg(all(not(loom), any(test, fuzzing)))]
             words_end: geo.data_len().saturating_sub(7),
             #[cfg(not(loom))]
-            endpoints: geo.endpoints(),
+            table,
+            #[cfg(not(loom))]
+            table_len,
             #[cfg(not(loom))]
             slots,
             #[cfg(not(loom))]
@@ -295,15 +331,17 @@ impl Mem {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn endpoint(&self, i: usize) -> &EndpointSlot {
-        assert!(i < self.endpoints);
-        // SAFETY: the table lies inside the region (see `Geometry`), slots are
-        // 16-byte aligned and made only of atomics.
-        unsafe {
-            self.base
-                .add(self.geo.table_offset() + i * size_of::<EndpointSlot>())
-                .cast::<EndpointSlot>()
-                .as_ref()
-        }
+        // SAFETY: `from_backing` makes `table_len` at least
+        // `ENDPOINTS_ALWAYS`, and nothing changes it. (Told to the compiler
+        // so that a constant `i` below it, as the SPSC rings' two slots
+        // are, is no test at all.)
+        unsafe { std::hint::assert_unchecked(self.table_len >= ENDPOINTS_ALWAYS) };
+        assert!(i < self.table_len);
+        // SAFETY: `table` holds `table_len` slots (`from_backing`: the
+        // region's table, inside the region (see `Geometry`), or
+        // `NO_ENDPOINTS`); slots are 16-byte aligned and made only of
+        // atomics.
+        unsafe { self.table.add(i).as_ref() }
     }
 
     #[cfg(loom)]
@@ -491,6 +529,34 @@ mod tests {
         let h = header_only(Kind::Mpmc);
         let w = h.slot_word(5, SlotField::Info);
         assert!(std::ptr::eq(w, &NO_SLOTS[1]));
+    }
+
+    /// Endpoint slots: a ring's are its table's, in the region before the
+    /// data area (the last one too), one past them is refused; a view whose
+    /// geometry has fewer than two (a header-only probe) gets two in
+    /// `NO_ENDPOINTS`, which the SPSC rings' unchecked fixed slots rely on.
+    #[test]
+    fn endpoint_slots_stay_inside_the_table() {
+        let geo = Geometry {
+            kind: Kind::Mpmc,
+            capacity: 4,
+            slot_size: 80,
+            max_producers: 3,
+            max_consumers: 2,
+        };
+        let m = Mem::heap(geo);
+        let base = m.header() as *const Header as usize;
+        let at = |s: &EndpointSlot| s as *const EndpointSlot as usize - base;
+        assert_eq!(at(m.endpoint(0)), geo.table_offset());
+        assert_eq!(at(m.endpoint(4)), geo.table_offset() + 4 * 16);
+        assert!(at(m.endpoint(4)) + 16 <= geo.data_offset());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.endpoint(5)));
+        assert!(r.is_err(), "a slot past the table");
+
+        let h = header_only(Kind::Spsc);
+        assert!(std::ptr::eq(h.endpoint(1), &NO_ENDPOINTS[1]));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.endpoint(2)));
+        assert!(r.is_err(), "a slot past the probe's two");
     }
 
     /// A header-only view (no table, no data: what `acquire::open_image`

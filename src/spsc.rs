@@ -305,9 +305,13 @@ impl Producer {
             Some(res) => res,
             None => self.reserve_slow(len, wait)?,
         };
+        // Every reservation is of the length asked for; saying so with the
+        // caller's `len` lets a caller's constant length reach the grant
+        // (whose slice length the caller's copy then need not compare).
+        debug_assert_eq!(res.len, len);
         Ok(WriteGrant {
             p: self,
-            res,
+            res: Reservation { len, ..res },
             batch,
         })
     }
@@ -407,12 +411,10 @@ impl WriteGrant<'_> {
     /// If `n` is larger than the reserved length.
     #[inline(always)]
     pub fn commit(self, n: usize) {
+        // No fork check: a child that inherited this grant has its own
+        // zero pages where the ring was (`fork.rs`), so its commit reaches
+        // nobody; the parent's copy of the grant is the one that publishes.
         let ep = &mut self.p.ep;
-        if ep.inert() {
-            // A grant inherited through fork(): its ring belongs to the
-            // parent. (Its message is the parent's to commit.)
-            return;
-        }
         ep.at.stats.messages += 1;
         ep.at.stats.bytes += n as u64;
         if self.batch {
@@ -652,9 +654,8 @@ impl Deref for ReadGrant<'_> {
 impl Drop for ReadGrant<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.c.ep.inert() {
-            return;
-        }
+        // No fork check: as in `WriteGrant::commit`, a forked child's
+        // release lands in its own zero pages.
         let rec = self.rec;
         self.c.release(&rec, self.batch);
     }

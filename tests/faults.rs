@@ -233,6 +233,7 @@ fn child_entry() {
             println!("READY");
             std::thread::sleep(Duration::from_secs(600));
         }
+        "fork_with_grants" => fork_with_grants_child(&name),
         "fork_uses_endpoint" => {
             let mut tx = spsc::Producer::open(&name, &Options::new().capacity(4096)).unwrap();
             tx.send(b"from the parent").unwrap();
@@ -1152,6 +1153,104 @@ fn review2_r6_forked_child_does_not_keep_a_dead_parent_alive() {
     child.wait().unwrap();
     let r = tx.reserve_timeout(100, Duration::from_secs(3)).map(|_| ());
     assert_eq!(r, Err(Error::PeerDied));
+}
+
+/// The parent holds a read grant and then a write grant across a `fork()`;
+/// the child releases the one and writes and commits the other. Neither
+/// reaches the parent's ring (the child's view of it is private zero pages):
+/// the held message's space stays taken and its bytes intact, nothing is
+/// published but the parent's own commit. The segment under test is opened
+/// after `SHMQ_EXTRA` others, so that the fork handler's registry must have
+/// grown to hold it.
+fn fork_with_grants_child(name: &str) {
+    let extra: Vec<String> = env("SHMQ_EXTRA").split(',').map(str::to_owned).collect();
+    let o = Options::new().capacity(4096);
+    let others: Vec<_> = extra
+        .iter()
+        .map(|n| spsc::Producer::create(n, &o).unwrap())
+        .collect();
+    let mut tx = spsc::Producer::create(name, &o).unwrap();
+    let mut rx = spsc::Consumer::open(name, &o).unwrap();
+    let fork_and_wait = |child: &mut dyn FnMut()| {
+        // SAFETY: this process has one thread; the child runs shmq calls on
+        // what it inherited, then exits without unwinding.
+        match unsafe { libc::fork() } {
+            0 => {
+                child();
+                // SAFETY: plain exit of the child.
+                unsafe { libc::_exit(0) }
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert_eq!(status, 0, "child status");
+            }
+        }
+    };
+
+    // A read grant on the first message of a full ring.
+    let mut n = 0u8;
+    while tx.try_send(&[n; 100]).is_ok() {
+        n += 1;
+    }
+    let held = rx.try_recv().unwrap();
+    let mut held = Some(held);
+    fork_and_wait(&mut || drop(held.take()));
+    let held = held.unwrap();
+    assert_eq!(
+        tx.try_send(&[0; 100]),
+        Err(Error::Full),
+        "the child's release of an inherited read grant freed the parent's space"
+    );
+    assert_eq!(&*held, &[0u8; 100][..]);
+    drop(held);
+    while rx.try_recv().is_ok() {}
+
+    // A write grant, written by the parent, then by the child, who commits.
+    let mut g = tx.try_reserve(6).unwrap();
+    g.copy_from_slice(b"parent");
+    let mut g = Some(g);
+    fork_and_wait(&mut || {
+        let mut g = g.take().unwrap();
+        g.copy_from_slice(b"child!");
+        g.commit(6);
+    });
+    let g = g.unwrap();
+    assert_eq!(
+        rx.try_recv().map(|m| m.to_vec()),
+        Err(Error::Empty),
+        "the child's commit of an inherited write grant published"
+    );
+    assert_eq!(&*g, b"parent", "the child wrote into the parent's grant");
+    g.commit(6);
+    assert_eq!(&*rx.try_recv().unwrap(), b"parent");
+    drop((tx, rx, others));
+    println!("GRANTS OK");
+}
+
+#[test]
+fn grants_inherited_through_fork_do_not_reach_the_parents_ring() {
+    let name = Name::new("forkgrant");
+    let extra: Vec<Name> = (0..70).map(|_| Name::new("forkextra")).collect();
+    let list = extra
+        .iter()
+        .map(|n| n.0.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = spawn_role("fork_with_grants", &name, &[("SHMQ_EXTRA", list)]);
+    let lines = common::line_channel(&mut child);
+    let ok = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(30)).ok())
+        .any(|l| l == "GRANTS OK");
+    let status = child.wait().unwrap();
+    assert!(ok && status.success(), "child: {status}");
+    for n in extra.iter().chain([&name]) {
+        assert!(
+            !std::path::Path::new(&n.path()).exists(),
+            "{} left behind",
+            n.0
+        );
+    }
 }
 
 /// An endpoint inherited through fork() refuses to work in the child

@@ -672,7 +672,10 @@ impl ProducerRing {
     #[inline(always)]
     pub(crate) fn commit_publish(&mut self, mem: &Mem, r: &Reservation, n: usize) {
         assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
-        if r.pad != 0 || self.tail != self.published {
+        // `r.start == tail + r.pad` and `published <= tail`: equal only
+        // without padding and with nothing pending (one comparison for both).
+        debug_assert_eq!(r.start, self.tail + r.pad);
+        if r.start != self.published {
             self.commit_then_publish(mem, *r, n);
             return;
         }
