@@ -20,6 +20,11 @@ pub enum TransportName {
     /// The bare C probe's one-way shared-memory stream, ported (throughput
     /// only): the ceiling the SPSC ring is held to, [`Limit`](crate::Limit).
     Limit,
+    /// The same stream with one cursor store per [`LIMIT_BATCH`] records on
+    /// each side (`spsc_limit.c` with a batch of 32): the machine's ceiling
+    /// for a one-way stream, the bar of issue 15's 1 KiB goal (throughput
+    /// only).
+    LimitBatch,
     /// shmq SPSC ring.
     ShmqSpsc,
     /// shmq MPMC ring.
@@ -34,10 +39,11 @@ pub enum TransportName {
 
 impl TransportName {
     /// Every transport, in table order.
-    pub const ALL: [TransportName; 8] = [
+    pub const ALL: [TransportName; 9] = [
         TransportName::Floor,
         TransportName::FloorRing,
         TransportName::Limit,
+        TransportName::LimitBatch,
         TransportName::ShmqSpsc,
         TransportName::ShmqMpmc,
         TransportName::Pipe,
@@ -51,12 +57,18 @@ impl TransportName {
             TransportName::Floor => "floor",
             TransportName::FloorRing => "floor-ring",
             TransportName::Limit => "limit",
+            TransportName::LimitBatch => "limit-32",
             TransportName::ShmqSpsc => "shmq-spsc",
             TransportName::ShmqMpmc => "shmq-mpmc",
             TransportName::Pipe => "pipe",
             TransportName::Mq => "mq",
             TransportName::Uds => "uds",
         }
+    }
+
+    /// A bare stream, [`Limit`](crate::Limit) (it only streams).
+    pub fn is_limit(self) -> bool {
+        matches!(self, TransportName::Limit | TransportName::LimitBatch)
     }
 
     /// A shmq ring (it has wake statistics and a wait strategy).
@@ -197,6 +209,9 @@ fn one() -> usize {
     1
 }
 
+/// Records per cursor store of the [`TransportName::LimitBatch`] stream.
+pub const LIMIT_BATCH: usize = 32;
+
 impl Params {
     /// `size`-byte messages over `transport`, receivers waiting as `wait`;
     /// the library's spin window, mq depth 10, [`KERNEL_BUFFER`].
@@ -209,6 +224,16 @@ impl Params {
             mq_depth: 10,
             kernel_buffer: KERNEL_BUFFER,
             batch: 1,
+        }
+    }
+
+    /// The batch the stream's two sides send and receive in: `batch` (at
+    /// least 1), or [`LIMIT_BATCH`] for the batched limit whatever it says.
+    pub fn stream_batch(&self) -> usize {
+        if self.transport == TransportName::LimitBatch {
+            LIMIT_BATCH
+        } else {
+            self.batch.max(1)
         }
     }
 

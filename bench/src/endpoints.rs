@@ -139,7 +139,7 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
             io::ErrorKind::Unsupported,
             format!("the floor has no {} role", role.as_str()),
         )),
-        (TransportName::Limit, Role::Produce | Role::Consume) => {
+        (TransportName::Limit | TransportName::LimitBatch, Role::Produce | Role::Consume) => {
             let fd = link.memfd(Limit::map_len(size))?;
             Ok(Box::new(Limit::map(
                 fd.as_fd(),
@@ -147,7 +147,7 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
                 role == Role::Produce,
             )?))
         }
-        (TransportName::Limit, _) => Err(io::Error::new(
+        (TransportName::Limit | TransportName::LimitBatch, _) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("the limit has no {} role (it only streams)", role.as_str()),
         )),
@@ -227,10 +227,7 @@ mod tests {
     #[test]
     fn every_transport_ping_pongs_through_the_factory() {
         // The limit only streams (tested below).
-        for t in TransportName::ALL
-            .into_iter()
-            .filter(|&t| t != TransportName::Limit)
-        {
+        for t in TransportName::ALL.into_iter().filter(|&t| !t.is_limit()) {
             let wait = if t.is_shmq() {
                 WaitName::Spin
             } else {

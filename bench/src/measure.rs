@@ -315,7 +315,7 @@ impl Session {
     fn stream(&mut self, go: &Go) -> Result<Sample, String> {
         let t0 = Instant::now();
         let size = self.case.params.size;
-        let batch = self.case.params.batch.max(1);
+        let batch = self.case.params.stream_batch();
         let c = consume(self.me.as_mut(), &mut self.buf, size, batch, go.window())
             .map_err(self.err())?;
         let elapsed = match go.window() {

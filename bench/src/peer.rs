@@ -354,10 +354,10 @@ pub fn serve() -> Result<(), String> {
             Role::Echo => r.counters.messages = 2 * echo(t.as_mut(), &mut buf).map_err(io)?,
             Role::Produce => {
                 r.counters.messages =
-                    produce(t.as_mut(), p.size, p.batch.max(1), &go, spec.stop).map_err(io)?
+                    produce(t.as_mut(), p.size, p.stream_batch(), &go, spec.stop).map_err(io)?
             }
             Role::Consume => {
-                let c = consume(t.as_mut(), &mut buf, p.size, p.batch.max(1), go.window())
+                let c = consume(t.as_mut(), &mut buf, p.size, p.stream_batch(), go.window())
                     .map_err(io)?;
                 r.counters.messages = c.total;
                 r.counted = c.counted;

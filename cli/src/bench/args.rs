@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Measured time per case and round, in ms (default 300; --quick: 100).
     #[arg(long)]
     pub measure_ms: Option<u64>,
-    /// Only these transports (floor, floor-ring, limit, shmq-spsc, shmq-mpmc,
+    /// Only these transports (floor, floor-ring, limit, limit-32, shmq-spsc, shmq-mpmc,
     /// pipe, mq, uds).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| s.parse::<TransportName>())]
     pub transports: Vec<TransportName>,

@@ -22,9 +22,11 @@ const LATENCY: [(T, W); 9] = [
 
 /// The throughput rows of each size: transport, wait, producers (= consumers).
 /// `poll` is the futex row with a consumer that polls `try_recv_into`; the
-/// `limit` row (it spins) is the ceiling the shmq SPSC rows are held to.
-const THROUGHPUT: [(T, W, usize); 11] = [
+/// `limit` row (it spins) is the ceiling the shmq SPSC rows are held to,
+/// `limit-32` the same stream in batches: the machine's.
+const THROUGHPUT: [(T, W, usize); 12] = [
     (T::Limit, W::Spin, 1),
+    (T::LimitBatch, W::Spin, 1),
     (T::ShmqSpsc, W::Spin, 1),
     (T::ShmqSpsc, W::Futex, 1),
     (T::ShmqSpsc, W::Poll, 1),

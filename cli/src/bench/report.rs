@@ -201,7 +201,8 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
              one message at a time."
         )?;
     }
-    limit_lines(out, sums)
+    limit_lines(out, sums)?;
+    limit_batch_lines(out, sums)
 }
 
 /// The measured 1x1 stream rows of `t` at `size`, in table order.
@@ -217,6 +218,59 @@ fn streams(sums: &[Summary], t: TransportName, size: usize) -> impl Iterator<Ite
     })
 }
 
+/// The sizes, smallest first, at which `t` has a measured 1x1 stream row.
+fn stream_sizes(sums: &[Summary], t: TransportName) -> Vec<usize> {
+    let mut sizes: Vec<usize> = sums
+        .iter()
+        .filter(|s| streams(sums, t, s.case.params.size).next().is_some())
+        .map(|s| s.case.params.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// For each size with a `limit-32` stream row: every shmq SPSC stream row
+/// over it (one message at a time, unless `--batch`): how near the ring
+/// comes to the machine's ceiling for a one-way stream, from this run's
+/// medians.
+fn limit_batch_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    let sizes = stream_sizes(sums, TransportName::LimitBatch);
+    let mut each = Vec::new();
+    for size in sizes {
+        let Some(bar) = streams(sums, TransportName::LimitBatch, size).find_map(|s| s.msgs_per_s)
+        else {
+            continue;
+        };
+        let all: Vec<String> = streams(sums, TransportName::ShmqSpsc, size)
+            .filter_map(|s| {
+                Some(format!(
+                    "{} x{:.2}",
+                    s.case.params.wait.as_str(),
+                    s.msgs_per_s? / bar
+                ))
+            })
+            .collect();
+        if !all.is_empty() {
+            each.push(format!("{size} B {}", all.join(", ")));
+        }
+    }
+    if !each.is_empty() {
+        writeln!(
+            out,
+            "shmq-spsc / limit-32 (one-way stream, same run): {}",
+            each.join("; ")
+        )?;
+        writeln!(
+            out,
+            "limit-32: the limit's stream with one cursor store per {} records on each side: \
+             the machine's ceiling for a one-way stream (issue 15's 1 KiB bar).",
+            shmq_bench::LIMIT_BATCH
+        )?;
+    }
+    Ok(())
+}
+
 /// For each size with a `limit` stream row: the shmq SPSC stream rows over
 /// it, and it over the pipe's: how near the ring comes to the bare stream,
 /// and how far that ceiling is from the pipe, all from this run's medians.
@@ -225,17 +279,7 @@ fn streams(sums: &[Summary], t: TransportName, size: usize) -> impl Iterator<Ite
 /// one row, not the best of four noisy medians (which leans high); every
 /// wait's ratio follows on the next line.
 fn limit_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
-    let mut sizes: Vec<usize> = sums
-        .iter()
-        .filter(|s| {
-            streams(sums, TransportName::Limit, s.case.params.size)
-                .next()
-                .is_some()
-        })
-        .map(|s| s.case.params.size)
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+    let sizes = stream_sizes(sums, TransportName::Limit);
     let (mut spin, mut each, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
     for size in sizes {
         let Some(limit) = streams(sums, TransportName::Limit, size).find_map(|s| s.msgs_per_s)
@@ -620,6 +664,29 @@ mod tests {
         // Without a limit row there is nothing to say.
         let mut out = Vec::new();
         limit_lines(&mut out, &sums[1..4]).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn limit_batch_lines_hold_every_spsc_row_to_the_batched_limit() {
+        use TransportName::{LimitBatch, ShmqSpsc};
+        use WaitName::{Futex, Spin};
+        let sums = [
+            stream(LimitBatch, Spin, 1024, 10e6),
+            stream(ShmqSpsc, Spin, 1024, 4e6),
+            stream(ShmqSpsc, Futex, 1024, 8e6),
+        ];
+        let mut out = Vec::new();
+        limit_batch_lines(&mut out, &sums).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "shmq-spsc / limit-32 (one-way stream, same run): 1024 B spin x0.40, futex x0.80\n"
+            ),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        limit_batch_lines(&mut out, &sums[1..]).unwrap();
         assert!(out.is_empty());
     }
 }
