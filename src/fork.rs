@@ -35,6 +35,13 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 /// Bumped in every forked child.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// A descriptor of `/dev/null`, opened before any fork (-1: not yet), that
+/// the child handler points inherited segment descriptors at. Opening it in
+/// the child could fail (a parent at its descriptor limit forks a child at
+/// it too), and then the child's drops would unlock the open file
+/// descriptions it shares with the parent.
+static DEV_NULL: AtomicI32 = AtomicI32::new(-1);
+
 /// Entries per registry chunk.
 const CHUNK: usize = 64;
 
@@ -91,6 +98,7 @@ pub(crate) fn generation() -> u64 {
 /// installs the fork handler once.
 pub(crate) fn register(fd: i32, addr: usize, len: usize) {
     install();
+    open_dev_null();
     let mut chunk = &FIRST;
     loop {
         for (i, e) in chunk.fds.iter().enumerate() {
@@ -146,6 +154,32 @@ pub(crate) fn unregister(fd: i32) {
     }
 }
 
+/// Opens [`DEV_NULL`] unless it is open (each registration tries again
+/// until it is: a process at its descriptor limit gets it once it has one
+/// to spare).
+fn open_dev_null() {
+    // Relaxed: the descriptor number is all there is to see; a race between
+    // two registrations opens two and closes the loser's.
+    if DEV_NULL.load(Ordering::Relaxed) >= 0 {
+        return;
+    }
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    if DEV_NULL
+        .compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        // SAFETY: ours, just opened, not shared.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// (Miri runs no fork handlers: nothing to install.)
 #[cfg(miri)]
 fn install() {}
@@ -174,8 +208,14 @@ unsafe extern "C" {
 unsafe extern "C" fn in_child() {
     // Relaxed: the child has one thread, this one.
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: a valid NUL-terminated path.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    // Relaxed: as above.
+    let kept = DEV_NULL.load(Ordering::Relaxed);
+    let null = if kept >= 0 {
+        kept
+    } else {
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }
+    };
     let mut next = Some(&FIRST);
     while let Some(chunk) = next {
         for (i, e) in chunk.fds.iter().enumerate() {
@@ -202,8 +242,9 @@ unsafe extern "C" fn in_child() {
         }
         next = chunk.next();
     }
-    if null >= 0 {
-        // SAFETY: our own descriptor.
+    if null >= 0 && null != kept {
+        // SAFETY: our own descriptor, opened above (the kept one stays: the
+        // child may fork in turn).
         unsafe { libc::close(null) };
     }
 }

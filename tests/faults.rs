@@ -234,6 +234,37 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(600));
         }
         "fork_with_grants" => fork_with_grants_child(&name),
+        "fork_at_fd_limit" => {
+            let rx = spsc::Consumer::open(&name, &Options::new().capacity(4096)).unwrap();
+            // Leave this process no free descriptor below its limit, so
+            // that a child cannot open one either.
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            // SAFETY: a valid rlimit for the call.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            let mut filler = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                filler.push(f);
+            }
+            // SAFETY: the child only drops what it inherited and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    drop(rx); // must not unlock the parent's endpoint
+                    // SAFETY: plain exit of the child.
+                    unsafe { libc::_exit(0) }
+                }
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: our own child.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                    println!("CHILD GONE");
+                    std::thread::sleep(Duration::from_secs(600));
+                    drop((rx, filler));
+                }
+            }
+        }
         "fork_uses_endpoint" => {
             let mut tx = spsc::Producer::open(&name, &Options::new().capacity(4096)).unwrap();
             tx.send(b"from the parent").unwrap();
@@ -1251,6 +1282,27 @@ fn grants_inherited_through_fork_do_not_reach_the_parents_ring() {
             n.0
         );
     }
+}
+
+/// A process with no descriptor to spare forks, and the child drops the
+/// consumer it inherited: the fork handler could not open `/dev/null` to
+/// point the inherited descriptor at, and the drop unlocked the open file
+/// description the parent shares, so the parent's live consumer looked dead
+/// to its producer (which could then let a successor attach beside it).
+#[test]
+fn a_child_forked_at_the_descriptor_limit_leaves_the_parent_alive() {
+    let name = Name::new("forkfd");
+    let o = Options::new().capacity(4096);
+    let tx = spsc::Producer::create(&name, &o).unwrap();
+    let mut child = spawn_role("fork_at_fd_limit", &name, &[]);
+    wait_for_line(&mut child, "CHILD GONE");
+    let alive = tx.peer_alive();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        alive,
+        "the parent's consumer looked dead after its child left"
+    );
 }
 
 /// An endpoint inherited through fork() refuses to work in the child
