@@ -21,9 +21,10 @@ pub enum TransportName {
     /// only): the ceiling the SPSC ring is held to, [`Limit`](crate::Limit).
     Limit,
     /// The same stream with one cursor store per [`LIMIT_BATCH`] records on
-    /// each side (`spsc_limit.c` with a batch of 32): the machine's ceiling
-    /// for a one-way stream, the bar of issue 15's 1 KiB goal (throughput
-    /// only).
+    /// each side (`spsc_limit.c` with a batch of 32; fewer for messages so
+    /// large that 32 would fill more than an eighth of the ring: one at 64
+    /// KiB): the machine's ceiling for a one-way stream, the bar of issue
+    /// 15's 1 KiB goal (throughput only).
     LimitBatch,
     /// shmq SPSC ring.
     ShmqSpsc,
@@ -228,10 +229,12 @@ impl Params {
     }
 
     /// The batch the stream's two sides send and receive in: `batch` (at
-    /// least 1), or [`LIMIT_BATCH`] for the batched limit whatever it says.
+    /// least 1), or for the batched limit, whatever `batch` says,
+    /// [`LIMIT_BATCH`] records as long as they fill at most an eighth of its
+    /// ring ([`Limit::batch`](crate::Limit::batch)).
     pub fn stream_batch(&self) -> usize {
         if self.transport == TransportName::LimitBatch {
-            LIMIT_BATCH
+            crate::Limit::batch(self.size)
         } else {
             self.batch.max(1)
         }

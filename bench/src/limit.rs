@@ -78,6 +78,23 @@ impl Limit {
         CAPACITY.max((2 * record(size) as usize).next_power_of_two())
     }
 
+    /// Records per cursor store of the batched stream
+    /// ([`TransportName::LimitBatch`](crate::TransportName::LimitBatch)) of
+    /// `size`-byte messages: [`LIMIT_BATCH`](crate::LIMIT_BATCH), or as many
+    /// as fill an eighth of the ring if fewer (one at 64 KiB: a batch that
+    /// fills the ring makes each side wait for the other's whole batch,
+    /// slower than a store per record).
+    ///
+    /// ```
+    /// use shmq_bench::{LIMIT_BATCH, Limit};
+    /// assert_eq!(Limit::batch(1024), LIMIT_BATCH);
+    /// assert_eq!(Limit::batch(65536), 1);
+    /// ```
+    pub fn batch(size: usize) -> usize {
+        let fit = Self::capacity(size) / 8 / record(size) as usize;
+        fit.clamp(1, crate::LIMIT_BATCH)
+    }
+
     /// The bytes of shared memory a stream of messages of at most `size`
     /// bytes needs (size the file to this before [`map`](Self::map)).
     pub fn map_len(size: usize) -> usize {
