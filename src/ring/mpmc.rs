@@ -113,6 +113,19 @@ pub(crate) fn try_claim(mem: &Mem, s: &Slots, me: usize) -> Result<u64, Error> {
 /// `try_claim`, with our endpoint slot `ep` (slot `me`) at hand.
 #[inline(always)]
 fn claim(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<u64, Error> {
+    match claim_first(mem, ep) {
+        Some(pos) => Ok(pos),
+        None => claim_loop(mem, s, me),
+    }
+}
+
+/// The first try of `claim`, inlined: the slot is free for the cursor's
+/// position and the CAS wins. `None`: nothing claimed (contention, full or
+/// corrupted: `claim_loop` looks again and says which; a lost CAS may have
+/// left `claiming` naming the position, which the loop overwrites on
+/// every way out).
+#[inline(always)]
+fn claim_first(mem: &Mem, ep: &EndpointSlot) -> Option<u64> {
     let h = mem.header();
     // Relaxed: only a starting guess; the slot sequence and the CAS validate it.
     let pos = h.prod.load(Ordering::Relaxed);
@@ -127,10 +140,10 @@ fn claim(mem: &Mem, s: &Slots, me: usize, ep: &EndpointSlot) -> Result<u64, Erro
             .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(pos);
+            return Some(pos);
         }
     }
-    claim_loop(mem, s, me)
+    None
 }
 
 /// `try_claim` after its first try failed: retries under contention,
@@ -229,27 +242,27 @@ fn publish_ep(mem: &Mem, ep: &EndpointSlot, pos: u64, len: usize, kind: u32) {
     ep.claiming.store(0, Ordering::Relaxed);
 }
 
-/// Claims a slot, copies `msg` into it and publishes it as a message;
-/// returns its position. `Full` when no slot is free now, `TooLarge` when
-/// `msg` exceeds the payload size (nothing written either way).
-#[inline]
-pub(crate) fn try_send(mem: &Mem, s: &Slots, me: usize, msg: &[u8]) -> Result<u64, Error> {
-    let max = s.max_message_len();
-    if msg.len() > max {
-        return Err(Error::TooLarge {
-            len: msg.len(),
-            max,
-        });
-    }
+/// The quick send, for fronts that keep its result in a register (a
+/// `bool`, not a `Result` whose error the out of line paths write through
+/// memory): claims a slot at the first try, copies `msg` into it and
+/// publishes it as a message. `false`: nothing claimed or written (full,
+/// contended or corrupted: the general path claims again and says which).
+///
+/// # Panics
+/// If `msg` is longer than a slot's payload (the caller checks first).
+#[inline(always)]
+pub(crate) fn try_send_first(mem: &Mem, me: usize, msg: &[u8]) -> bool {
     let ep = mem.endpoint(me);
-    let pos = claim(mem, s, me, ep)?;
+    let Some(pos) = claim_first(mem, ep) else {
+        return false;
+    };
     let dst = mem.slot_payload(pos, msg.len());
     // SAFETY: we won the claim of `pos`: no consumer reads this slot's
-    // payload until we publish it; `msg` fits the payload (checked above)
-    // and is the caller's memory, so the two do not overlap.
+    // payload until we publish it; `msg` fits the payload (`slot_payload`
+    // checked) and is the caller's memory, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
     publish_ep(mem, ep, pos, msg.len(), KIND_MSG);
-    Ok(pos)
+    true
 }
 
 /// Copies the `len` payload bytes of the slot of position `pos` (taken, not
