@@ -216,8 +216,7 @@ unsafe extern "C" fn in_child() {
         // SAFETY: a valid NUL-terminated path.
         unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }
     };
-    let mut next = Some(&FIRST);
-    while let Some(chunk) = next {
+    for chunk in chunks() {
         for (i, e) in chunk.fds.iter().enumerate() {
             // Relaxed: as above.
             let fd = e.load(Ordering::Relaxed);
@@ -240,7 +239,6 @@ unsafe extern "C" fn in_child() {
                 unsafe { let_go_of_mapping(addr as *mut libc::c_void, len) };
             }
         }
-        next = chunk.next();
     }
     if null >= 0 && null != kept {
         // SAFETY: our own descriptor, opened above (the kept one stays: the

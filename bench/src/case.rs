@@ -68,6 +68,12 @@ impl TransportName {
     }
 
     /// A bare stream, [`Limit`](crate::Limit) (it only streams).
+    ///
+    /// ```
+    /// use shmq_bench::TransportName;
+    /// assert!(TransportName::LimitBatch.is_limit());
+    /// assert!(!TransportName::ShmqSpsc.is_limit());
+    /// ```
     pub fn is_limit(self) -> bool {
         matches!(self, TransportName::Limit | TransportName::LimitBatch)
     }
@@ -232,6 +238,14 @@ impl Params {
     /// least 1), or for the batched limit, whatever `batch` says,
     /// [`LIMIT_BATCH`] records as long as they fill at most an eighth of its
     /// ring ([`Limit::batch`](crate::Limit::batch)).
+    ///
+    /// ```
+    /// use shmq_bench::{LIMIT_BATCH, Params, TransportName, WaitName};
+    /// let p = Params::new(TransportName::LimitBatch, WaitName::Spin, 64);
+    /// assert_eq!(p.stream_batch(), LIMIT_BATCH);
+    /// let q = Params { batch: 8, ..Params::new(TransportName::ShmqSpsc, WaitName::Spin, 64) };
+    /// assert_eq!(q.stream_batch(), 8);
+    /// ```
     pub fn stream_batch(&self) -> usize {
         if self.transport == TransportName::LimitBatch {
             crate::Limit::batch(self.size)

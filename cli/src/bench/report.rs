@@ -633,6 +633,13 @@ mod tests {
         }
     }
 
+    /// What `lines` writes for `sums`.
+    fn render(lines: fn(&mut Vec<u8>, &[Summary]) -> io::Result<()>, sums: &[Summary]) -> String {
+        let mut out = Vec::new();
+        lines(&mut out, sums).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn limit_lines_hold_spsc_to_the_limit_and_the_limit_to_the_pipe() {
         use TransportName::{Limit, Pipe, ShmqSpsc};
@@ -645,9 +652,7 @@ mod tests {
             stream(Limit, Spin, 1024, 5e6),
             stream(ShmqSpsc, Spin, 1024, 4e6),
         ];
-        let mut out = Vec::new();
-        limit_lines(&mut out, &sums).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = render(limit_lines, &sums);
         assert!(
             text.contains(
                 "shmq-spsc / limit (one-way stream, same run): 64 B x0.50, 1024 B x0.80 [shmq-spsc/spin"
@@ -663,9 +668,7 @@ mod tests {
             "{text}"
         );
         // Without a limit row there is nothing to say.
-        let mut out = Vec::new();
-        limit_lines(&mut out, &sums[1..4]).unwrap();
-        assert!(out.is_empty());
+        assert!(render(limit_lines, &sums[1..4]).is_empty());
     }
 
     #[test]
@@ -677,17 +680,13 @@ mod tests {
             stream(ShmqSpsc, Spin, 1024, 4e6),
             stream(ShmqSpsc, Futex, 1024, 8e6),
         ];
-        let mut out = Vec::new();
-        limit_batch_lines(&mut out, &sums).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = render(limit_batch_lines, &sums);
         assert!(
             text.contains(
                 "shmq-spsc / limit-32 (one-way stream, same run): 1024 B spin x0.40, futex x0.80\n"
             ),
             "{text}"
         );
-        let mut out = Vec::new();
-        limit_batch_lines(&mut out, &sums[1..]).unwrap();
-        assert!(out.is_empty());
+        assert!(render(limit_batch_lines, &sums[1..]).is_empty());
     }
 }
