@@ -16,6 +16,8 @@
 //!   of the running program, see [`peer`]) and the measurement loops:
 //!   ping-pong latency, one-way streams, many-to-many streams; each run
 //!   bounded by a time window or a message count ([`Until`]).
+//! * [`line_rtt`]: how far apart the two pinned CPUs are right now (a
+//!   VM's may move), taken around every measurement of `shmq bench`.
 //! * [`hot`]: one-thread hot paths (SPSC copy and zero-copy, MPMC, typed)
 //!   for instruction counts per message.
 //!
@@ -48,6 +50,7 @@ mod measure;
 mod mqueue;
 pub mod peer;
 mod pipe;
+mod placement;
 mod seqpacket;
 mod sys;
 mod transport;
@@ -61,6 +64,7 @@ pub use measure::{DATA, Go, STOP, Sample, Session, Until, measure};
 pub use mqueue::{MessageQueue, mq_msgsize_max};
 pub use peer::Host;
 pub use pipe::{PipeReceiver, PipeSender, pipe};
+pub use placement::line_rtt;
 pub use seqpacket::{SeqPacket, seqpacket_pair};
 pub use sys::{allowed_cpus, cpu_ns, mono_ns, pin_to};
 pub use transport::{Counters, Duplex, Polling, Transport, to_io};

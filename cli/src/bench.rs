@@ -7,12 +7,15 @@
 //! Method: the peer is a child `shmq bench-peer` process pinned to another
 //! CPU; every case runs once per round, cases alternate within a round so
 //! that machine drift hits all alike, and the table reports medians across
-//! rounds. Each run warms up before it measures.
+//! rounds. Each run warms up before it measures. Around each measurement
+//! a line round trip between the two CPUs ([`shmq_bench::line_rtt`]) says
+//! which placement of a VM's CPUs it ran on; ratios are also given from
+//! the rounds where both sides ran on the same one.
 
 use std::io::{self, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use shmq_bench::{Case, Host, Pattern, Sample, measure};
+use shmq_bench::{Case, Host, Pattern, line_rtt, measure};
 
 // The signal handling of `send`/`recv`, reused as it is.
 use crate::tools::signals;
@@ -24,20 +27,25 @@ mod report;
 mod summary;
 
 pub use args::{BenchArgs, PeerArgs};
-use summary::{Summary, summarize};
+use summary::{Round, Summary, summarize};
 
-/// Measures every case once per round; stops early (with an error) on a
-/// caught signal, after cleaning up the current measurement.
-fn run_rounds(cases: &[Case], host: &Host, plan: &args::Plan) -> Result<Vec<Vec<Sample>>, String> {
+/// How long each placement probe bounces its line.
+const PROBE: Duration = Duration::from_millis(2);
+
+/// Measures every case once per round, with a placement probe just before
+/// and just after each; stops early (with an error) on a caught signal,
+/// after cleaning up the current measurement.
+fn run_rounds(cases: &[Case], host: &Host, plan: &args::Plan) -> Result<Vec<Vec<Round>>, String> {
     let started = Instant::now();
     let rounds = plan.rounds;
-    let mut samples: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<Round>> = cases.iter().map(|_| Vec::new()).collect();
     for r in 0..rounds {
         for (i, c) in cases.iter().enumerate() {
             let interrupted = || signals::caught().is_some();
             if interrupted() {
                 return Err("interrupted".into());
             }
+            let before = line_rtt(host, PROBE);
             let s = measure(c, host, plan.until()).map_err(|e| {
                 if interrupted() {
                     "interrupted".to_owned()
@@ -50,15 +58,19 @@ fn run_rounds(cases: &[Case], host: &Host, plan: &args::Plan) -> Result<Vec<Vec<
                 (None, Pattern::Throughput) => format!("{} msgs/s", report::si(s.rate())),
                 _ => String::new(),
             };
+            let c2c = before.zip(line_rtt(host, PROBE)).map(|(a, b)| [a, b]);
+            let line = c2c.map_or_else(String::new, |[a, b]| {
+                format!("  (line rtt {} / {})", report::ns(a), report::ns(b))
+            });
             eprintln!(
-                "[{:>4.0}s] round {}/{rounds} {:<22} {:<10} {:>6} B  {what}",
+                "[{:>4.0}s] round {}/{rounds} {:<22} {:<10} {:>6} B  {what}{line}",
                 started.elapsed().as_secs_f64(),
                 r + 1,
                 c.label(),
                 c.pattern.as_str(),
                 c.params.size,
             );
-            samples[i].push(s);
+            samples[i].push(Round { sample: s, c2c });
         }
     }
     Ok(samples)

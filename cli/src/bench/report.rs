@@ -10,6 +10,7 @@ use serde::Serialize;
 use shmq_bench::{Pattern, TransportName, WaitName};
 
 use super::Summary;
+use super::summary::{agree, placements, ratio_by_placement};
 
 /// `v` in the first unit of `steps` (from, divisor, decimals, suffix) it
 /// reaches, else as it is with `plain` after it.
@@ -53,6 +54,19 @@ struct Row {
     msgs_per_s: Option<f64>,
     bytes_per_s: Option<f64>,
     wake_syscalls_per_msg: Option<f64>,
+    /// Median line round trip between the two CPUs around the rounds (ns).
+    line_rtt_ns: Option<u64>,
+    /// Every round: its figure and the line round trips before and after.
+    rounds: Vec<RoundRow>,
+}
+
+/// One round in the JSON output.
+#[derive(Serialize)]
+struct RoundRow {
+    /// msgs/s (throughput) or the round trip's median in ns (latency).
+    value: f64,
+    line_rtt_ns_before: Option<u64>,
+    line_rtt_ns_after: Option<u64>,
 }
 
 fn row(s: &Summary) -> Row {
@@ -69,6 +83,16 @@ fn row(s: &Summary) -> Row {
         msgs_per_s: s.msgs_per_s.map(|v| v.round()),
         bytes_per_s: s.msgs_per_s.map(|v| (v * c.params.size as f64).round()),
         wake_syscalls_per_msg: s.wake_per_msg.map(|v| (v * 1e6).round() / 1e6),
+        line_rtt_ns: s.c2c.map(|v| v.round() as u64),
+        rounds: s
+            .rounds
+            .iter()
+            .map(|r| RoundRow {
+                value: r.value.round(),
+                line_rtt_ns_before: r.c2c.map(|c| c[0].round() as u64),
+                line_rtt_ns_after: r.c2c.map(|c| c[1].round() as u64),
+            })
+            .collect(),
     }
 }
 
@@ -105,7 +129,7 @@ fn vs_pipe(sums: &[Summary], s: &Summary) -> Option<f64> {
 pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
     writeln!(
         out,
-        "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9}",
         "transport",
         "wait",
         "pattern",
@@ -116,7 +140,8 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         "msgs/s",
         "MB/s",
         "wake/msg",
-        "vs pipe"
+        "vs pipe",
+        "line rtt"
     )?;
     let mut order: Vec<&Summary> = sums.iter().collect();
     order.sort_by_key(|s| (s.case.pattern != Pattern::Latency, s.case.params.size));
@@ -129,6 +154,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         last = Some(key);
         let c = &s.case;
         let dash = || "-".to_owned();
+        let line = s.c2c.map_or_else(String::new, ns);
         let (p50, p99, mps, mbs, wake, ratio) = if let Some(why) = &s.na {
             let short = if why.contains("msgsize_max") {
                 "n/a (msgsize_max)"
@@ -156,7 +182,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         };
         writeln!(
             out,
-            "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            "{:<10} {:<6} {:<10} {:>6} {:>4} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9}",
             c.params.transport.as_str(),
             c.params.wait.as_str(),
             c.pattern.as_str(),
@@ -167,14 +193,16 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             mps,
             mbs,
             wake,
-            ratio
+            ratio,
+            line
         )?;
     }
     writeln!(
         out,
         "\nrtt: round trip (ping-pong), medians across rounds; msgs/s: one-way stream; \
          wake/msg: shmq wake syscalls per message; vs pipe: times better than pipe \
-         (same pattern and size, same run)."
+         (same pattern and size, same run); line rtt: a cache line's round trip between \
+         the two CPUs around the row's rounds (median; see \"placement\" below)."
     )?;
     let polling: Vec<String> = sums
         .iter()
@@ -202,7 +230,165 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         )?;
     }
     limit_lines(out, sums)?;
-    limit_batch_lines(out, sums)
+    limit_batch_lines(out, sums)?;
+    placement_lines(out, sums)
+}
+
+/// A row's transport, wait and pattern.
+type Key = (TransportName, WaitName, Pattern);
+
+/// Rows held to a base row, per size (a ratio line of `placement_lines`).
+struct Held {
+    what: &'static str,
+    base: Key,
+    /// Many-to-many rows (2x2) rather than 1x1.
+    multi: bool,
+    rows: Vec<(&'static str, Key)>,
+}
+
+/// The measured row of `t` / `w` / `pattern` at `size`, 1x1 or not.
+fn find(sums: &[Summary], (t, w, pattern): Key, size: usize, multi: bool) -> Option<&Summary> {
+    sums.iter().find(|s| {
+        let c = &s.case;
+        c.params.transport == t
+            && c.params.wait == w
+            && c.pattern == pattern
+            && c.params.size == size
+            && c.is_multi() == multi
+            && s.na.is_none()
+    })
+}
+
+/// The placement of the run (how far apart the two CPUs were around the
+/// measurements), and issue 15's ratios again, placement by placement
+/// ([`ratio_by_placement`]).
+fn placement_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    let mut all: Vec<f64> = Vec::new();
+    let (mut moved, mut probed) = (0, 0);
+    for r in sums.iter().flat_map(|s| &s.rounds) {
+        if let Some([a, b]) = r.c2c {
+            all.extend([a, b]);
+            probed += 1;
+            if !agree(a, b) {
+                moved += 1;
+            }
+        }
+    }
+    if all.is_empty() {
+        return Ok(());
+    }
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| ns(all[((all.len() - 1) as f64 * q).round() as usize]);
+    writeln!(
+        out,
+        "placement: a cache line's round trip between the two CPUs, probed before and after \
+         every measurement: min {}, p10 {}, median {}, p90 {}, max {}; {moved} of {probed} \
+         measurements saw it change by more than 1.5x (a VM's CPUs move between cores).",
+        at(0.0),
+        at(0.1),
+        at(0.5),
+        at(0.9),
+        at(1.0),
+    )?;
+    let centers = placements(sums);
+    if centers.is_empty() {
+        return Ok(());
+    }
+    let mut sizes: Vec<usize> = sums.iter().map(|s| s.case.params.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let lat = |t, w| (t, w, Pattern::Latency);
+    let thr = |t, w| (t, w, Pattern::Throughput);
+    use TransportName::{Floor, FloorRing, LimitBatch, Mq, Pipe, ShmqMpmc, ShmqSpsc};
+    use WaitName::{Futex, Kernel, Poll, Sem, Spin};
+    let spsc_waits = [Spin, Futex, Poll, Sem];
+    let groups = [
+        Held {
+            what: "shmq-spsc rtt / floor",
+            base: lat(Floor, Spin),
+            multi: false,
+            rows: [Spin, Futex, Sem]
+                .map(|w| (w.as_str(), lat(ShmqSpsc, w)))
+                .to_vec(),
+        },
+        Held {
+            what: "shmq-spsc rtt / floor-ring",
+            base: lat(FloorRing, Spin),
+            multi: false,
+            rows: vec![("spin", lat(ShmqSpsc, Spin))],
+        },
+        Held {
+            what: "stream / pipe",
+            base: thr(Pipe, Kernel),
+            multi: false,
+            rows: spsc_waits
+                .map(|w| (w.as_str(), thr(ShmqSpsc, w)))
+                .into_iter()
+                .chain([
+                    ("mpmc", thr(ShmqMpmc, Futex)),
+                    ("limit-32", thr(LimitBatch, Spin)),
+                ])
+                .collect(),
+        },
+        Held {
+            what: "shmq-mpmc 2x2 / mq 2x2",
+            base: thr(Mq, Kernel),
+            multi: true,
+            rows: vec![("futex", thr(ShmqMpmc, Futex))],
+        },
+        Held {
+            what: "shmq-spsc / limit-32",
+            base: thr(LimitBatch, Spin),
+            multi: false,
+            rows: spsc_waits.map(|w| (w.as_str(), thr(ShmqSpsc, w))).to_vec(),
+        },
+        Held {
+            what: "polling / blocking",
+            base: thr(ShmqSpsc, Futex),
+            multi: false,
+            rows: vec![("poll", thr(ShmqSpsc, Poll))],
+        },
+    ];
+    let mut lines = Vec::new();
+    for Held {
+        what,
+        base,
+        multi,
+        rows,
+    } in groups
+    {
+        for &size in &sizes {
+            let Some(b) = find(sums, base, size, multi) else {
+                continue;
+            };
+            let figures: Vec<String> = rows
+                .iter()
+                .filter_map(|&(name, key)| {
+                    let a = find(sums, key, size, multi)?;
+                    let each: Vec<String> = ratio_by_placement(a, b, &centers)
+                        .into_iter()
+                        .map(|(c, r, ka, kb)| format!("{} x{r:.2} ({ka},{kb})", ns(c)))
+                        .collect();
+                    (!each.is_empty()).then(|| format!("{name} {}", each.join(" ")))
+                })
+                .collect();
+            if !figures.is_empty() {
+                lines.push(format!("  {what} {size} B: {}", figures.join("; ")));
+            }
+        }
+    }
+    let names: Vec<String> = centers.iter().map(|&c| ns(c)).collect();
+    writeln!(
+        out,
+        "by placement (the rounds whose two probes agreed within 1.5x, grouped by their line \
+         round trip: {}; per group the row's median over the base's, with how many rounds \
+         each had; round trips: lower is better):",
+        names.join(", ")
+    )?;
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    Ok(())
 }
 
 /// The measured 1x1 stream rows of `t` at `size`, in table order.
@@ -688,5 +874,42 @@ mod tests {
             "{text}"
         );
         assert!(render(limit_batch_lines, &sums[1..]).is_empty());
+    }
+
+    #[test]
+    fn placement_lines_give_each_ratio_per_placement() {
+        use super::super::summary::RoundFigure;
+        use TransportName::{Pipe, ShmqSpsc};
+        use WaitName::{Kernel, Spin};
+        let with = |t, w, rounds: &[(f64, f64)]| Summary {
+            rounds: rounds
+                .iter()
+                .map(|&(value, c2c)| RoundFigure {
+                    value,
+                    c2c: Some([c2c, c2c]),
+                })
+                .collect(),
+            ..stream(t, w, 64, 1.0)
+        };
+        let sums = [
+            with(ShmqSpsc, Spin, &[(20e6, 125.0), (5e6, 500.0)]),
+            with(Pipe, Kernel, &[(1e6, 120.0), (0.5e6, 510.0)]),
+        ];
+        let text = render(placement_lines, &sums);
+        assert!(
+            text.contains("placement: a cache line's round trip between the two CPUs"),
+            "{text}"
+        );
+        assert!(text.contains("0 of 4 measurements saw it change"), "{text}");
+        assert!(
+            text.contains("stream / pipe 64 B: spin 122 ns x20.00 (1,1) 505 ns x10.00 (1,1)"),
+            "{text}"
+        );
+        // Unprobed (unpinned) runs have no placement lines.
+        let bare = [
+            stream(ShmqSpsc, Spin, 64, 1.0),
+            stream(Pipe, Kernel, 64, 1.0),
+        ];
+        assert!(render(placement_lines, &bare).is_empty());
     }
 }
