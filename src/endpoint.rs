@@ -114,6 +114,8 @@ impl Attachment {
         let wait = WaitCfg {
             strategy: opts.wait,
             spin: opts.spin,
+            backoff: 1,
+            msgs_seen: 0,
             check_every: opts.liveness_interval,
             backend,
         };
@@ -619,6 +621,9 @@ impl<S: Side> Waitable for Op<'_, S> {
     }
     fn cfg(&self) -> &WaitCfg {
         &self.ep.at.wait
+    }
+    fn cfg_mut(&mut self) -> &mut WaitCfg {
+        &mut self.ep.at.wait
     }
     fn stats(&mut self) -> &mut Stats {
         &mut self.ep.at.stats
