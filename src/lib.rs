@@ -70,7 +70,7 @@ pub use error::{Backend, Corruption, Error, Kind, OpenError, Role};
 #[cfg(not(loom))]
 pub use inspect::{EndpointInfo, EndpointState, GcOutcome, SegmentInfo, gc, gc_one, inspect};
 pub use interrupt::Interrupter;
-pub use notify::{Stats, WaitStrategy};
+pub use notify::{Pacer, Stats, WaitStrategy};
 pub use options::{DEFAULT_SPIN, Options};
 pub use shm::{MAX_NAME_LEN, PREFIX, list, remove, validate_name};
 

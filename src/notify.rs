@@ -142,6 +142,101 @@ pub(crate) fn next_backoff(back: u32, found: u64) -> u32 {
     }
 }
 
+/// Paces a loop that retries a `try_` call (`try_recv_into`, `try_send`,
+/// ...) the way the blocking calls pace their own waiting: one spin hint
+/// between tries while each wait ends with just the one message it waited
+/// for (a ping-pong: each try may be the one that sees it), up to 64 while
+/// the peer keeps ahead of the loop (a stream: a try that looks at the
+/// ring pulls the line the peer is writing away from it, so fewer tries
+/// let the peer hand over several messages per try); after 8 tries in one
+/// wait, one hint again. It never sleeps; a loop that may wait long should
+/// sleep or block itself.
+///
+/// ```
+/// use shmq::{Error, Pacer};
+/// let (mut tx, mut rx) = shmq::spsc::channel(&shmq::Options::new())?;
+/// tx.send(b"a")?;
+/// tx.send(b"b")?;
+/// let (mut pace, mut buf, mut got) = (Pacer::new(), [0u8; 8], 0);
+/// while got < 2 {
+///     match rx.try_recv_into(&mut buf) {
+///         Ok(_) => {
+///             got += 1;
+///             pace.moved();
+///         }
+///         Err(Error::Empty) => pace.wait(),
+///         Err(e) => return Err(e.into()),
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    /// Spin hints between two tries in the current wait.
+    back: u32,
+    /// Messages moved since the current (or last) wait began.
+    moved: u64,
+    /// Tries in the current wait; `None` between waits.
+    tries: Option<u32>,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer::new()
+    }
+}
+
+impl Pacer {
+    /// A pacer for a loop that has not waited yet (one hint per try).
+    ///
+    /// ```
+    /// let pace = shmq::Pacer::new();
+    /// # let _ = pace;
+    /// ```
+    pub fn new() -> Pacer {
+        Pacer {
+            back: 1,
+            moved: 0,
+            tries: None,
+        }
+    }
+
+    /// Call after a `try_` call succeeded: a message (or slot) moved.
+    ///
+    /// ```
+    /// let mut pace = shmq::Pacer::new();
+    /// pace.moved();
+    /// ```
+    pub fn moved(&mut self) {
+        self.moved = self.moved.wrapping_add(1);
+        self.tries = None;
+    }
+
+    /// Call after a `try_` call found `Empty` (or `Full`): pauses before
+    /// the next try, from one to 64 spin hints (see the type's docs).
+    ///
+    /// ```
+    /// let mut pace = shmq::Pacer::new();
+    /// pace.wait();
+    /// ```
+    pub fn wait(&mut self) {
+        let tries = match self.tries {
+            Some(t) => t,
+            None => {
+                // A wait begins: learn from the one before it.
+                self.back = next_backoff(self.back, self.moved);
+                self.moved = 0;
+                0
+            }
+        };
+        let hints = if tries >= IDLE_LOOKS { 1 } else { self.back };
+        for _ in 0..hints {
+            crate::sync::spin_hint();
+        }
+        self.tries = Some(tries.saturating_add(1));
+    }
+}
+
 /// One registered sleeper in `WakeWord::state`.
 const ONE_SLEEPER: u64 = 1 << 32;
 
@@ -280,7 +375,7 @@ macro_rules! waiting_variants {
 
         #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), without waiting: `Full` (sending) or `Empty` (receiving) where it would wait.")]
         ///
-        #[doc = concat!("A loop that retries this in a busy stream goes faster if it looks less often while the peer keeps ahead of it, as [`", stringify!($wait), "`](Self::", stringify!($wait), ") does: more `std::hint::spin_loop()` calls (up to about 64) between failed tries while each wait ends with more than one message or slot ready, one while it ends with just one (ARCHITECTURE.md, \"Looking less often in a stream\").")]
+        #[doc = concat!("A loop that retries this in a busy stream goes faster if it looks less often while the peer keeps ahead of it, as [`", stringify!($wait), "`](Self::", stringify!($wait), ") does: [`Pacer`](crate::Pacer) paces such a loop the same way.")]
         ///
         /// # Errors
         #[doc = concat!("As [`", stringify!($wait), "`](Self::", stringify!($wait), "), plus `Full` / `Empty`.")]
@@ -887,5 +982,31 @@ mod tests {
         assert_eq!(next_backoff(1, 1), 1);
         // The first wait of an endpoint (nothing moved yet).
         assert_eq!(next_backoff(1, 0), 1);
+    }
+
+    #[test]
+    fn a_pacer_learns_at_the_start_of_each_wait() {
+        let mut p = Pacer::new();
+        p.wait();
+        assert_eq!((p.back, p.tries), (1, Some(1)));
+        // A stream: three messages per wait, so each wait looks half as
+        // often as the one before, up to MAX_BACKOFF hints.
+        for expect in [2, 4, 8, 16, 32, 64, 64] {
+            for _ in 0..3 {
+                p.moved();
+            }
+            p.wait();
+            assert_eq!(p.back, expect);
+            // More tries in the same wait keep its pace.
+            p.wait();
+            assert_eq!(p.back, expect);
+        }
+        // A ping-pong: one message per wait; back down, one step a wait.
+        for expect in [32, 16, 8, 4, 2, 1, 1] {
+            p.moved();
+            p.wait();
+            assert_eq!(p.back, expect);
+        }
+        assert_eq!(p.tries, Some(1));
     }
 }

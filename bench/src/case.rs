@@ -130,6 +130,9 @@ pub enum WaitName {
     /// The consumer polls `try_recv_into`, spinning on `Empty`; the
     /// producer waits as with `Futex`.
     Poll,
+    /// As `Poll`, with the loop paced by [`shmq::Pacer`] (what the `try_`
+    /// variants' docs advise a polling loop).
+    Paced,
 }
 
 impl WaitName {
@@ -141,6 +144,7 @@ impl WaitName {
             WaitName::Sem => "sem",
             WaitName::Kernel => "kernel",
             WaitName::Poll => "poll",
+            WaitName::Paced => "paced",
         }
     }
 
@@ -149,7 +153,9 @@ impl WaitName {
         match self {
             WaitName::Spin => WaitStrategy::Spin,
             WaitName::Sem => WaitStrategy::Semaphore,
-            WaitName::Futex | WaitName::Kernel | WaitName::Poll => WaitStrategy::Futex,
+            WaitName::Futex | WaitName::Kernel | WaitName::Poll | WaitName::Paced => {
+                WaitStrategy::Futex
+            }
         }
     }
 }

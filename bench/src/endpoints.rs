@@ -151,9 +151,12 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
             io::ErrorKind::Unsupported,
             format!("the limit has no {} role (it only streams)", role.as_str()),
         )),
-        (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Poll => {
-            Ok(Box::new(Polling(attach::<spsc::Consumer>(link, 0, &o)?)))
-        }
+        (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Poll => Ok(Box::new(
+            Polling::new(attach::<spsc::Consumer>(link, 0, &o)?, false),
+        )),
+        (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Paced => Ok(Box::new(
+            Polling::new(attach::<spsc::Consumer>(link, 0, &o)?, true),
+        )),
         (TransportName::ShmqSpsc, _) => halves(
             role,
             link,

@@ -301,10 +301,24 @@ shmq_sender!(mpmc::Producer, "MPMC producer");
 shmq_receiver!(mpmc::Consumer, "MPMC consumer");
 
 /// An SPSC consumer that receives by polling: `try_recv_into` in a loop,
-/// spinning on `Empty`, never sleeping (the `poll` rows of `shmq bench`,
-/// beside the blocking `recv_into` of the others). Every 2^16 empty polls
+/// never sleeping (the `poll` and `paced` rows of `shmq bench`, beside the
+/// blocking `recv_into` of the others): on `Empty` it spins one hint
+/// (`poll`), or as a [`shmq::Pacer`] says (`paced`). Every 2^16 empty polls
 /// it asks whether the producer still lives, so a dead one ends the wait.
-pub struct Polling(pub spsc::Consumer);
+pub struct Polling {
+    rx: spsc::Consumer,
+    pace: Option<shmq::Pacer>,
+}
+
+impl Polling {
+    /// Polls `rx`, paced by a [`shmq::Pacer`] if `paced`.
+    pub fn new(rx: spsc::Consumer, paced: bool) -> Polling {
+        Polling {
+            rx,
+            pace: paced.then(shmq::Pacer::new),
+        }
+    }
+}
 
 impl Transport for Polling {
     fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
@@ -313,20 +327,28 @@ impl Transport for Polling {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut empty: u32 = 0;
         loop {
-            match self.0.try_recv_into(buf) {
+            match self.rx.try_recv_into(buf) {
                 Err(Error::Empty) => {
                     empty = empty.wrapping_add(1);
-                    if empty % (1 << 16) == 0 && !self.0.peer_alive() {
+                    if empty % (1 << 16) == 0 && !self.rx.peer_alive() {
                         return Err(to_io(Error::PeerDied));
                     }
-                    std::hint::spin_loop();
+                    match &mut self.pace {
+                        Some(p) => p.wait(),
+                        None => std::hint::spin_loop(),
+                    }
                 }
-                r => return r.map_err(to_io),
+                r => {
+                    if let (Ok(_), Some(p)) = (&r, &mut self.pace) {
+                        p.moved();
+                    }
+                    return r.map_err(to_io);
+                }
             }
         }
     }
     fn stats(&self) -> Option<Counters> {
-        Some(self.0.stats().into())
+        Some(self.rx.stats().into())
     }
 }
 

@@ -204,17 +204,22 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
          (same pattern and size, same run); line rtt: a cache line's round trip between \
          the two CPUs around the row's rounds (median; see \"placement\" below)."
     )?;
-    let polling: Vec<String> = sums
-        .iter()
-        .filter_map(|s| Some((s.case.params.size, poll_vs_blocking(sums, s)?)))
-        .map(|(size, r)| format!("{size} B x{r:.2}"))
-        .collect();
-    if !polling.is_empty() {
-        writeln!(
-            out,
-            "try_recv polling / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): {}",
-            polling.join(", ")
-        )?;
+    for (wait, what) in [
+        (WaitName::Poll, "try_recv polling"),
+        (WaitName::Paced, "try_recv polling paced by shmq::Pacer"),
+    ] {
+        let polling: Vec<String> = sums
+            .iter()
+            .filter_map(|s| Some((s.case.params.size, poll_vs_blocking(sums, s, wait)?)))
+            .map(|(size, r)| format!("{size} B x{r:.2}"))
+            .collect();
+        if !polling.is_empty() {
+            writeln!(
+                out,
+                "{what} / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): {}",
+                polling.join(", ")
+            )?;
+        }
     }
     if let Some(b) = sums
         .iter()
@@ -300,8 +305,8 @@ fn placement_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
     let lat = |t, w| (t, w, Pattern::Latency);
     let thr = |t, w| (t, w, Pattern::Throughput);
     use TransportName::{Floor, FloorRing, LimitBatch, Mq, Pipe, ShmqMpmc, ShmqSpsc};
-    use WaitName::{Futex, Kernel, Poll, Sem, Spin};
-    let spsc_waits = [Spin, Futex, Poll, Sem];
+    use WaitName::{Futex, Kernel, Paced, Poll, Sem, Spin};
+    let spsc_waits = [Spin, Futex, Poll, Paced, Sem];
     let groups = [
         Held {
             what: "shmq-spsc rtt / floor",
@@ -346,7 +351,10 @@ fn placement_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             what: "polling / blocking",
             base: thr(ShmqSpsc, Futex),
             multi: false,
-            rows: vec![("poll", thr(ShmqSpsc, Poll))],
+            rows: vec![
+                ("poll", thr(ShmqSpsc, Poll)),
+                ("paced", thr(ShmqSpsc, Paced)),
+            ],
         },
     ];
     let mut lines = Vec::new();
@@ -530,11 +538,11 @@ fn limit_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
     Ok(())
 }
 
-/// For a polling row: its throughput over the blocking (futex) row's of the
-/// same size.
-fn poll_vs_blocking(sums: &[Summary], s: &Summary) -> Option<f64> {
+/// For a polling row of `wait` (`poll`, or `paced` by `shmq::Pacer`): its
+/// throughput over the blocking (futex) row's of the same size.
+fn poll_vs_blocking(sums: &[Summary], s: &Summary, wait: WaitName) -> Option<f64> {
     let c = &s.case;
-    if c.params.wait != WaitName::Poll || s.na.is_some() {
+    if c.params.wait != wait || s.na.is_some() {
         return None;
     }
     let blocking = sums.iter().find(|b| {
@@ -911,5 +919,25 @@ mod tests {
             stream(Pipe, Kernel, 64, 1.0),
         ];
         assert!(render(placement_lines, &bare).is_empty());
+    }
+
+    #[test]
+    fn polling_lines_hold_both_polling_rows_to_the_blocking_one() {
+        use TransportName::ShmqSpsc;
+        use WaitName::{Futex, Paced, Poll};
+        let sums = [
+            stream(ShmqSpsc, Futex, 64, 20e6),
+            stream(ShmqSpsc, Poll, 64, 10e6),
+            stream(ShmqSpsc, Paced, 64, 18e6),
+        ];
+        let text = render(table, &sums);
+        assert!(
+            text.contains("try_recv polling / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): 64 B x0.50\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("try_recv polling paced by shmq::Pacer / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): 64 B x0.90\n"),
+            "{text}"
+        );
     }
 }
