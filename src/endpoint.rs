@@ -114,7 +114,7 @@ impl Attachment {
         let wait = WaitCfg {
             strategy: opts.wait,
             spin: opts.spin,
-            backoff: 1,
+            pace: crate::notify::Pacer::new(),
             msgs_seen: 0,
             check_every: opts.liveness_interval,
             backend,

@@ -99,8 +99,9 @@ pub struct Stats {
 pub(crate) struct WaitCfg {
     pub strategy: WaitStrategy,
     pub spin: Duration,
-    /// Spin hints between two looks while spinning ([`next_backoff`]).
-    pub backoff: u32,
+    /// How the spin phase paces its looks ([`Pacer`], fed this endpoint's
+    /// message count at each wait's start).
+    pub pace: Pacer,
     /// `Stats::messages` when the last wait began.
     pub msgs_seen: u64,
     /// Longest single sleep; after it the peer's liveness is probed.
@@ -135,7 +136,11 @@ const IDLE_LOOKS: u32 = 8;
 /// VM's CPUs): against one hint per look, 64 hints gave 1.8-2.6x at 64 B
 /// and 1.2-1.8x at 1 KiB, this rule 1.8-2.5x and 1.04-1.5x.
 pub(crate) fn next_backoff(back: u32, found: u64) -> u32 {
-    if found >= 2 {
+    // Under loom every hint is a yield to the model's scheduler: one per
+    // look keeps the models' state space as it was.
+    if cfg!(loom) {
+        1
+    } else if found >= 2 {
         back.saturating_mul(2).clamp(1, MAX_BACKOFF)
     } else {
         (back / 2).max(1)
@@ -170,7 +175,7 @@ pub(crate) fn next_backoff(back: u32, found: u64) -> u32 {
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Pacer {
     /// Spin hints between two tries in the current wait.
     back: u32,
@@ -220,20 +225,29 @@ impl Pacer {
     /// pace.wait();
     /// ```
     pub fn wait(&mut self) {
-        let tries = match self.tries {
-            Some(t) => t,
-            None => {
-                // A wait begins: learn from the one before it.
-                self.back = next_backoff(self.back, self.moved);
-                self.moved = 0;
-                0
-            }
-        };
+        self.pause();
+    }
+
+    /// A wait begins after `moved` more messages moved than `moved()` was
+    /// told of: learn its pace from the wait before it.
+    pub(crate) fn start(&mut self, moved: u64) {
+        self.back = next_backoff(self.back, self.moved.wrapping_add(moved));
+        self.moved = 0;
+        self.tries = Some(0);
+    }
+
+    /// [`wait`](Self::wait), returning the spin hints it paused.
+    pub(crate) fn pause(&mut self) -> u32 {
+        if self.tries.is_none() {
+            self.start(0);
+        }
+        let tries = self.tries.unwrap_or(0);
         let hints = if tries >= IDLE_LOOKS { 1 } else { self.back };
         for _ in 0..hints {
             crate::sync::spin_hint();
         }
         self.tries = Some(tries.saturating_add(1));
+        hints
     }
 }
 
@@ -328,7 +342,7 @@ pub(crate) trait Waitable {
     fn interrupted(&mut self) -> bool;
     fn word(&self) -> &WakeWord;
     fn cfg(&self) -> &WaitCfg;
-    /// The endpoint's waiting state ([`WaitCfg::backoff`] and the count it
+    /// The endpoint's waiting state ([`WaitCfg::pace`] and the count it
     /// learns from).
     fn cfg_mut(&mut self) -> &mut WaitCfg;
     fn stats(&mut self) -> &mut Stats;
@@ -441,33 +455,27 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
     let mut last_check = start;
     let blocking = cfg.strategy.backend().is_some();
     let spin_for = if blocking { cfg.spin } else { Duration::MAX };
-    let mut spins: u32 = 0;
-    // Spin hints since the clock was last read.
+    // Spin hints (or yields) since the clock was last read.
     let mut hints: u32 = 0;
+    // The pace of this wait, learnt from what moved since the last one
+    // began; kept for the next wait before any way out of this one.
     let moved = w.stats().messages;
-    // Under loom every hint is a yield to the model's scheduler: one per
-    // look keeps the models' state space as it was.
-    let mut back = if cfg!(loom) {
-        1
-    } else {
-        next_backoff(cfg.backoff, moved.wrapping_sub(cfg.msgs_seen))
-    };
     let c = w.cfg_mut();
-    c.backoff = back;
+    c.pace.start(moved.wrapping_sub(c.msgs_seen));
     c.msgs_seen = moved;
+    let mut pace = c.pace;
     if w.interrupted() {
         return Err(Error::Interrupted);
     }
     // Phase 1: spin (and, for SpinThenYield, yield) without syscalls.
     if !blocking || !cfg.spin.is_zero() {
         loop {
-            if cfg.strategy == WaitStrategy::SpinThenYield && start.elapsed() > cfg.spin {
+            hints += if cfg.strategy == WaitStrategy::SpinThenYield && start.elapsed() > cfg.spin {
                 crate::sync::yield_now();
+                1
             } else {
-                for _ in 0..back {
-                    crate::sync::spin_hint();
-                }
-            }
+                pace.pause()
+            };
             match w.attempt_spinning() {
                 Err(e) if not_yet(&e) => {}
                 r => return r,
@@ -475,11 +483,6 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
             if w.interrupted() {
                 return Err(Error::Interrupted);
             }
-            spins = spins.wrapping_add(1);
-            if spins == IDLE_LOOKS {
-                back = 1;
-            }
-            hints += back;
             if hints >= 128 {
                 hints = 0;
                 let now = Instant::now();

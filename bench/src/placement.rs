@@ -62,6 +62,7 @@ pub fn line_rtt(host: &Host, window: Duration) -> Option<f64> {
                 return;
             }
             let mut seen = 0;
+            // Relaxed: the flag only ends the loop; nothing is read after it.
             while !stop.load(Ordering::Relaxed) {
                 // Acquire/Release: the counter carries no data; the orders
                 // only keep the two stores of a round trip apart, as a
@@ -86,6 +87,8 @@ fn bounce(ping: &Line, pong: &Line, window: Duration) -> Option<f64> {
     let mut n = 0u64;
     let mut round_trip = || {
         n += 1;
+        // Release: pairs with the echo's Acquire load of `ping` (the counter
+        // carries no data; see the echo loop).
         ping.0.store(n, Ordering::Release);
         let since = Instant::now();
         let mut k = 0u32;
