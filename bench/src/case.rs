@@ -133,6 +133,11 @@ pub enum WaitName {
     /// As `Poll`, with the loop paced by [`shmq::Pacer`] (what the `try_`
     /// variants' docs advise a polling loop).
     Paced,
+    /// The consumer takes turns at receiving as `Futex`, `Paced` and `Poll`
+    /// do, a stretch of messages each, in one stream
+    /// ([`Alternating`](crate::Alternating)): their rates compared on the
+    /// same placement. Not a row of its own.
+    Alternate,
 }
 
 impl WaitName {
@@ -145,6 +150,7 @@ impl WaitName {
             WaitName::Kernel => "kernel",
             WaitName::Poll => "poll",
             WaitName::Paced => "paced",
+            WaitName::Alternate => "alternate",
         }
     }
 
@@ -153,9 +159,11 @@ impl WaitName {
         match self {
             WaitName::Spin => WaitStrategy::Spin,
             WaitName::Sem => WaitStrategy::Semaphore,
-            WaitName::Futex | WaitName::Kernel | WaitName::Poll | WaitName::Paced => {
-                WaitStrategy::Futex
-            }
+            WaitName::Futex
+            | WaitName::Kernel
+            | WaitName::Poll
+            | WaitName::Paced
+            | WaitName::Alternate => WaitStrategy::Futex,
         }
     }
 }

@@ -12,8 +12,8 @@ use shmq::{OpenError, Options, mpmc, spsc};
 use crate::case::{Params, TransportName, WaitName};
 use crate::link::Link;
 use crate::{
-    Duplex, Floor, FloorShape, Limit, MessageQueue, PipeReceiver, PipeSender, Polling, SeqPacket,
-    Transport,
+    Alternating, Duplex, Floor, FloorShape, Limit, MessageQueue, PipeReceiver, PipeSender, Polling,
+    SeqPacket, Transport,
 };
 
 /// What an endpoint does in a measurement.
@@ -156,6 +156,9 @@ pub fn endpoint(role: Role, p: &Params, link: &mut Link) -> io::Result<Box<dyn T
         )),
         (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Paced => Ok(Box::new(
             Polling::new(attach::<spsc::Consumer>(link, 0, &o)?, true),
+        )),
+        (TransportName::ShmqSpsc, Role::Consume) if p.wait == WaitName::Alternate => Ok(Box::new(
+            Alternating::new(attach::<spsc::Consumer>(link, 0, &o)?, p.size),
         )),
         (TransportName::ShmqSpsc, _) => halves(
             role,

@@ -67,4 +67,4 @@ pub use pipe::{PipeReceiver, PipeSender, pipe};
 pub use placement::line_rtt;
 pub use seqpacket::{SeqPacket, seqpacket_pair};
 pub use sys::{allowed_cpus, cpu_ns, mono_ns, pin_to};
-pub use transport::{Counters, Duplex, Polling, Transport, to_io};
+pub use transport::{Alternating, Counters, Duplex, Polling, Receiving, Stretch, Transport, to_io};

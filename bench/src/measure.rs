@@ -19,7 +19,7 @@ use crate::endpoints::{Role, endpoint};
 use crate::link::Link;
 use crate::peer::{Host, PeerSpec, Peers, Report};
 use crate::sys::{cpu_ns, mono_ns};
-use crate::transport::{Counters, Transport};
+use crate::transport::{Counters, Stretch, Transport};
 
 /// First payload byte of the message that ends a run.
 pub const STOP: u8 = 0xff;
@@ -90,6 +90,10 @@ pub struct Sample {
     pub counters: Counters,
     /// CPU time of every process during the run.
     pub cpu_ns: u64,
+    /// An [`Alternating`](crate::Alternating) consumer's stretches inside
+    /// the measured window (all of them in a counted run); empty for every
+    /// other case.
+    pub stretches: Vec<Stretch>,
 }
 
 impl Sample {
@@ -201,6 +205,8 @@ impl Session {
             },
         };
         let before = self.me.stats();
+        // Stretches of an earlier run are not this one's.
+        let _ = self.me.take_stretches();
         self.peers.go(&go)?;
         let cpu0 = cpu_ns();
         let mut s = match self.case.pattern {
@@ -256,6 +262,7 @@ impl Session {
                 .iter()
                 .fold(Counters::default(), |c, r| c + r.counters),
             cpu_ns: reports.iter().map(|r| r.cpu_ns).sum(),
+            stretches: Vec::new(),
         }
     }
 
@@ -323,7 +330,12 @@ impl Session {
             None => t0.elapsed(),
         };
         let reports = self.peers.reports(0..1, Duration::from_secs(10))?;
-        Ok(Self::sample(None, elapsed, (c.counted, c.total), &reports))
+        let mut s = Self::sample(None, elapsed, (c.counted, c.total), &reports);
+        s.stretches = self.me.take_stretches();
+        if let Some((a, b)) = go.window() {
+            s.stretches.retain(|t| t.start_ns >= a && t.end_ns <= b);
+        }
+        Ok(s)
     }
 
     /// P producer and C consumer children; this process sends one stop

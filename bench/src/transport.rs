@@ -23,6 +23,8 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use shmq::{Error, Stats, mpmc, spsc};
 
+use crate::sys::mono_ns;
+
 /// A message-oriented channel endpoint: what every benchmarked transport
 /// offers.
 ///
@@ -108,6 +110,13 @@ pub trait Transport {
     fn stats(&self) -> Option<Counters> {
         None
     }
+
+    /// The stretches an [`Alternating`] consumer completed since the last
+    /// call (it forgets them, and the one under way); empty for every
+    /// other endpoint.
+    fn take_stretches(&mut self) -> Vec<Stretch> {
+        Vec::new()
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -130,6 +139,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn stats(&self) -> Option<Counters> {
         (**self).stats()
+    }
+    fn take_stretches(&mut self) -> Vec<Stretch> {
+        (**self).take_stretches()
     }
 }
 
@@ -325,30 +337,178 @@ impl Transport for Polling {
         Err(unsupported("send (it is an SPSC consumer)"))
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut empty: u32 = 0;
-        loop {
-            match self.rx.try_recv_into(buf) {
-                Err(Error::Empty) => {
-                    empty = empty.wrapping_add(1);
-                    if empty % (1 << 16) == 0 && !self.rx.peer_alive() {
-                        return Err(to_io(Error::PeerDied));
-                    }
-                    match &mut self.pace {
-                        Some(p) => p.wait(),
-                        None => std::hint::spin_loop(),
-                    }
-                }
-                r => {
-                    if let (Ok(_), Some(p)) = (&r, &mut self.pace) {
-                        p.moved();
-                    }
-                    return r.map_err(to_io);
-                }
-            }
-        }
+        poll_into(&mut self.rx, buf, self.pace.as_mut())
     }
     fn stats(&self) -> Option<Counters> {
         Some(self.rx.stats().into())
+    }
+}
+
+/// `try_recv_into` until a message comes: on `Empty` one spin hint, or as
+/// `pace` says; every 2^16 empty polls, whether the producer still lives.
+fn poll_into(
+    rx: &mut spsc::Consumer,
+    buf: &mut [u8],
+    mut pace: Option<&mut shmq::Pacer>,
+) -> io::Result<usize> {
+    let mut empty: u32 = 0;
+    loop {
+        match rx.try_recv_into(buf) {
+            Err(Error::Empty) => {
+                empty = empty.wrapping_add(1);
+                if empty % (1 << 16) == 0 && !rx.peer_alive() {
+                    return Err(to_io(Error::PeerDied));
+                }
+                match &mut pace {
+                    Some(p) => p.wait(),
+                    None => std::hint::spin_loop(),
+                }
+            }
+            r => {
+                if let (Ok(_), Some(p)) = (&r, &mut pace) {
+                    p.moved();
+                }
+                return r.map_err(to_io);
+            }
+        }
+    }
+}
+
+/// How an [`Alternating`] consumer receives during one stretch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Receiving {
+    /// Blocking `recv_into` (the `futex` row's consumer).
+    Blocking,
+    /// `try_recv_into` paced by a [`shmq::Pacer`] (the `paced` row's).
+    Paced,
+    /// `try_recv_into` with one spin hint per `Empty` (the `poll` row's).
+    Polling,
+}
+
+impl Receiving {
+    /// The turns an [`Alternating`] consumer takes, in order.
+    pub const TURNS: [Receiving; 3] = [Receiving::Blocking, Receiving::Paced, Receiving::Polling];
+}
+
+/// One stretch of an [`Alternating`] consumer's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stretch {
+    /// How its messages were received.
+    pub how: Receiving,
+    /// `CLOCK_MONOTONIC` (ns) when it began: its first message was asked for.
+    pub start_ns: u64,
+    /// When it ended: its last message was received.
+    pub end_ns: u64,
+    /// Messages received in it.
+    pub msgs: u64,
+}
+
+impl Stretch {
+    /// Messages per second.
+    pub fn rate(&self) -> f64 {
+        self.msgs as f64 * 1e9 / (self.end_ns.saturating_sub(self.start_ns)).max(1) as f64
+    }
+}
+
+/// An SPSC consumer that takes turns at receiving: a stretch of messages
+/// with blocking `recv_into`, one with `try_recv_into` paced by a
+/// [`shmq::Pacer`], one with bare polling ([`Receiving::TURNS`]), and
+/// again, all in one stream from one producer, so that the three ways of
+/// receiving are compared on the same placement of a VM's CPUs, turn by
+/// turn: what the `alternate` case of `shmq bench` measures
+/// ([`Transport::take_stretches`] hands the stretches over).
+///
+/// A stretch moves eight times the ring's capacity in records (1-10 ms
+/// with a 1 MiB ring, well inside the time a VM keeps a placement): a
+/// backlog one way of receiving leaves in the ring is drained by the next
+/// and counts for the wrong one, and a ring's worth of it moves a
+/// stretch's rate by an eighth at most.
+///
+/// ```
+/// use shmq_bench::{Alternating, Receiving, Transport};
+/// let (mut tx, rx) = shmq::spsc::channel(&shmq::Options::new()).unwrap();
+/// let mut rx = Alternating::with_stretch(rx, 2);
+/// let mut buf = [0u8; 8];
+/// for _ in 0..7 {
+///     tx.send(b"m").map_err(shmq_bench::to_io)?;
+///     rx.recv(&mut buf)?;
+/// }
+/// let hows: Vec<Receiving> = rx.take_stretches().iter().map(|s| s.how).collect();
+/// assert_eq!(hows, [Receiving::Blocking, Receiving::Paced, Receiving::Polling]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Alternating {
+    rx: spsc::Consumer,
+    pace: shmq::Pacer,
+    stretch: u64,
+    turn: usize,
+    /// Messages received in the current stretch, and when it began.
+    msgs: u64,
+    start_ns: u64,
+    done: Vec<Stretch>,
+}
+
+impl Alternating {
+    /// Takes turns on `rx` with stretches of eight times its capacity in
+    /// records of `size`-byte messages.
+    pub fn new(rx: spsc::Consumer, size: usize) -> Alternating {
+        // A record: an 8-byte header and the payload rounded up to 8.
+        let record = 8 + size.next_multiple_of(8);
+        let stretch = 8 * rx.capacity() / record;
+        Alternating::with_stretch(rx, stretch as u64)
+    }
+
+    /// Takes turns on `rx`, `stretch` messages each (at least one).
+    pub fn with_stretch(rx: spsc::Consumer, stretch: u64) -> Alternating {
+        Alternating {
+            rx,
+            pace: shmq::Pacer::new(),
+            stretch: stretch.max(1),
+            turn: 0,
+            msgs: 0,
+            start_ns: 0,
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Transport for Alternating {
+    fn send(&mut self, _msg: &[u8]) -> io::Result<()> {
+        Err(unsupported("send (it is an SPSC consumer)"))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.msgs == 0 {
+            self.start_ns = mono_ns();
+        }
+        let how = Receiving::TURNS[self.turn];
+        let n = match how {
+            Receiving::Blocking => self.rx.recv_into(buf).map_err(to_io)?,
+            Receiving::Paced => poll_into(&mut self.rx, buf, Some(&mut self.pace))?,
+            Receiving::Polling => poll_into(&mut self.rx, buf, None)?,
+        };
+        self.msgs += 1;
+        if self.msgs == self.stretch {
+            self.done.push(Stretch {
+                how,
+                start_ns: self.start_ns,
+                end_ns: mono_ns(),
+                msgs: self.msgs,
+            });
+            self.msgs = 0;
+            self.turn = (self.turn + 1) % Receiving::TURNS.len();
+        }
+        Ok(n)
+    }
+    fn stats(&self) -> Option<Counters> {
+        Some(self.rx.stats().into())
+    }
+    fn take_stretches(&mut self) -> Vec<Stretch> {
+        // The stretch under way is dropped too: a run hands over its
+        // stretches when its stream has ended, and clears them before
+        // the next begins, so an unfinished one would span the gap.
+        self.msgs = 0;
+        std::mem::take(&mut self.done)
     }
 }
 

@@ -22,16 +22,18 @@ const LATENCY: [(T, W); 9] = [
 
 /// The throughput rows of each size: transport, wait, producers (= consumers).
 /// `poll` is the futex row with a consumer that polls `try_recv_into`
-/// (`paced`: its loop paced by `shmq::Pacer`); the
+/// (`paced`: its loop paced by `shmq::Pacer`; `alternate`: a consumer that
+/// takes turns at the futex, paced and poll ways, not a row of its own); the
 /// `limit` row (it spins) is the ceiling the shmq SPSC rows are held to,
 /// `limit-32` the same stream in batches: the machine's.
-const THROUGHPUT: [(T, W, usize); 13] = [
+const THROUGHPUT: [(T, W, usize); 14] = [
     (T::Limit, W::Spin, 1),
     (T::LimitBatch, W::Spin, 1),
     (T::ShmqSpsc, W::Spin, 1),
     (T::ShmqSpsc, W::Futex, 1),
     (T::ShmqSpsc, W::Poll, 1),
     (T::ShmqSpsc, W::Paced, 1),
+    (T::ShmqSpsc, W::Alternate, 1),
     (T::ShmqSpsc, W::Sem, 1),
     (T::ShmqMpmc, W::Futex, 1),
     (T::ShmqMpmc, W::Futex, 2),

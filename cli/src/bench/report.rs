@@ -58,6 +58,22 @@ struct Row {
     line_rtt_ns: Option<u64>,
     /// Every round: its figure and the line round trips before and after.
     rounds: Vec<RoundRow>,
+    /// The `alternate` case only: its turn-by-turn ratios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turns: Option<TurnsRow>,
+}
+
+/// An alternating consumer's turns in the JSON output: each way's rate
+/// over the blocking one's (paced, polling, and the control: odd blocking
+/// turns over even ones), all rounds pooled, and round by round.
+#[derive(Serialize)]
+struct TurnsRow {
+    paced_over_blocking: f64,
+    polling_over_blocking: f64,
+    /// Odd blocking turns over even ones.
+    control: f64,
+    /// Each round's three ratios.
+    rounds: Vec<[f64; 3]>,
 }
 
 /// One round in the JSON output.
@@ -93,7 +109,58 @@ fn row(s: &Summary) -> Row {
                 line_rtt_ns_after: r.c2c.map(|c| c[1].round() as u64),
             })
             .collect(),
+        turns: s.turns.ratios().map(|[p, q, c]| TurnsRow {
+            paced_over_blocking: p,
+            polling_over_blocking: q,
+            control: c,
+            rounds: s.round_turns.iter().filter_map(|t| t.ratios()).collect(),
+        }),
     }
+}
+
+/// Whether a row belongs in the table and the plot: every case but the
+/// `alternate` one, whose figure mixes three ways of receiving (its turns
+/// have their own line).
+fn tabled(s: &Summary) -> bool {
+    s.case.params.wait != WaitName::Alternate
+}
+
+/// The `alternate` case's line: per size, the paced and the bare polling
+/// ways' rates over the blocking way's, the rounds' median and range, and
+/// the control.
+fn turn_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
+    let per_size: Vec<String> = sums
+        .iter()
+        .filter(|s| !tabled(s) && s.na.is_none())
+        .filter_map(|s| {
+            let rounds: Vec<[f64; 3]> = s.round_turns.iter().filter_map(|t| t.ratios()).collect();
+            let at = |k: usize| {
+                let mut v: Vec<f64> = rounds.iter().map(|r| r[k]).collect();
+                v.sort_by(f64::total_cmp);
+                let mid = *v.get(v.len() / 2)?;
+                Some(format!("x{mid:.2} ({:.2}-{:.2})", v[0], v[v.len() - 1]))
+            };
+            Some(format!(
+                "{} B paced {}, poll {}, control {}",
+                s.case.params.size,
+                at(0)?,
+                at(1)?,
+                at(2)?
+            ))
+        })
+        .collect();
+    if per_size.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "polling / blocking, taking turns in one stream (shmq-spsc 1x1: one consumer receives \
+         by blocking recv_into, by try_recv_into paced by shmq::Pacer and by bare \
+         try_recv_into in turn, eight ring capacities each, so all three see the same \
+         placements; per round, each way's messages over its time over the blocking way's; \
+         the rounds' median and range; control: the odd blocking turns over the even): {}",
+        per_size.join("; ")
+    )
 }
 
 /// Writes one JSON object per measured case.
@@ -143,7 +210,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         "vs pipe",
         "line rtt"
     )?;
-    let mut order: Vec<&Summary> = sums.iter().collect();
+    let mut order: Vec<&Summary> = sums.iter().filter(|s| tabled(s)).collect();
     order.sort_by_key(|s| (s.case.pattern != Pattern::Latency, s.case.params.size));
     let mut last = None;
     for s in order {
@@ -221,6 +288,7 @@ pub fn table(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
             )?;
         }
     }
+    turn_lines(out, sums)?;
     if let Some(b) = sums
         .iter()
         .map(|s| s.case.params.batch)
@@ -409,6 +477,7 @@ fn streams(sums: &[Summary], t: TransportName, size: usize) -> impl Iterator<Ite
             && !c.is_multi()
             && s.na.is_none()
             && s.msgs_per_s.is_some()
+            && tabled(s)
     })
 }
 
@@ -644,7 +713,10 @@ type DynErr = Box<dyn std::error::Error>;
 /// Latency distributions (one panel per size: share of round trips at or
 /// below x) and throughput bars (one panel per size, log scale).
 pub fn plot(path: &Path, sums: &[Summary], machine: &str) -> Result<(), DynErr> {
-    let measured: Vec<&Summary> = sums.iter().filter(|s| s.na.is_none()).collect();
+    let measured: Vec<&Summary> = sums
+        .iter()
+        .filter(|s| s.na.is_none() && tabled(s))
+        .collect();
     let mut sizes: Vec<usize> = measured.iter().map(|s| s.case.params.size).collect();
     sizes.sort_unstable();
     sizes.dedup();

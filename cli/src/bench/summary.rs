@@ -1,7 +1,7 @@
 //! One row of the results: a case's samples summarised across rounds.
 
 use hdrhistogram::Histogram;
-use shmq_bench::{Case, Pattern, Sample};
+use shmq_bench::{Case, Pattern, Receiving, Sample, Stretch};
 
 /// One round of one case: its sample, and the machine around it.
 pub struct Round {
@@ -45,8 +45,81 @@ pub struct Summary {
     /// Every round's figure, in round order (the same order for every
     /// case of a run, so round `r` of two cases ran close in time).
     pub rounds: Vec<RoundFigure>,
+    /// An alternating consumer's turns, all rounds together (zero for
+    /// other cases).
+    pub turns: Turns,
+    /// The same, round by round.
+    pub round_turns: Vec<Turns>,
     /// Not measured, and why.
     pub na: Option<String>,
+}
+
+/// What an [`shmq_bench::Alternating`] consumer's stretches add up to,
+/// per way of receiving: messages and time, so that a way's rate is its
+/// messages over its time (a stretch that ran slow counts for as long as
+/// it took). The blocking stretches are kept in two pools, the even and
+/// the odd turns, and the second over the first is the control: what the
+/// method reads when nothing differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Turns {
+    /// Blocking stretches of even and of odd turns: (messages, ns).
+    pub blocking: [(u64, u64); 2],
+    /// Paced stretches: (messages, ns).
+    pub paced: (u64, u64),
+    /// Bare polling stretches: (messages, ns).
+    pub polling: (u64, u64),
+}
+
+fn rate((msgs, ns): (u64, u64)) -> Option<f64> {
+    (msgs > 0 && ns > 0).then(|| msgs as f64 * 1e9 / ns as f64)
+}
+
+impl Turns {
+    /// One round's stretches, in the order they ran.
+    pub fn of(stretches: &[Stretch]) -> Turns {
+        let mut t = Turns::default();
+        let mut blocking = 0;
+        for s in stretches {
+            let pool = match s.how {
+                Receiving::Blocking => {
+                    blocking += 1;
+                    &mut t.blocking[blocking % 2]
+                }
+                Receiving::Paced => &mut t.paced,
+                Receiving::Polling => &mut t.polling,
+            };
+            pool.0 += s.msgs;
+            pool.1 += s.end_ns.saturating_sub(s.start_ns);
+        }
+        t
+    }
+
+    /// The sum of two rounds.
+    fn add(self, b: Turns) -> Turns {
+        let sum = |x: (u64, u64), y: (u64, u64)| (x.0 + y.0, x.1 + y.1);
+        Turns {
+            blocking: [
+                sum(self.blocking[0], b.blocking[0]),
+                sum(self.blocking[1], b.blocking[1]),
+            ],
+            paced: sum(self.paced, b.paced),
+            polling: sum(self.polling, b.polling),
+        }
+    }
+
+    /// Paced, bare polling and the odd blocking turns, each over all the
+    /// blocking (the even ones, for the control).
+    pub fn ratios(&self) -> Option<[f64; 3]> {
+        let all = rate((
+            self.blocking[0].0 + self.blocking[1].0,
+            self.blocking[0].1 + self.blocking[1].1,
+        ))?;
+        Some([
+            rate(self.paced)? / all,
+            rate(self.polling)? / all,
+            rate(self.blocking[1])? / rate(self.blocking[0])?,
+        ])
+    }
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -110,6 +183,15 @@ pub fn summarize(case: Case, rounds: &[Round]) -> Summary {
                 };
                 Some(RoundFigure { value, c2c: r.c2c })
             })
+            .collect(),
+        turns: samples
+            .iter()
+            .map(|s| Turns::of(&s.stretches))
+            .fold(Turns::default(), Turns::add),
+        round_turns: samples
+            .iter()
+            .filter(|s| !s.stretches.is_empty())
+            .map(|s| Turns::of(&s.stretches))
             .collect(),
         na: None,
         case,
@@ -264,5 +346,39 @@ mod tests {
         );
         // Without probes there is nothing to pair.
         assert!(placements(&[row(&[])]).is_empty());
+    }
+
+    fn stretch(how: Receiving, start_ns: u64, msgs: u64, ns: u64) -> Stretch {
+        Stretch {
+            how,
+            start_ns,
+            end_ns: start_ns + ns,
+            msgs,
+        }
+    }
+
+    #[test]
+    fn turns_weigh_each_way_by_its_time_and_split_blocking_into_a_control() {
+        use Receiving::{Blocking, Paced, Polling};
+        // Blocking: 10 msgs in 10 ns, then 30 in 10 (the turns alternate
+        // between the two pools); paced 20 in 10 and 20 in 30; polling 15
+        // in 10.
+        let round = [
+            stretch(Blocking, 0, 10, 10),
+            stretch(Paced, 10, 20, 10),
+            stretch(Polling, 20, 15, 10),
+            stretch(Blocking, 30, 30, 10),
+            stretch(Paced, 40, 20, 30),
+        ];
+        let t = Turns::of(&round);
+        assert_eq!(t.blocking, [(30, 10), (10, 10)]);
+        assert_eq!((t.paced, t.polling), ((40, 40), (15, 10)));
+        // Blocking runs at 2 msgs/ns in all, paced at 1, polling at 1.5;
+        // the odd turns (1/ns) over the even ones (3/ns).
+        let [paced, polling, control] = t.ratios().unwrap();
+        assert!((paced - 0.5).abs() < 1e-9 && (polling - 0.75).abs() < 1e-9);
+        assert!((control - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(Turns::default().ratios(), None);
+        assert_eq!(t.add(t).ratios(), t.ratios());
     }
 }
