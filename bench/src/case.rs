@@ -198,9 +198,21 @@ impl FromStr for Pattern {
     }
 }
 
+/// The bytes of every ring the harness lays out: the shmq SPSC ring, the
+/// `limit` streams' ring and each direction of the `floor-ring`.
+///
+/// 4 MiB, not the library's default 1 MiB: on this machine (1 MiB of L2
+/// per core) a 64-byte stream through a 1 MiB ring ran at half the rate of
+/// the same stream through 4 MiB, placement for placement (ARCHITECTURE.md,
+/// "Ring size in the harness"), and what the bench compares is rings at
+/// their best against the kernel's.
+pub const RING_BYTES: usize = 4 << 20;
+
 /// Default kernel buffer for pipes (`F_SETPIPE_SZ`) and sockets
-/// (`SO_SNDBUF`): the shmq SPSC ring's capacity, so that no transport queues
-/// less.
+/// (`SO_SNDBUF`): 1 MiB, the most a pipe may have without
+/// `CAP_SYS_RESOURCE` (`/proc/sys/fs/pipe-max-size`). A kernel transport
+/// pays a system call per message; its buffer only bounds how far the
+/// sender runs ahead.
 pub const KERNEL_BUFFER: usize = 1 << 20;
 
 /// What every process of a measurement must agree on.
@@ -276,7 +288,13 @@ impl Params {
         } else {
             Kind::Spsc
         };
-        let o = ring_options(kind, self.wait.strategy(), self.size);
+        let mut o = ring_options(kind, self.wait.strategy(), self.size);
+        if self.wait == WaitName::Alternate {
+            // The library's default ring: stretches of eight capacities
+            // (see `Alternating`) through a 4 MiB one would leave a few
+            // turns per measurement.
+            o = o.capacity(Options::new().get_capacity());
+        }
         match self.spin_us {
             Some(s) => o.spin(Duration::from_micros(s)),
             None => o,
@@ -285,13 +303,13 @@ impl Params {
 }
 
 /// The one place the harness sizes a shmq ring (the measurements and the
-/// hot paths): a 1 MiB SPSC ring, or MPMC slots that fit one `size`-byte
+/// hot paths): an SPSC ring of [`RING_BYTES`], or MPMC slots that fit one `size`-byte
 /// message with up to 4 producers and 4 consumers (each ring kind gets
 /// only its own options); receivers wait as `wait`.
 pub(crate) fn ring_options(kind: Kind, wait: WaitStrategy, size: usize) -> Options {
     let o = Options::new().wait(wait);
     match kind {
-        Kind::Spsc => o.capacity(1 << 20),
+        Kind::Spsc => o.capacity(RING_BYTES),
         Kind::Mpmc => o
             .slot_size(slot_size(size))
             .slots(mpmc_slots(size))

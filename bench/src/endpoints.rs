@@ -254,12 +254,12 @@ mod tests {
 
     #[test]
     fn the_ring_floor_laps_its_area_and_keeps_lengths() {
-        // 1 MiB per direction in 72-byte steps: 14 563 messages a lap, so
-        // 40 000 round trips lap each direction twice.
+        // 4 MiB per direction in 72-byte steps: 58 254 messages a lap, so
+        // 120 000 round trips lap each direction twice.
         let p = Params::new(TransportName::FloorRing, WaitName::Spin, 64);
         let (mut ping, mut echo) = ping_and_echo(&p);
         let mut buf = [0u8; 64];
-        for i in 0..40_000u32 {
+        for i in 0..120_000u32 {
             let len = (i % 65) as usize;
             let msg = [i as u8; 64];
             ping.send(&msg[..len]).unwrap();

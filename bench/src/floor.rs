@@ -8,8 +8,8 @@
 //!   buffer per direction, the same lines for every message.
 //! - `floor-ring` ([`FloorShape::Ring`]): the sequence word sits in front of
 //!   its payload, and each message goes where the previous one ended (8-byte
-//!   steps through 1 MiB per direction, as the records of shmq's default
-//!   ring do), so consecutive messages share lines and every message
+//!   steps through 4 MiB per direction, as the records of the harness's
+//!   shmq rings do), so consecutive messages share lines and every message
 //!   reaches lines the last one did not touch: what any ring pays, and
 //!   the fixed floor does not.
 //!
@@ -38,7 +38,7 @@ const DATA: usize = 256;
 
 /// The bytes each direction of a ring-shaped floor steps through (at
 /// least; more for messages too large for one).
-const RING_BYTES: usize = 1 << 20;
+use crate::case::RING_BYTES;
 
 /// Gives up a wait after this long (the peer is presumed dead).
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ pub enum FloorShape {
     /// lines for every message.
     Fixed,
     /// Each message's sequence word in front of its payload, at the
-    /// position after the previous message, through 1 MiB per direction
+    /// position after the previous message, through 4 MiB per direction
     /// (more, if one message is larger).
     Ring,
 }

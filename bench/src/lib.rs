@@ -55,7 +55,9 @@ mod seqpacket;
 mod sys;
 mod transport;
 
-pub use case::{Case, KERNEL_BUFFER, LIMIT_BATCH, Params, Pattern, TransportName, WaitName};
+pub use case::{
+    Case, KERNEL_BUFFER, LIMIT_BATCH, Params, Pattern, RING_BYTES, TransportName, WaitName,
+};
 pub use endpoints::{Role, endpoint};
 pub use floor::{Floor, FloorShape};
 pub use limit::Limit;

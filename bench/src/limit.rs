@@ -35,9 +35,9 @@ const TAIL: usize = 0;
 const HEAD: usize = 128;
 const DATA: usize = 256;
 
-/// The ring's bytes, as the probe's and the shmq SPSC ring's in `shmq
-/// bench` (larger only when two records would not fit).
-const CAPACITY: usize = 1 << 20;
+/// The ring's bytes, as the shmq SPSC ring's in `shmq bench` (larger only
+/// when two records would not fit).
+const CAPACITY: usize = crate::case::RING_BYTES;
 
 /// The header of the filler that pads the end of the ring when the next
 /// record does not fit before it (the probe uses 0, which cannot be a
@@ -71,7 +71,8 @@ fn record(len: usize) -> u64 {
 }
 
 impl Limit {
-    /// The ring's bytes for messages of at most `size` bytes: 1 MiB, or
+    /// The ring's bytes for messages of at most `size` bytes: 4 MiB
+    /// ([`RING_BYTES`](crate::RING_BYTES)), or
     /// the power of two that holds two records of `size` bytes (so that a
     /// record always fits after a pad to the ring's end).
     pub fn capacity(size: usize) -> usize {
@@ -81,14 +82,14 @@ impl Limit {
     /// Records per cursor store of the batched stream
     /// ([`TransportName::LimitBatch`](crate::TransportName::LimitBatch)) of
     /// `size`-byte messages: [`LIMIT_BATCH`](crate::LIMIT_BATCH), or as many
-    /// as fill an eighth of the ring if fewer (one at 64 KiB: a batch that
-    /// fills the ring makes each side wait for the other's whole batch,
-    /// slower than a store per record).
+    /// as fill an eighth of the ring if fewer (seven at 64 KiB: a batch
+    /// that fills the ring makes each side wait for the other's whole
+    /// batch, slower than a store per record).
     ///
     /// ```
     /// use shmq_bench::{LIMIT_BATCH, Limit};
     /// assert_eq!(Limit::batch(1024), LIMIT_BATCH);
-    /// assert_eq!(Limit::batch(65536), 1);
+    /// assert_eq!(Limit::batch(65536), 7);
     /// ```
     pub fn batch(size: usize) -> usize {
         let fit = Self::capacity(size) / 8 / record(size) as usize;
@@ -397,22 +398,22 @@ mod tests {
 
     #[test]
     fn limit_streams_messages_of_several_sizes_intact_across_laps() {
-        // 8 B: 40k records of 16 B are over half a lap; 64 B and 1 KiB go
-        // round the 1 MiB ring several times; 600 KiB needs a 2 MiB ring.
+        // 64 B and 1 KiB go round the 4 MiB ring several times; 3 MiB
+        // needs an 8 MiB ring.
         stream(8, 40_000);
-        stream(64, 50_000);
+        stream(64, 200_000);
         stream(1024, 20_000);
-        stream(600 << 10, 20);
-        assert_eq!(Limit::capacity(600 << 10), 2 << 20);
+        stream(3 << 20, 8);
+        assert_eq!(Limit::capacity(3 << 20), 8 << 20);
     }
 
     #[test]
     fn limit_streams_batches_larger_than_its_ring() {
-        // 32 records per cursor store; with 600 KiB messages a batch of 4
-        // is more than the 2 MiB ring: the producer must publish what it
+        // 32 records per cursor store; with 600 KiB messages a batch of 8
+        // is more than the 4 MiB ring: the producer must publish what it
         // wrote before waiting for room, or both sides wait for ever.
         stream_batched(64, 50_000, 32);
-        stream_batched(600 << 10, 20, 4);
+        stream_batched(600 << 10, 40, 8);
     }
 
     #[test]

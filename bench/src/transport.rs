@@ -420,7 +420,7 @@ impl Stretch {
 /// ([`Transport::take_stretches`] hands the stretches over).
 ///
 /// A stretch moves eight times the ring's capacity in records (1-10 ms
-/// with a 1 MiB ring, well inside the time a VM keeps a placement): a
+/// with the 1 MiB ring the `alternate` case uses, well inside the time a VM keeps a placement): a
 /// backlog one way of receiving leaves in the ring is drained by the next
 /// and counts for the wrong one, and a ring's worth of it moves a
 /// stretch's rate by an eighth at most.

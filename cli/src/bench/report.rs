@@ -527,7 +527,7 @@ fn limit_batch_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         writeln!(
             out,
             "limit-32: the limit's stream with one cursor store per {} records on each side \
-             (fewer where they would fill more than an eighth of its ring: one at 64 KiB): \
+             (fewer where they would fill more than an eighth of its ring: seven at 64 KiB): \
              the machine's ceiling for a one-way stream (issue 15's 1 KiB bar).",
             shmq_bench::LIMIT_BATCH
         )?;
