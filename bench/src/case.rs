@@ -288,13 +288,7 @@ impl Params {
         } else {
             Kind::Spsc
         };
-        let mut o = ring_options(kind, self.wait.strategy(), self.size);
-        if self.wait == WaitName::Alternate {
-            // The library's default ring: stretches of eight capacities
-            // (see `Alternating`) through a 4 MiB one would leave a few
-            // turns per measurement.
-            o = o.capacity(Options::new().get_capacity());
-        }
+        let o = ring_options(kind, self.wait, self.size);
         match self.spin_us {
             Some(s) => o.spin(Duration::from_micros(s)),
             None => o,
@@ -303,12 +297,15 @@ impl Params {
 }
 
 /// The one place the harness sizes a shmq ring (the measurements and the
-/// hot paths): an SPSC ring of [`RING_BYTES`], or MPMC slots that fit one `size`-byte
-/// message with up to 4 producers and 4 consumers (each ring kind gets
-/// only its own options); receivers wait as `wait`.
-pub(crate) fn ring_options(kind: Kind, wait: WaitStrategy, size: usize) -> Options {
-    let o = Options::new().wait(wait);
+/// hot paths): an SPSC ring of [`RING_BYTES`] (the library's default ring
+/// for the `alternate` case: its stretches of eight capacities through
+/// 4 MiB would leave few turns per measurement), or MPMC slots that fit
+/// one `size`-byte message with up to 4 producers and 4 consumers (each
+/// ring kind gets only its own options); receivers wait as `wait` does.
+pub(crate) fn ring_options(kind: Kind, wait: WaitName, size: usize) -> Options {
+    let o = Options::new().wait(wait.strategy());
     match kind {
+        Kind::Spsc if wait == WaitName::Alternate => o,
         Kind::Spsc => o.capacity(RING_BYTES),
         Kind::Mpmc => o
             .slot_size(slot_size(size))

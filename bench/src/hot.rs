@@ -1,7 +1,7 @@
 //! One-thread hot paths, for counting instructions per message
 //! (`benches/instructions.rs` with gungraun, `scripts/instructions.sh`
 //! with callgrind): both endpoints of one named segment live in this
-//! process, wait with [`WaitStrategy::Spin`] and move [`HOT_SIZE`]-byte
+//! process, wait with [`WaitStrategy::Spin`](shmq::WaitStrategy::Spin) and move [`HOT_SIZE`]-byte
 //! messages one at a time (send one, receive it), so every message takes
 //! the fast path of both sides and nothing sleeps. Two reference paths
 //! count the best in-process rings the same way: rtrb's SPSC `push` +
@@ -12,9 +12,9 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use shmq::typed::{Receiver, Sender};
-use shmq::{Kind, OpenError, WaitStrategy, mpmc, spsc};
+use shmq::{Kind, OpenError, mpmc, spsc};
 
-use crate::case::{parse_name, ring_options};
+use crate::case::{WaitName, parse_name, ring_options};
 use crate::link::unique_name;
 
 /// Message size of the hot paths.
@@ -108,8 +108,8 @@ impl Hot {
     /// The segment cannot be created (`/dev/shm` full, …).
     pub fn new(path: HotPath) -> Result<Hot, OpenError> {
         let name = format!("hot-{}", unique_name());
-        let o = ring_options(Kind::Spsc, WaitStrategy::Spin, HOT_SIZE);
-        let om = ring_options(Kind::Mpmc, WaitStrategy::Spin, HOT_SIZE);
+        let o = ring_options(Kind::Spsc, WaitName::Spin, HOT_SIZE);
+        let om = ring_options(Kind::Mpmc, WaitName::Spin, HOT_SIZE);
         let ends = match path {
             HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit | HotPath::SpscBatch => {
                 Ends::Spsc(

@@ -66,7 +66,7 @@ fn round_up(n: usize, to: usize) -> usize {
 
 /// Bytes a record of a `len`-byte message takes: header, payload padded
 /// to 8.
-fn record(len: usize) -> u64 {
+pub(crate) fn record(len: usize) -> u64 {
     (8 + round_up(len, 8)) as u64
 }
 

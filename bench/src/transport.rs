@@ -404,13 +404,6 @@ pub struct Stretch {
     pub msgs: u64,
 }
 
-impl Stretch {
-    /// Messages per second.
-    pub fn rate(&self) -> f64 {
-        self.msgs as f64 * 1e9 / (self.end_ns.saturating_sub(self.start_ns)).max(1) as f64
-    }
-}
-
 /// An SPSC consumer that takes turns at receiving: a stretch of messages
 /// with blocking `recv_into`, one with `try_recv_into` paced by a
 /// [`shmq::Pacer`], one with bare polling ([`Receiving::TURNS`]), and
@@ -420,10 +413,10 @@ impl Stretch {
 /// ([`Transport::take_stretches`] hands the stretches over).
 ///
 /// A stretch moves eight times the ring's capacity in records (1-10 ms
-/// with the 1 MiB ring the `alternate` case uses, well inside the time a VM keeps a placement): a
-/// backlog one way of receiving leaves in the ring is drained by the next
-/// and counts for the wrong one, and a ring's worth of it moves a
-/// stretch's rate by an eighth at most.
+/// with the 1 MiB ring the `alternate` case uses, well inside the time a
+/// VM keeps a placement): a backlog one way of receiving leaves in the
+/// ring is drained by the next and counts for the wrong one, and a ring's
+/// worth of it moves a stretch's rate by an eighth at most.
 ///
 /// ```
 /// use shmq_bench::{Alternating, Receiving, Transport};
@@ -451,12 +444,25 @@ pub struct Alternating {
 
 impl Alternating {
     /// Takes turns on `rx` with stretches of eight times its capacity in
-    /// records of `size`-byte messages.
+    /// records of `size`-byte messages (records as the limit's and the
+    /// ring's: an 8-byte header, the payload rounded up to 8).
+    ///
+    /// ```
+    /// use shmq_bench::{Alternating, Transport};
+    /// let (mut tx, rx) = shmq::spsc::channel(&shmq::Options::new().capacity(1024)).unwrap();
+    /// // 1 KiB ring, 64-byte messages in 72-byte records: 113 per stretch.
+    /// let mut rx = Alternating::new(rx, 64);
+    /// let mut buf = [0u8; 64];
+    /// for _ in 0..113 {
+    ///     tx.send(&buf).map_err(shmq_bench::to_io)?;
+    ///     rx.recv(&mut buf)?;
+    /// }
+    /// assert_eq!(rx.take_stretches()[0].msgs, 113);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(rx: spsc::Consumer, size: usize) -> Alternating {
-        // A record: an 8-byte header and the payload rounded up to 8.
-        let record = 8 + size.next_multiple_of(8);
-        let stretch = 8 * rx.capacity() / record;
-        Alternating::with_stretch(rx, stretch as u64)
+        let stretch = 8 * rx.capacity() as u64 / crate::limit::record(size);
+        Alternating::with_stretch(rx, stretch)
     }
 
     /// Takes turns on `rx`, `stretch` messages each (at least one).

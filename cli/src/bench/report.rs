@@ -10,7 +10,7 @@ use serde::Serialize;
 use shmq_bench::{Pattern, TransportName, WaitName};
 
 use super::Summary;
-use super::summary::{agree, placements, ratio_by_placement};
+use super::summary::{Turns, agree, median, placements, ratio_by_placement};
 
 /// `v` in the first unit of `steps` (from, divisor, decimals, suffix) it
 /// reaches, else as it is with `plain` after it.
@@ -109,12 +109,17 @@ fn row(s: &Summary) -> Row {
                 line_rtt_ns_after: r.c2c.map(|c| c[1].round() as u64),
             })
             .collect(),
-        turns: s.turns.ratios().map(|[p, q, c]| TurnsRow {
-            paced_over_blocking: p,
-            polling_over_blocking: q,
-            control: c,
-            rounds: s.round_turns.iter().filter_map(|t| t.ratios()).collect(),
-        }),
+        turns: s
+            .round_turns
+            .iter()
+            .fold(Turns::default(), |a, &b| a.add(b))
+            .ratios()
+            .map(|[p, q, c]| TurnsRow {
+                paced_over_blocking: p,
+                polling_over_blocking: q,
+                control: c,
+                rounds: s.round_turns.iter().filter_map(Turns::ratios).collect(),
+            }),
     }
 }
 
@@ -133,12 +138,14 @@ fn turn_lines(out: &mut impl Write, sums: &[Summary]) -> io::Result<()> {
         .iter()
         .filter(|s| !tabled(s) && s.na.is_none())
         .filter_map(|s| {
-            let rounds: Vec<[f64; 3]> = s.round_turns.iter().filter_map(|t| t.ratios()).collect();
+            let rounds: Vec<[f64; 3]> = s.round_turns.iter().filter_map(Turns::ratios).collect();
             let at = |k: usize| {
-                let mut v: Vec<f64> = rounds.iter().map(|r| r[k]).collect();
-                v.sort_by(f64::total_cmp);
-                let mid = *v.get(v.len() / 2)?;
-                Some(format!("x{mid:.2} ({:.2}-{:.2})", v[0], v[v.len() - 1]))
+                let v = rounds.iter().map(|r| r[k]);
+                let (lo, hi) = (
+                    v.clone().fold(f64::INFINITY, f64::min),
+                    v.clone().fold(0.0, f64::max),
+                );
+                Some(format!("x{:.2} ({lo:.2}-{hi:.2})", median(v.collect())?))
             };
             Some(format!(
                 "{} B paced {}, poll {}, control {}",
@@ -1011,5 +1018,32 @@ mod tests {
             text.contains("try_recv polling paced by shmq::Pacer / blocking recv (shmq-spsc 1x1 stream, msgs/s, same run): 64 B x0.90\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_turn_line_gives_each_way_over_blocking_per_round_and_keeps_the_case_out_of_the_table() {
+        // Two rounds: blocking at 2 msgs/ns (both parities), paced at 1
+        // and 3, polling at 1.5 and 1.5.
+        let round = |paced: u64| Turns {
+            blocking: [(20, 10), (20, 10)],
+            paced: (paced, 10),
+            polling: (15, 10),
+        };
+        let alt = Summary {
+            round_turns: vec![round(10), round(30)],
+            ..stream(TransportName::ShmqSpsc, WaitName::Alternate, 64, 20e6)
+        };
+        let sums = [
+            stream(TransportName::ShmqSpsc, WaitName::Futex, 64, 20e6),
+            alt,
+        ];
+        let text = render(table, &sums);
+        assert!(
+            text.contains(
+                "64 B paced x1.00 (0.50-1.50), poll x0.75 (0.75-0.75), control x1.00 (1.00-1.00)"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("alternate").count(), 0, "{text}");
     }
 }

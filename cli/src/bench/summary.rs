@@ -45,10 +45,8 @@ pub struct Summary {
     /// Every round's figure, in round order (the same order for every
     /// case of a run, so round `r` of two cases ran close in time).
     pub rounds: Vec<RoundFigure>,
-    /// An alternating consumer's turns, all rounds together (zero for
-    /// other cases).
-    pub turns: Turns,
-    /// The same, round by round.
+    /// An alternating consumer's turns, round by round (empty for other
+    /// cases).
     pub round_turns: Vec<Turns>,
     /// Not measured, and why.
     pub na: Option<String>,
@@ -95,7 +93,7 @@ impl Turns {
     }
 
     /// The sum of two rounds.
-    fn add(self, b: Turns) -> Turns {
+    pub fn add(self, b: Turns) -> Turns {
         let sum = |x: (u64, u64), y: (u64, u64)| (x.0 + y.0, x.1 + y.1);
         Turns {
             blocking: [
@@ -122,7 +120,7 @@ impl Turns {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -184,10 +182,6 @@ pub fn summarize(case: Case, rounds: &[Round]) -> Summary {
                 Some(RoundFigure { value, c2c: r.c2c })
             })
             .collect(),
-        turns: samples
-            .iter()
-            .map(|s| Turns::of(&s.stretches))
-            .fold(Turns::default(), Turns::add),
         round_turns: samples
             .iter()
             .filter(|s| !s.stretches.is_empty())
