@@ -15,6 +15,10 @@ use crate::region::Mem;
 use crate::sync::Ordering;
 
 fn creation_backend(opts: &Options) -> Backend {
+    if opts.spin_only {
+        // `Options::check_kind` refused a sleeping strategy beside it.
+        return Backend::SpinOnly;
+    }
     opts.wait.backend().unwrap_or(Backend::Futex)
 }
 

@@ -40,13 +40,18 @@ impl fmt::Display for Role {
 }
 
 /// How a segment's sleepers sleep, fixed when it is created (see
-/// [`WaitStrategy`](crate::WaitStrategy)).
+/// [`WaitStrategy`](crate::WaitStrategy) and
+/// [`Options::spin_only`](crate::Options::spin_only)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// A futex on the wake word.
     Futex,
     /// A process-shared POSIX semaphore.
     Semaphore,
+    /// Nobody sleeps: every endpoint spins or yields, and no publish or
+    /// release checks for sleepers.
+    SpinOnly,
 }
 
 impl fmt::Display for Backend {
@@ -54,7 +59,21 @@ impl fmt::Display for Backend {
         f.pad(match self {
             Backend::Futex => "futex",
             Backend::Semaphore => "semaphore",
+            Backend::SpinOnly => "spin-only",
         })
+    }
+}
+
+/// What to do about a [`OpenError::WaitMismatch`].
+fn wait_advice(expected: Backend, found: Backend) -> &'static str {
+    match (expected, found) {
+        (Backend::SpinOnly, _) => {
+            "open it without `spin_only`: its endpoints may sleep, and a spinning endpoint works with any segment"
+        }
+        (_, Backend::SpinOnly) => {
+            "open it with a spin strategy (`WaitStrategy::Spin` or `SpinThenYield`): nobody may sleep in it"
+        }
+        _ => "open it with the segment's backend, or with a spin strategy, which works with any",
     }
 }
 
@@ -153,7 +172,8 @@ pub enum OpenError {
     },
     /// The caller asked for a wake backend other than the segment's.
     #[error(
-        "segment {name:?} uses the {found} wake backend, but {expected} was asked for; open with the segment's backend, or with a spin strategy, which works with any"
+        "segment {name:?} uses the {found} wake backend, but {expected} was asked for; {}",
+        wait_advice(*.expected, *.found)
     )]
     WaitMismatch {
         /// The segment name.

@@ -78,6 +78,13 @@ impl Spec {
             });
         }
         opts.check_kind(self.kind)?;
+        if opts.spin_only && v.backend != Backend::SpinOnly {
+            return Err(OpenError::WaitMismatch {
+                name: name.to_owned(),
+                expected: Backend::SpinOnly,
+                found: v.backend,
+            });
+        }
         if let Some(want) = opts.wait.backend() {
             if opts.wait_explicit && want != v.backend {
                 return Err(OpenError::WaitMismatch {

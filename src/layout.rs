@@ -21,7 +21,11 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRING");
 /// `membarrier`), counting on sleepers that check `Meta::light_wakers` or
 /// issue a `membarrier`; this build's sleepers do neither, so the two must
 /// not share a segment. The layout itself is unchanged.
-pub(crate) const VERSION: u32 = 5;
+///
+/// 6: `Meta::wake` may be 3, a spin-only segment, whose endpoints never
+/// check for sleepers; a version-5 build would take it for a corrupted
+/// header (and sleep in it if it could open it). The layout is unchanged.
+pub(crate) const VERSION: u32 = 6;
 
 // `Meta::state` is 0 (a fresh, zero-filled file) until the creator finishes.
 /// `Meta::state` once the header is valid; stored last, with Release.
@@ -64,12 +68,14 @@ impl Backend {
         match self {
             Backend::Futex => 1,
             Backend::Semaphore => 2,
+            Backend::SpinOnly => 3,
         }
     }
     pub(crate) fn from_raw(raw: u32) -> Option<Backend> {
         match raw {
             1 => Some(Backend::Futex),
             2 => Some(Backend::Semaphore),
+            3 => Some(Backend::SpinOnly),
             _ => None,
         }
     }

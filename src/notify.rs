@@ -263,9 +263,14 @@ fn sleepers_of(state: u64) -> u32 {
 }
 
 /// Wakes whoever sleeps on `word`. Call right after publishing.
-/// (`backend` by reference: read only when somebody sleeps.)
+/// Nothing at all in a spin-only segment (`Options::spin_only`).
 #[inline]
 pub(crate) fn wake(word: &WakeWord, backend: &Backend, stats: &mut Stats) {
+    if *backend == Backend::SpinOnly {
+        // Nobody sleeps in this segment: its endpoints spin or yield, and
+        // a version that could sleep cannot open it (`VERSION`).
+        return;
+    }
     // SeqCst fence: pairs with the sleeper's SeqCst fence after it registers
     // in `block_on_slow`. Either that waiter's re-check sees the publish that
     // precedes this fence, or this load sees its registration.
@@ -323,6 +328,8 @@ fn wake_slow(word: &WakeWord, backend: Backend, stats: &mut Stats) {
             }
             stats.wake_syscalls += u64::from(n);
         }
+        // `wake` returns before the fence in a spin-only segment.
+        Backend::SpinOnly => {}
     }
 }
 
@@ -453,7 +460,9 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
     let cfg = *w.cfg();
     let start = Instant::now();
     let mut last_check = start;
-    let blocking = cfg.strategy.backend().is_some();
+    // (`attach` gives a spin-only segment's endpoints a spin strategy; the
+    // second test keeps this loop out of the kernel whatever the strategy.)
+    let blocking = cfg.strategy.backend().is_some() && cfg.backend != Backend::SpinOnly;
     let spin_for = if blocking { cfg.spin } else { Duration::MAX };
     // Spin hints (or yields) since the clock was last read.
     let mut hints: u32 = 0;
@@ -878,6 +887,8 @@ mod sys {
                     }
                 }
             }
+            // `block_on_slow` never sleeps in a spin-only segment.
+            super::Backend::SpinOnly => Woke::TimedOut,
         }
     }
 }
@@ -934,6 +945,8 @@ mod sys {
                 *tokens -= 1;
                 Woke::Token
             }
+            // `block_on_slow` never sleeps in a spin-only segment.
+            super::Backend::SpinOnly => Woke::TimedOut,
         }
     }
 }

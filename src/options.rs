@@ -42,6 +42,7 @@ pub struct Options {
     pub(crate) open_timeout: Duration,
     pub(crate) wait: WaitStrategy,
     pub(crate) wait_explicit: bool,
+    pub(crate) spin_only: bool,
     pub(crate) spin: Duration,
     pub(crate) liveness_interval: Duration,
     pub(crate) abandon_timeout: Duration,
@@ -82,6 +83,7 @@ impl Default for Options {
             open_timeout: Duration::from_secs(1),
             wait: WaitStrategy::Futex,
             wait_explicit: false,
+            spin_only: false,
             spin: DEFAULT_SPIN,
             liveness_interval: Duration::from_millis(100),
             abandon_timeout: Duration::from_secs(1),
@@ -164,6 +166,43 @@ impl Options {
         self
     }
 
+    /// Creates a segment in which no endpoint ever sleeps, or opens only
+    /// such a segment (default `false`).
+    ///
+    /// Every publish and release in a segment where endpoints may sleep
+    /// checks for sleepers: a full fence and a load of the peer's wake
+    /// word, which on x86 waits for the payload's stores to drain. A
+    /// spin-only segment (wake backend [`Backend::SpinOnly`](crate::Backend::SpinOnly))
+    /// skips that check. In return, every endpoint of it spins or yields:
+    /// one that does not choose a strategy spins ([`WaitStrategy::Spin`]),
+    /// and one that asks for a sleeping strategy is refused
+    /// ([`OpenError::InvalidOptions`] with this option, an
+    /// [`OpenError::WaitMismatch`] when opening such a segment without it).
+    /// Opening a segment whose endpoints may sleep with this option is a
+    /// `WaitMismatch` too.
+    ///
+    /// ```
+    /// use shmq::spsc::{Consumer, Producer};
+    /// use shmq::{Backend, OpenError, Options, WaitStrategy};
+    /// let name = format!("doc-spin-only-{}", std::process::id());
+    /// let mut tx = Producer::create(&name, &Options::new().spin_only(true))?;
+    /// // A sleeping strategy is refused; whoever opens it without one spins.
+    /// let futex = Options::new().wait(WaitStrategy::Futex);
+    /// assert!(matches!(
+    ///     Consumer::open(&name, &futex).err(),
+    ///     Some(OpenError::WaitMismatch { found: Backend::SpinOnly, .. })
+    /// ));
+    /// let mut rx = Consumer::open(&name, &Options::new())?;
+    /// tx.send(b"hi")?;
+    /// let mut buf = [0; 8];
+    /// assert_eq!(rx.recv_into(&mut buf)?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spin_only(mut self, yes: bool) -> Self {
+        self.spin_only = yes;
+        self
+    }
+
     /// Whether `slot_size` was set explicitly.
     pub(crate) fn slot_size_set(&self) -> bool {
         self.set & SET_SLOT_SIZE != 0
@@ -179,9 +218,17 @@ impl Options {
         self.wait
     }
 
-    /// Checks that no option of the other ring kind was set: at open as
-    /// well as at create.
+    /// Checks that no option of the other ring kind was set, and that a
+    /// spin-only endpoint was not asked to sleep: at open as well as at
+    /// create.
     pub(crate) fn check_kind(&self, kind: Kind) -> Result<(), OpenError> {
+        if self.spin_only && self.wait_explicit && self.wait.backend().is_some() {
+            return Err(OpenError::InvalidOptions(format!(
+                "spin_only with the sleeping wait strategy {:?}: nobody may sleep in a spin-only \
+                 segment; use WaitStrategy::Spin or SpinThenYield, or drop spin_only",
+                self.wait
+            )));
+        }
         let foreign = |name: &str, other: Kind| {
             Err(OpenError::InvalidOptions(format!(
                 "{name} is an {other} option, but this is an {kind} ring, which would ignore it; \

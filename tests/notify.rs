@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{Name, env, spawn_role, wait_for_line};
 use shmq::spsc::{self, Consumer, Producer};
-use shmq::{Error, Options, WaitStrategy};
+use shmq::{Backend, Error, OpenError, Options, WaitStrategy};
 
 fn with(wait: WaitStrategy, spin: Duration) -> Options {
     Options::new().capacity(4096).wait(wait).spin(spin)
@@ -135,9 +135,75 @@ fn timeouts_are_honoured_by_every_strategy() {
 // ---------------------------------------------------------------------------
 // Across processes.
 
+/// A spin-only segment refuses sleepers, gives an opener that chose no
+/// strategy a spinning one, never wakes anyone, and still honours
+/// interrupts, timeouts and a peer's detach while spinning.
+#[test]
+fn spin_only_segment_refuses_sleepers_and_its_endpoints_spin() {
+    let name = Name::new("spinonly");
+    let so = Options::new().capacity(4096).spin_only(true);
+    // A sleeping strategy beside `spin_only` is refused before anything
+    // is created.
+    for w in [WaitStrategy::Futex, WaitStrategy::Semaphore] {
+        let e = Producer::create(&name, &so.clone().wait(w)).err();
+        assert!(matches!(e, Some(OpenError::InvalidOptions(_))), "{e:?}");
+    }
+    let mut tx = Producer::create(&name, &so).unwrap();
+    for w in [WaitStrategy::Futex, WaitStrategy::Semaphore] {
+        let e = Consumer::open(&name, &Options::new().wait(w)).err();
+        assert!(
+            matches!(
+                &e,
+                Some(OpenError::WaitMismatch {
+                    found: Backend::SpinOnly,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(e.unwrap().to_string().contains("spin strategy"));
+    }
+    let mut rx = Consumer::open(&name, &Options::new()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)).err(),
+        Some(Error::Timeout)
+    );
+    let handle = rx.interrupter();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        handle.interrupt();
+    });
+    assert_eq!(rx.recv().err(), Some(Error::Interrupted));
+    t.join().unwrap();
+    for i in 0..10_000u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+        let m = rx.recv().unwrap();
+        assert_eq!(m[..], i.to_le_bytes());
+    }
+    drop(tx);
+    assert_eq!(rx.recv().err(), Some(Error::Disconnected));
+    let st = rx.stats();
+    assert_eq!((st.waits, st.wake_syscalls), (0, 0), "{st:?}");
+    // `spin_only` opens only a spin-only segment.
+    let other = Name::new("notspinonly");
+    let _tx = Producer::create(&other, &Options::new().capacity(4096)).unwrap();
+    let e = Consumer::open(&other, &so).err();
+    assert!(
+        matches!(
+            e,
+            Some(OpenError::WaitMismatch {
+                expected: Backend::SpinOnly,
+                found: Backend::Futex,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+}
+
 fn strategy(s: &str) -> WaitStrategy {
     match s {
-        "spin" => WaitStrategy::Spin,
+        "spin" | "spin-only" => WaitStrategy::Spin,
         "futex" => WaitStrategy::Futex,
         "sem" => WaitStrategy::Semaphore,
         other => panic!("strategy {other}"),
@@ -151,11 +217,7 @@ fn child_entry() {
     let Some((role, name)) = common::child() else {
         return;
     };
-    let w = strategy(&env("SHMQ_WAIT"));
-    let o = match std::env::var("SHMQ_RACY") {
-        Ok(_) => racy(w),
-        Err(_) => with(w, Duration::ZERO),
-    };
+    let o = opts(&env("SHMQ_WAIT"), std::env::var("SHMQ_RACY").is_ok());
     match role.as_str() {
         "echo" => {
             let n: u64 = env("SHMQ_COUNT").parse().unwrap();
@@ -191,6 +253,18 @@ fn racy(w: WaitStrategy) -> Options {
     with(w, Duration::from_micros(1)).liveness_interval(Duration::from_secs(600))
 }
 
+/// The options of strategy `wait` (`spin-only`: spinning in a spin-only
+/// segment), [`racy`] ones with `racy_opts`.
+fn opts(wait: &str, racy_opts: bool) -> Options {
+    let w = strategy(wait);
+    let o = if racy_opts {
+        racy(w)
+    } else {
+        with(w, Duration::ZERO)
+    };
+    o.spin_only(wait == "spin-only")
+}
+
 fn cross_process_ping_pong(wait: &str, n: u64) {
     ping_pong_with(wait, n, false);
 }
@@ -201,11 +275,7 @@ fn ping_pong_with(wait: &str, n: u64, racy_opts: bool) {
     let name = Name::new(&format!("pp{wait}"));
     let ab = Name(format!("{}.ab", name.0));
     let ba = Name(format!("{}.ba", name.0));
-    let o = if racy_opts {
-        racy(strategy(wait))
-    } else {
-        with(strategy(wait), Duration::ZERO)
-    };
+    let o = opts(wait, racy_opts);
     let mut tx = Producer::create(&ab, &o).unwrap();
     let mut rx = Consumer::create(&ba, &o).unwrap();
     let mut env = vec![
@@ -242,6 +312,11 @@ fn spin_wakeup_across_processes() {
 }
 
 #[test]
+fn spin_only_wakeup_across_processes() {
+    cross_process_ping_pong("spin-only", 20_000);
+}
+
+#[test]
 fn futex_wakeup_across_processes() {
     cross_process_ping_pong("futex", 20_000);
 }
@@ -253,7 +328,7 @@ fn semaphore_wakeup_across_processes() {
 
 fn killed_while_sleeping(wait: &str) {
     let name = Name::new(&format!("ks{wait}"));
-    let o = with(strategy(wait), Duration::ZERO);
+    let o = opts(wait, false);
     let mut rx = Consumer::create(&name, &o).unwrap();
     let mut child = spawn_role("sleep", &name, &[("SHMQ_WAIT", wait.to_string())]);
     wait_for_line(&mut child, "READY");
@@ -272,6 +347,11 @@ fn killed_while_sleeping(wait: &str) {
 #[test]
 fn spin_peer_killed_gives_peer_died() {
     killed_while_sleeping("spin");
+}
+
+#[test]
+fn spin_only_peer_killed_gives_peer_died() {
+    killed_while_sleeping("spin-only");
 }
 
 #[test]

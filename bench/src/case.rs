@@ -303,7 +303,11 @@ impl Params {
 /// one `size`-byte message with up to 4 producers and 4 consumers (each
 /// ring kind gets only its own options); receivers wait as `wait` does.
 pub(crate) fn ring_options(kind: Kind, wait: WaitName, size: usize) -> Options {
-    let o = Options::new().wait(wait.strategy());
+    // The spin rows' endpoints never sleep: their segment skips the check
+    // for sleepers (`Options::spin_only`), as a spinning user's would.
+    let o = Options::new()
+        .wait(wait.strategy())
+        .spin_only(wait == WaitName::Spin);
     match kind {
         Kind::Spsc if wait == WaitName::Alternate => o,
         Kind::Spsc => o.capacity(RING_BYTES),

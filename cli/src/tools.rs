@@ -144,9 +144,14 @@ pub struct RingArgs {
     pub slot_size: Option<u64>,
     /// How to wait for the peer. A segment created with `sem` must be opened
     /// with `sem` or a spinning strategy, and likewise for `futex`.
-    /// [default: futex]
+    /// [default: futex; spin in a spin-only segment]
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub wait: Option<WaitArg>,
+    /// Create a segment in which nobody sleeps (its endpoints spin or
+    /// yield, and skip the check for sleepers on every message), or open
+    /// only such a segment.
+    #[arg(long)]
+    pub spin_only: bool,
 }
 
 impl RingArgs {
@@ -170,7 +175,7 @@ impl RingArgs {
                 WaitArg::Sem => WaitStrategy::Semaphore,
             });
         }
-        o
+        o.spin_only(self.spin_only)
     }
 }
 

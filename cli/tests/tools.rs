@@ -217,6 +217,31 @@ fn mpmc_and_small_rings_arrive_byte_identical() {
 }
 
 #[test]
+fn spin_only_rings_carry_data_say_so_and_refuse_sleepers() {
+    let dir = Scratch::new("spinonly");
+    let data = random_bytes(1 << 20, 11);
+    let name = Name::new("spinonly");
+    transfer(&name, &data, &["--spin-only"], &dir);
+    assert!(!name.exists());
+
+    let (s, s_in) = live_sender(&name, &["--spin-only"]);
+    wait_attached(&name, s.0.id());
+    let st = stdout_of(&run(&["stat", &name]));
+    assert!(st.contains("wake:          spin-only"), "{st}");
+    // A receiver that asks to sleep is refused (3) and told what to do.
+    let o = run(&["recv", "--wait", "futex", &name]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("spin strategy"), "{}", stderr_of(&o));
+    drop(s_in);
+    let mut s = s;
+    assert!(wait_for(&mut s.0, Duration::from_secs(10), "sender").success());
+    // Asking for a spin-only ring and a sleeping wait at once: usage, 2.
+    let o = run(&["recv", "--spin-only", "--wait", "sem", &name]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    let _ = run(&["rm", "--force", &name]);
+}
+
+#[test]
 fn lines_mode_round_trips_lines() {
     let name = Name::new("lines");
     let mut send = shmq()
