@@ -2,7 +2,7 @@
 # Instructions per 64-byte message on the hot paths, counted by plain
 # callgrind (no gungraun-runner needed): bench/examples/instructions.rs
 # moves N messages along one path (one thread, both endpoints of a named
-# segment, Spin waits) and exits; (total(N) - total(0)) / N cancels
+# spin-only segment, Spin waits) and exits; (total(N) - total(0)) / N cancels
 # start-up, segment creation and removal, and exit.
 #
 # Usage: scripts/instructions.sh [N] [PATH...]

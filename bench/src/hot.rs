@@ -1,7 +1,8 @@
 //! One-thread hot paths, for counting instructions per message
 //! (`benches/instructions.rs` with gungraun, `scripts/instructions.sh`
 //! with callgrind): both endpoints of one named segment live in this
-//! process, wait with [`WaitStrategy::Spin`](shmq::WaitStrategy::Spin) and move [`HOT_SIZE`]-byte
+//! process, wait with [`WaitStrategy::Spin`](shmq::WaitStrategy::Spin) in a spin-only segment
+//! ([`Options::spin_only`](shmq::Options::spin_only): no wake checks) and move [`HOT_SIZE`]-byte
 //! messages one at a time (send one, receive it), so every message takes
 //! the fast path of both sides and nothing sleeps. Two reference paths
 //! count the best in-process rings the same way: rtrb's SPSC `push` +
