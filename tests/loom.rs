@@ -207,9 +207,24 @@ fn spsc_wrap_with_padding() {
 /// land where earlier payloads were.
 #[test]
 fn spsc_stream_mixed_lengths() {
+    stream_mixed_lengths(spsc_tiny);
+}
+
+/// The same in a spin-only ring, where no publish or release runs the
+/// wake check (its SeqCst fence is gone from every interleaving). The
+/// blocking spin wait itself is not modelled: loom reports a waiter that
+/// re-reads the peer's cursor in `block_on_slow` as an unbounded model
+/// ("exceeded maximum number of branches"); the threaded tests and Miri
+/// run that loop.
+#[test]
+fn spsc_spin_only_stream_mixed_lengths() {
+    stream_mixed_lengths(|| spsc_tiny().spin_only(true));
+}
+
+fn stream_mixed_lengths(opts: fn() -> Options) {
     const LENS: [usize; 6] = [0, 24, 5, 17, 8, 24];
-    check(|| {
-        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+    check(move || {
+        let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
         let p = thread::spawn(move || {
             for (id, len) in LENS.into_iter().enumerate() {
                 spsc_send(&mut tx, &msg(id as u8, len));
@@ -232,10 +247,9 @@ fn spsc_stream_mixed_lengths() {
 /// the third lap, where the stale word is D's header (one lap old, never
 /// two).
 ///
-/// Catches a header word published before its payload or terminator (a
-/// Relaxed header store or load: the consumer would take a stale word for a
-/// record), and a lap parity that fails to tell a lap-old header from a new
-/// one.
+/// Catches a lap parity that fails to tell a lap-old header from a new
+/// one. (It passed with every header store Relaxed, in a futex and in a
+/// spin-only ring: the Relaxed store is `spsc_spin_only_terminator_over_a_two_laps_old_header`'s.)
 #[test]
 fn spsc_header_word_publish_over_laps() {
     const LENS: [usize; 6] = [24, 8, 8, 16, 24, 16];
@@ -262,14 +276,35 @@ fn spsc_header_word_publish_over_laps() {
 /// header with payload, which does not rewrite it here (loom keeps payload
 /// bytes apart from words), E (32) at 32; lap 2: F (16) at 0, then its
 /// terminator at 16, over B's header. Only the Release store of F's header
-/// (published at once, `commit_publish`) makes the terminator visible to
-/// the consumer that sees F; without it the consumer may read B's header
-/// there and deliver a message that is not there.
+/// makes the terminator visible to the consumer that sees F; without it the
+/// consumer may read B's header there and deliver a message that is not
+/// there. G (16 bytes, then at 16) must not have B's length: loom keeps
+/// payload bytes as plain memory, always the latest, so a stale header of
+/// G's own length would deliver G's real bytes and pass.
+///
+/// Only the spin-only variant checks that Release: in a futex ring every
+/// publish and release runs the wake check's SeqCst fence, and a store
+/// before one SeqCst fence is seen by a load after a later one (in their
+/// total order), which in this model covers for the header's Release.
+/// Seen: with every header store Relaxed, the spin-only variant fails and
+/// the futex one passes. (A Relaxed store in the one-record fast path
+/// alone, `try_write_now`, passes both: F and G take the slow path in
+/// every interleaving within the preemption bound.)
 #[test]
 fn spsc_terminator_over_a_two_laps_old_header() {
-    const LENS: [usize; 7] = [8, 8, 24, 24, 24, 8, 8];
-    check(|| {
-        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+    terminator_over_a_two_laps_old_header(spsc_tiny);
+}
+
+/// See `spsc_terminator_over_a_two_laps_old_header`.
+#[test]
+fn spsc_spin_only_terminator_over_a_two_laps_old_header() {
+    terminator_over_a_two_laps_old_header(|| spsc_tiny().spin_only(true));
+}
+
+fn terminator_over_a_two_laps_old_header(opts: fn() -> Options) {
+    const LENS: [usize; 7] = [8, 8, 24, 24, 24, 8, 16];
+    check(move || {
+        let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
         let p = thread::spawn(move || {
             for (id, len) in LENS.into_iter().enumerate() {
                 spsc_send(&mut tx, &msg(id as u8, len));
@@ -513,8 +548,19 @@ fn spsc_wakeup_producer_sleeps() {
 /// `try_take`: the consumer would read a stale info word (0 → `Corrupted`).
 #[test]
 fn mpmc_two_producers_one_consumer() {
-    check(|| {
-        let (tx1, mut rx) = mpmc::channel(&mpmc_tiny()).unwrap();
+    two_producers_one_consumer(mpmc_tiny);
+}
+
+/// The same in a spin-only ring (no wake check's fences; see
+/// `spsc_spin_only_stream_mixed_lengths`).
+#[test]
+fn mpmc_spin_only_two_producers_one_consumer() {
+    two_producers_one_consumer(|| mpmc_tiny().spin_only(true));
+}
+
+fn two_producers_one_consumer(opts: fn() -> Options) {
+    check(move || {
+        let (tx1, mut rx) = mpmc::channel(&opts()).unwrap();
         let tx2 = tx1.try_clone().unwrap();
         let ps: Vec<_> = [(tx1, 1u8), (tx2, 2u8)]
             .into_iter()

@@ -29,8 +29,19 @@ fn message(i: usize) -> Vec<u8> {
 
 #[test]
 fn spsc_threads_wrap_with_padding() {
-    // 64-byte ring, messages up to 24 bytes: padding records all the time.
-    let (mut tx, mut rx) = spsc::channel(&blocking(Options::new().capacity(64))).unwrap();
+    wrap_with_padding(&blocking(Options::new().capacity(64)));
+}
+
+/// The same in a spin-only ring: both sides spin, no wake checks.
+#[test]
+fn spsc_spin_only_threads_wrap_with_padding() {
+    wrap_with_padding(&Options::new().capacity(64).spin_only(true));
+}
+
+/// `N` messages through a 64-byte ring, messages up to 24 bytes: padding
+/// records all the time.
+fn wrap_with_padding(opts: &Options) {
+    let (mut tx, mut rx) = spsc::channel(opts).unwrap();
     let p = thread::spawn(move || {
         for i in 0..N {
             tx.send(&message(i)).unwrap();
