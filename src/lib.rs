@@ -11,7 +11,9 @@
 //! * [`typed`]: channels of plain-old-data values (`bytemuck::Pod`) over
 //!   either ring, with the element type checked at open.
 //! * Waiting: [`WaitStrategy`] — spin, spin-then-yield, futex (default) or
-//!   POSIX semaphore; a wake syscall only when somebody sleeps.
+//!   POSIX semaphore; a wake syscall only when somebody sleeps, and no
+//!   check for sleepers at all in a ring whose endpoints all spin
+//!   ([`Options::spin_only`]).
 //! * Failure model: a peer may die at any instruction; the survivor gets
 //!   [`Error::PeerDied`] or [`Error::Disconnected`] within the liveness
 //!   interval (100 ms by default), after receiving everything committed.

@@ -40,6 +40,9 @@ use crate::sync::{Ordering, fence};
 #[non_exhaustive]
 pub enum WaitStrategy {
     /// Busy-wait with a spin hint. Lowest latency; burns a core while waiting.
+    /// When every endpoint of a ring spins, create it with
+    /// [`Options::spin_only`](crate::Options::spin_only): its publishes and
+    /// releases then skip the check for sleepers.
     Spin,
     /// Spin for the spin window, then `sched_yield` in a loop.
     SpinThenYield,
