@@ -111,14 +111,8 @@ impl Attachment {
         // written by this thread (heap).
         let raw = mem.header().meta.wake.load(Ordering::Relaxed);
         let backend = Backend::from_raw(raw).unwrap_or(Backend::Futex);
-        // In a spin-only segment an endpoint that did not choose a spin
-        // strategy spins (one that chose a sleeping one was refused at open).
-        let strategy = match opts.wait.backend() {
-            Some(_) if backend == Backend::SpinOnly => crate::WaitStrategy::Spin,
-            _ => opts.wait,
-        };
         let wait = WaitCfg {
-            strategy,
+            strategy: opts.wait,
             spin: opts.spin,
             pace: crate::notify::Pacer::new(),
             msgs_seen: 0,

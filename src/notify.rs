@@ -463,8 +463,8 @@ fn block_on_slow<W: Waitable>(w: &mut W, deadline: Option<Instant>) -> Result<W:
     let cfg = *w.cfg();
     let start = Instant::now();
     let mut last_check = start;
-    // (`attach` gives a spin-only segment's endpoints a spin strategy; the
-    // second test keeps this loop out of the kernel whatever the strategy.)
+    // In a spin-only segment every endpoint spins, whatever its strategy (an
+    // explicit sleeping one was refused at open; the default spins here).
     let blocking = cfg.strategy.backend().is_some() && cfg.backend != Backend::SpinOnly;
     let spin_for = if blocking { cfg.spin } else { Duration::MAX };
     // Spin hints (or yields) since the clock was last read.

@@ -120,6 +120,8 @@ impl Turns {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count);
+/// `None` for no values.
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
