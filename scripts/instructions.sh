@@ -5,7 +5,9 @@
 # spin-only segment, Spin waits) and exits; (total(N) - total(0)) / N cancels
 # start-up, segment creation and removal, and exit.
 #
-# Usage: scripts/instructions.sh [N] [PATH...]
+# Usage: scripts/instructions.sh [--futex] [N] [PATH...]
+#   --futex  in a default (futex) segment instead: the same Spin endpoints,
+#            plus the check for sleepers after every publish and release
 #   N     messages (default 100000)
 #   PATH  spsc-send-recv-into (the default alone), spsc-reserve-commit,
 #         mpmc-send-recv, typed-send-recv, spsc-batch (batches of 32), the
@@ -17,6 +19,11 @@ cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null; then
   echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2
   exit 2
+fi
+segment=spin-only
+if [ "${1:-}" = --futex ]; then
+  segment=futex
+  shift
 fi
 n=${1:-100000}
 shift || true
@@ -35,10 +42,11 @@ trap 'rm -f "$out"' EXIT
 
 # Total instructions of one run: the `summary:` line of callgrind's output.
 total() {
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" >/dev/null 2>&1
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" "$segment" >/dev/null 2>&1
   awk '/^summary:/ { print $2; found = 1 } END { exit !found }' "$out"
 }
 
+echo "segment: $segment"
 printf '%-22s %14s %14s %10s\n' path "total(0)" "total($n)" "instr/msg"
 for p in "${paths[@]}"; do
   base=$(total "$p" 0)

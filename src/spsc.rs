@@ -420,8 +420,7 @@ impl WriteGrant<'_> {
         if self.batch {
             ep.side.commit(&ep.at.mem, &self.res, n);
         } else {
-            ep.side.commit_publish(&ep.at.mem, &self.res, n);
-            ep.wake_peers();
+            ep.publish_then_wake(|side, mem| side.commit_publish(mem, &self.res, n));
         }
     }
 

@@ -1,10 +1,13 @@
 //! One-thread hot paths, for counting instructions per message
 //! (`benches/instructions.rs` with gungraun, `scripts/instructions.sh`
 //! with callgrind): both endpoints of one named segment live in this
-//! process, wait with [`WaitStrategy::Spin`](shmq::WaitStrategy::Spin) in a spin-only segment
-//! ([`Options::spin_only`](shmq::Options::spin_only): no wake checks) and move [`HOT_SIZE`]-byte
-//! messages one at a time (send one, receive it), so every message takes
-//! the fast path of both sides and nothing sleeps. Two reference paths
+//! process, wait with [`WaitStrategy::Spin`](shmq::WaitStrategy::Spin)
+//! and move [`HOT_SIZE`]-byte messages one at a time (send one, receive
+//! it), so every message takes the fast path of both sides and nothing
+//! sleeps. The segment is spin-only
+//! ([`Options::spin_only`](shmq::Options::spin_only): no wake checks) or,
+//! with [`HotSegment::Futex`], the default kind, where every publish and
+//! release also checks for sleepers. Two reference paths
 //! count the best in-process rings the same way: rtrb's SPSC `push` +
 //! `pop` and crossbeam's `ArrayQueue` (MPMC), of the same `[u8; 64]`
 //! values, on the heap (no segment, no checks, no wake-ups).
@@ -92,6 +95,38 @@ enum Ends {
     ArrayQueue(crossbeam_queue::ArrayQueue<Message>),
 }
 
+/// The kind of segment a hot path's shmq endpoints share (the reference
+/// paths have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotSegment {
+    /// [`Options::spin_only`](shmq::Options::spin_only): nobody can sleep,
+    /// so no wake checks (what a user whose endpoints all spin creates).
+    SpinOnly,
+    /// The default segment (futex wake-ups): `Spin` endpoints still check
+    /// for sleepers after every publish and release.
+    Futex,
+}
+
+impl HotSegment {
+    /// Both kinds.
+    pub const ALL: [HotSegment; 2] = [HotSegment::SpinOnly, HotSegment::Futex];
+
+    /// The name used on command lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HotSegment::SpinOnly => "spin-only",
+            HotSegment::Futex => "futex",
+        }
+    }
+}
+
+impl FromStr for HotSegment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_name(s, &Self::ALL, Self::as_str)
+    }
+}
+
 /// Slots of the reference rings (one message is in flight at a time).
 const REFERENCE_SLOTS: usize = 1024;
 
@@ -102,15 +137,24 @@ pub struct Hot {
 }
 
 impl Hot {
-    /// Creates a segment under a fresh name and attaches both endpoints
-    /// (the reference paths: their ring on the heap).
+    /// Creates a spin-only segment under a fresh name and attaches both
+    /// endpoints (the reference paths: their ring on the heap).
     ///
     /// # Errors
     /// The segment cannot be created (`/dev/shm` full, …).
     pub fn new(path: HotPath) -> Result<Hot, OpenError> {
+        Hot::in_segment(path, HotSegment::SpinOnly)
+    }
+
+    /// [`new`](Self::new), in a segment of kind `seg`.
+    ///
+    /// # Errors
+    /// The segment cannot be created (`/dev/shm` full, …).
+    pub fn in_segment(path: HotPath, seg: HotSegment) -> Result<Hot, OpenError> {
         let name = format!("hot-{}", unique_name());
-        let o = ring_options(Kind::Spsc, WaitName::Spin, HOT_SIZE);
-        let om = ring_options(Kind::Mpmc, WaitName::Spin, HOT_SIZE);
+        let spin_only = seg == HotSegment::SpinOnly;
+        let o = ring_options(Kind::Spsc, WaitName::Spin, HOT_SIZE).spin_only(spin_only);
+        let om = ring_options(Kind::Mpmc, WaitName::Spin, HOT_SIZE).spin_only(spin_only);
         let ends = match path {
             HotPath::SpscSendRecvInto | HotPath::SpscReserveCommit | HotPath::SpscBatch => {
                 Ends::Spsc(
@@ -222,11 +266,14 @@ mod tests {
 
     #[test]
     fn every_path_moves_messages_and_leaves_no_segment() {
-        for p in HotPath::ALL {
-            assert_eq!(p.as_str().parse::<HotPath>(), Ok(p));
-            let mut h = Hot::new(p).unwrap();
-            h.run(3000);
-            drop(h);
+        for seg in HotSegment::ALL {
+            assert_eq!(seg.as_str().parse::<HotSegment>(), Ok(seg));
+            for p in HotPath::ALL {
+                assert_eq!(p.as_str().parse::<HotPath>(), Ok(p));
+                let mut h = Hot::in_segment(p, seg).unwrap();
+                h.run(3000);
+                drop(h);
+            }
         }
         let me = format!("hot-bench-{}-", std::process::id());
         let left: Vec<String> = shmq::list()

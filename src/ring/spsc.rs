@@ -231,7 +231,13 @@ pub(crate) struct Record {
 /// The producer's private state.
 #[derive(Debug)]
 pub(crate) struct ProducerRing {
-    cap: u64,
+    /// The capacity minus one (the capacity is a power of two): the mask
+    /// of positions. Kept instead of the capacity, which only the slow
+    /// paths need (`cap()`): the quick ones mask twice per record, and a
+    /// stored capacity cost a decrement each time (callgrind). The consumer
+    /// keeps `cap`: its quicker quick path made a 64-byte spin-only stream
+    /// slower, not faster (ARCHITECTURE.md, "Instructions in futex rings").
+    mask: u64,
     /// `max_message_len(cap)`.
     max: usize,
     /// Next write cursor, including committed but unpublished records.
@@ -258,6 +264,12 @@ pub(crate) struct ProducerRing {
 }
 
 impl ProducerRing {
+    /// The ring's capacity in bytes.
+    #[inline(always)]
+    fn cap(&self) -> u64 {
+        self.mask + 1
+    }
+
     /// Starts from the shared cursors, after any records a predecessor
     /// published without storing its cursor.
     pub(crate) fn attach(mem: &Mem) -> Result<ProducerRing, Error> {
@@ -304,7 +316,7 @@ impl ProducerRing {
         // reports it.
         let head_cache = if t >= CURSOR_LIMIT { t - cap - 1 } else { head };
         let mut ring = ProducerRing {
-            cap,
+            mask: cap - 1,
             max: max_message_len(cap),
             tail: t,
             published: t,
@@ -326,9 +338,9 @@ impl ProducerRing {
     /// pads or finds the ring full past the limit reports it. No overflow.)
     #[inline]
     fn set_limit(&mut self) {
-        let lap_end = (self.tail | (self.cap - 1)) + 1;
-        self.limit = lap_end.min(self.head_cache + self.cap);
-        self.lap_tag = header_word(0, TAG_MSG, self.tail, self.cap);
+        let lap_end = (self.tail | self.mask) + 1;
+        self.limit = lap_end.min(self.head_cache + self.cap());
+        self.lap_tag = header_word(0, TAG_MSG, self.tail, self.cap());
     }
 
     /// The header word of a message of `n` bytes at cursor `at`, which a
@@ -336,13 +348,13 @@ impl ProducerRing {
     /// the lap of `lap_tag`.
     #[inline(always)]
     fn msg_word(&self, n: usize, at: u64) -> u64 {
-        debug_assert_eq!(self.lap_tag, header_word(0, TAG_MSG, at, self.cap));
+        debug_assert_eq!(self.lap_tag, header_word(0, TAG_MSG, at, self.cap()));
         let _ = at;
         self.lap_tag | n as u64
     }
 
     pub(crate) fn capacity(&self) -> u64 {
-        self.cap
+        self.cap()
     }
 
     /// Whether committed records wait for `publish`.
@@ -407,8 +419,8 @@ impl ProducerRing {
     /// <= cap / 2` and `slack <= cap / 8`: no overflow.)
     #[inline(always)]
     fn fits(&self, need: u64, slack: u64) -> bool {
-        (self.tail & (self.cap - 1)) + need <= self.cap
-            && self.tail - self.head_cache + need + slack <= self.cap
+        (self.tail & self.mask) + need <= self.cap()
+            && self.tail - self.head_cache + need + slack <= self.cap()
     }
 
     /// `try_reserve_slack` when the record needs padding or the cached head
@@ -433,18 +445,18 @@ impl ProducerRing {
                 self.tail,
             ));
         }
-        let pos = self.tail & (self.cap - 1);
-        let contiguous = self.cap - pos;
+        let pos = self.tail & self.mask;
+        let contiguous = self.cap() - pos;
         let pad = if need <= contiguous { 0 } else { contiguous };
         let total = pad + need;
         // The room to wait for: the record (with its padding) and the
         // slack, but never more than the whole ring, so that the wait ends
         // once the consumer drains. (`pad < need <= cap / 2`, so the record
         // alone always fits an empty ring.)
-        let want = (total + slack).min(self.cap);
-        if self.tail - self.head_cache + want > self.cap {
+        let want = (total + slack).min(self.cap());
+        if self.tail - self.head_cache + want > self.cap() {
             self.refresh_head(mem)?;
-            if self.tail - self.head_cache + want > self.cap {
+            if self.tail - self.head_cache + want > self.cap() {
                 return Err(Error::Full);
             }
         }
@@ -480,10 +492,10 @@ impl ProducerRing {
     pub(crate) fn payload(&self, mem: &Mem, r: &Reservation) -> *mut u8 {
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, self.cap) };
+        let data = unsafe { Data::of(mem, self.cap()) };
         // SAFETY: a reservation's record (header and `len` payload bytes)
         // does not wrap: it ends at or before `cap` (`try_reserve_*`).
-        unsafe { data.bytes((r.start & (self.cap - 1)) + RECORD_HEADER as u64, r.len) }
+        unsafe { data.bytes((r.start & self.mask) + RECORD_HEADER as u64, r.len) }
     }
 
     /// Writes the record for `n <= r.len` payload bytes: its terminator and
@@ -497,11 +509,11 @@ impl ProducerRing {
         assert!(n <= r.len, "committed {n} bytes of a {}-byte grant", r.len);
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, self.cap) };
+        let data = unsafe { Data::of(mem, self.cap()) };
         let end = self.terminate(data, r.start + record_size(n as u64));
-        let msg = header_word(n as u32, TAG_MSG, r.start, self.cap);
+        let msg = header_word(n as u32, TAG_MSG, r.start, self.cap());
         if r.pad == 0 {
-            self.hold_or_store(data, r.start & (self.cap - 1), msg);
+            self.hold_or_store(data, r.start & self.mask, msg);
         } else {
             self.commit_padded(data, *r, msg);
         }
@@ -532,9 +544,9 @@ impl ProducerRing {
     #[inline(always)]
     fn terminate(&self, data: Data<'_>, end: u64) -> u64 {
         // `end < limit` is the quick proof (`limit <= head_cache + cap`).
-        if end < self.limit || end - self.head_cache < self.cap {
+        if end < self.limit || end - self.head_cache <= self.mask {
             // SAFETY: `end` is a multiple of 8 (a cursor), masked below `cap`.
-            let w = unsafe { data.word(end & (self.cap - 1)) };
+            let w = unsafe { data.word(end & self.mask) };
             // Relaxed: published by the Release store of the first
             // unpublished header word (in `publish` or `commit_publish`).
             w.store(0, Ordering::Relaxed);
@@ -547,12 +559,12 @@ impl ProducerRing {
     /// (`r` by value, as in `commit_then_publish`.)
     #[cold]
     fn commit_padded(&mut self, data: Data<'_>, r: Reservation, msg: u64) {
-        let mask = self.cap - 1;
+        let mask = self.mask;
         // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
         let w = unsafe { data.word(r.start & mask) };
         // Relaxed: published with the padding header, stored after it.
         w.store(msg, Ordering::Relaxed);
-        let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail, self.cap);
+        let pad = header_word((r.pad - 8) as u32, TAG_PAD, self.tail, self.cap());
         self.hold_or_store(data, self.tail & mask, pad);
     }
 
@@ -589,7 +601,7 @@ impl ProducerRing {
         if !self.fits_fast(need) {
             return None;
         }
-        let pos = t & (self.cap - 1);
+        let pos = t & self.mask;
         // SAFETY: the record (header and payload, `need` bytes) starts at
         // `pos` and ends at or before `cap` (`fits_fast`).
         let dst = unsafe { data.bytes(pos + RECORD_HEADER as u64, len) };
@@ -610,7 +622,7 @@ impl ProducerRing {
     pub(crate) fn try_write_held(&mut self, mem: &Mem, msg: &[u8]) -> bool {
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, self.cap) };
+        let data = unsafe { Data::of(mem, self.cap()) };
         let Some((pos, end, word)) = self.write_quick(data, msg) else {
             return false;
         };
@@ -630,7 +642,7 @@ impl ProducerRing {
         }
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, self.cap) };
+        let data = unsafe { Data::of(mem, self.cap()) };
         let Some((pos, end, word)) = self.write_quick(data, msg) else {
             return false;
         };
@@ -682,13 +694,13 @@ impl ProducerRing {
         // No padding and nothing pending: no header word to hold back.
         // SAFETY: this ring's capacity, read from `mem`'s geometry at
         // attach (a side is only used with the `Mem` it attached to).
-        let data = unsafe { Data::of(mem, self.cap) };
+        let data = unsafe { Data::of(mem, self.cap()) };
         let end = self.terminate(data, r.start + record_size(n as u64));
         // No padding: `r.start` is the `tail` of a quick reserve or of one
         // that began with `set_limit`.
         let msg = self.msg_word(n, r.start);
         // SAFETY: `r.start` is a cursor (a multiple of 8), masked.
-        let w = unsafe { data.word(r.start & (self.cap - 1)) };
+        let w = unsafe { data.word(r.start & self.mask) };
         // Release: as in `publish`.
         w.store(msg, Ordering::Release);
         // Release: as in `publish`.
@@ -716,10 +728,10 @@ impl ProducerRing {
         if self.tail == self.published {
             return false;
         }
-        // SAFETY: `self.cap` is this ring's capacity, read from `mem`'s
+        // SAFETY: `self.cap()` is this ring's capacity, read from `mem`'s
         // geometry at attach; `pending_at` is a masked cursor (set in
         // `commit`).
-        let w = unsafe { Data::of(mem, self.cap).word(self.pending_at) };
+        let w = unsafe { Data::of(mem, self.cap()).word(self.pending_at) };
         // Release: pairs with the consumer's Acquire load of this header
         // word in `ConsumerRing::try_peek`: the payloads, terminators and
         // header words written before it are visible to a consumer that
