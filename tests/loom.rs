@@ -289,7 +289,9 @@ fn spsc_header_word_publish_over_laps() {
 /// Seen: with every header store Relaxed, the spin-only variant fails and
 /// the futex one passes. (A Relaxed store in the one-record fast path
 /// alone, `try_write_now`, passes both: F and G take the slow path in
-/// every interleaving within the preemption bound.)
+/// every interleaving within the preemption bound;
+/// `spsc_spin_only_fast_path_terminator_over_a_two_laps_old_header` drives
+/// that path onto an old header.)
 #[test]
 fn spsc_terminator_over_a_two_laps_old_header() {
     terminator_over_a_two_laps_old_header(spsc_tiny);
@@ -305,6 +307,44 @@ fn terminator_over_a_two_laps_old_header(opts: fn() -> Options) {
     const LENS: [usize; 7] = [8, 8, 24, 24, 24, 8, 16];
     check(move || {
         let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
+        let p = thread::spawn(move || {
+            for (id, len) in LENS.into_iter().enumerate() {
+                spsc_send(&mut tx, &msg(id as u8, len));
+            }
+            tx
+        });
+        for (id, len) in LENS.into_iter().enumerate() {
+            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
+        }
+        drop(p.join().unwrap());
+        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
+    });
+}
+
+/// The one-record fast path (`try_write_now`) over a two-laps-old header.
+/// In the terminator model above, every record whose terminator lands on
+/// an old header is the first of its lap or finds the cached head short,
+/// and takes the slow path; here one takes the fast path. 64-byte ring.
+/// Lap 0: X (32 bytes) at 0, Y (16) at 32, D (16) at 48; lap 1: E (32) at
+/// 0, F (32) at 32, over Y's header (D's header, at 48, stays: loom keeps
+/// payload bytes apart from words); lap 2: G (32) at 0 (the first of its
+/// lap: the slow path, whose refresh of the cached head finds 128 when the
+/// consumer has taken F by then), H (16) at 32 by the fast path, its
+/// terminator at 48 over D's header, whose lap parity is lap 2's; then I
+/// (24 bytes: padding at 48, I at 0 of lap 3), so that the consumer looks
+/// at 48 while it waits for I. Only the Release store of H's header in
+/// `try_write_now` makes the terminator visible to a consumer that sees H;
+/// without it the consumer may read D's header there and deliver a
+/// message of D's length that was never sent (I's length differs, so no
+/// interleaving can pass it off as I). Seen: with that store Relaxed
+/// (`scripts/loom-mutants.sh spsc-try-write-header-relaxed`) the model
+/// fails. Spin-only: in a futex ring the wake check's SeqCst fences cover
+/// for that Release in the model (see the terminator model).
+#[test]
+fn spsc_spin_only_fast_path_terminator_over_a_two_laps_old_header() {
+    const LENS: [usize; 8] = [24, 8, 8, 24, 24, 24, 8, 16];
+    check(|| {
+        let (mut tx, mut rx) = spsc::channel(&spsc_tiny().spin_only(true)).unwrap();
         let p = thread::spawn(move || {
             for (id, len) in LENS.into_iter().enumerate() {
                 spsc_send(&mut tx, &msg(id as u8, len));
