@@ -252,16 +252,23 @@ fn stream_mixed_lengths(opts: fn() -> Options) {
 /// spin-only ring: the Relaxed store is `spsc_spin_only_terminator_over_a_two_laps_old_header`'s.)
 #[test]
 fn spsc_header_word_publish_over_laps() {
-    const LENS: [usize; 6] = [24, 8, 8, 16, 24, 16];
-    check(|| {
-        let (mut tx, mut rx) = spsc::channel(&spsc_tiny()).unwrap();
+    spsc_in_order(spsc_tiny, &[24, 8, 8, 16, 24, 16]);
+}
+
+/// One producer thread sends message `i` of `lens[i]` bytes (`msg(i,
+/// len)`) through an SPSC ring made with `opts`; the consumer receives
+/// each, in order, then `Disconnected` once the producer has dropped its
+/// end. The layouts of the lap models are in their `lens`.
+fn spsc_in_order(opts: fn() -> Options, lens: &'static [usize]) {
+    check(move || {
+        let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
         let p = thread::spawn(move || {
-            for (id, len) in LENS.into_iter().enumerate() {
+            for (id, &len) in lens.iter().enumerate() {
                 spsc_send(&mut tx, &msg(id as u8, len));
             }
             tx
         });
-        for (id, len) in LENS.into_iter().enumerate() {
+        for (id, &len) in lens.iter().enumerate() {
             assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
         }
         drop(p.join().unwrap());
@@ -304,21 +311,7 @@ fn spsc_spin_only_terminator_over_a_two_laps_old_header() {
 }
 
 fn terminator_over_a_two_laps_old_header(opts: fn() -> Options) {
-    const LENS: [usize; 7] = [8, 8, 24, 24, 24, 8, 16];
-    check(move || {
-        let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
-        let p = thread::spawn(move || {
-            for (id, len) in LENS.into_iter().enumerate() {
-                spsc_send(&mut tx, &msg(id as u8, len));
-            }
-            tx
-        });
-        for (id, len) in LENS.into_iter().enumerate() {
-            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
-        }
-        drop(p.join().unwrap());
-        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
-    });
+    spsc_in_order(opts, &[8, 8, 24, 24, 24, 8, 16]);
 }
 
 /// The one-record fast path (`try_write_now`) over a two-laps-old header.
@@ -342,21 +335,10 @@ fn terminator_over_a_two_laps_old_header(opts: fn() -> Options) {
 /// for that Release in the model (see the terminator model).
 #[test]
 fn spsc_spin_only_fast_path_terminator_over_a_two_laps_old_header() {
-    const LENS: [usize; 8] = [24, 8, 8, 24, 24, 24, 8, 16];
-    check(|| {
-        let (mut tx, mut rx) = spsc::channel(&spsc_tiny().spin_only(true)).unwrap();
-        let p = thread::spawn(move || {
-            for (id, len) in LENS.into_iter().enumerate() {
-                spsc_send(&mut tx, &msg(id as u8, len));
-            }
-            tx
-        });
-        for (id, len) in LENS.into_iter().enumerate() {
-            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
-        }
-        drop(p.join().unwrap());
-        assert_eq!(spsc_recv(&mut rx).err(), Some(Error::Disconnected));
-    });
+    spsc_in_order(
+        || spsc_tiny().spin_only(true),
+        &[24, 8, 8, 24, 24, 24, 8, 16],
+    );
 }
 
 /// A write batch larger than the ring: when it fills the ring, the producer
