@@ -222,20 +222,7 @@ fn spsc_spin_only_stream_mixed_lengths() {
 }
 
 fn stream_mixed_lengths(opts: fn() -> Options) {
-    const LENS: [usize; 6] = [0, 24, 5, 17, 8, 24];
-    check(move || {
-        let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
-        let p = thread::spawn(move || {
-            for (id, len) in LENS.into_iter().enumerate() {
-                spsc_send(&mut tx, &msg(id as u8, len));
-            }
-            tx
-        });
-        for (id, len) in LENS.into_iter().enumerate() {
-            assert_eq!(spsc_recv(&mut rx).unwrap(), msg(id as u8, len));
-        }
-        drop(p.join().unwrap());
-    });
+    spsc_in_order(opts, &[0, 24, 5, 17, 8, 24]);
 }
 
 /// Publishing by header word (issue 15), lap by lap through the 64-byte
@@ -258,7 +245,8 @@ fn spsc_header_word_publish_over_laps() {
 /// One producer thread sends message `i` of `lens[i]` bytes (`msg(i,
 /// len)`) through an SPSC ring made with `opts`; the consumer receives
 /// each, in order, then `Disconnected` once the producer has dropped its
-/// end. The layouts of the lap models are in their `lens`.
+/// end. The mixed-lengths stream and the lap models differ only in `lens`
+/// (and the ring's options).
 fn spsc_in_order(opts: fn() -> Options, lens: &'static [usize]) {
     check(move || {
         let (mut tx, mut rx) = spsc::channel(&opts()).unwrap();
